@@ -1,0 +1,79 @@
+"""Command line: `python -m core archs` and `python -m core summary NAME [...]`.
+
+Everything the Architecture Explorer shows is available here, for scripts and for checking the
+dashboard's numbers without a browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core import registry
+from core.analysis import AnalysisError, summarize
+from core.formatting import fmt_bytes, fmt_int, fmt_macs, fmt_shape
+from core.spec import OptionError, UnknownArchitectureError
+
+
+def _parse_opts(pairs: list[str]) -> dict[str, str]:
+    opts = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise OptionError(f"--opt expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        opts[k.strip()] = v.strip()
+    return opts
+
+
+def _table(summary) -> str:
+    head = f"{'#':>4}  {'layer':34} {'type':18} {'output':>14} {'params':>13} {'MACs':>15} {'rf':>6} {'jump':>5}"
+    rows = [head, "-" * len(head)]
+    for r in summary.layers:
+        rows.append(f"{r.index:>4}  {r.name[:34]:34} {r.type[:18]:18} {fmt_shape(r.output_shape):>14} "
+                    f"{fmt_int(r.params):>13} {fmt_int(r.macs):>15} {r.rf:>6} {r.jump:>5}")
+    t = summary.totals
+    rows += ["-" * len(head),
+             f"params {fmt_int(t.params)} (trainable {fmt_int(t.trainable_params)}), "
+             f"MACs {fmt_int(t.macs)} = {fmt_macs(t.macs)} (FLOPs = 2 x MACs = {fmt_int(t.flops)}), "
+             f"forward activations {fmt_bytes(t.forward_bytes)} per image (fp32), "
+             f"weights {fmt_bytes(t.param_bytes)}"]
+    rows += [f"warning: {w}" for w in summary.warnings]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Lab from the command line")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("archs", help="list the registered architectures")
+    sp = sub.add_parser("summary", help="layer-by-layer table of one architecture")
+    sp.add_argument("name")
+    sp.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
+    sp.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="architecture option, e.g. --opt stride_in=1x1 (repeatable)")
+    fmt = sp.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "archs":
+        for n in registry.names():
+            s = registry.get(n)
+            opts = ", ".join(f"{k}={v.default}" for k, v in s.options.items())
+            print(f"{n:22} {s.title:42} {'x'.join(map(str, s.input_size)):12} {opts}")
+        return 0
+    try:
+        summary = summarize(a.name, a.input_size, _parse_opts(a.opt))
+    except (UnknownArchitectureError, OptionError, AnalysisError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(summary.to_json())
+    elif a.csv:
+        sys.stdout.write(summary.to_csv())
+    else:
+        print(_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

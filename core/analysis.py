@@ -1,0 +1,485 @@
+"""The layer-by-layer analysis engine: one `LayerRecord` per leaf-layer call, computed once.
+
+`summarize(name, input_size, options)` builds the architecture on the meta device (shapes and
+metadata only: analysing VGG-19 allocates none of its 548 MB of weights), runs one forward
+pass with hooks on every leaf module and an `RFTracker` for receptive fields, and returns a
+`Summary` of raw numbers. Units and thousands separators are the formatting module's job.
+
+Counting conventions (the UI says which one a number uses):
+- `macs`: multiply-accumulates, what the lecture calls "ops", torchinfo "Mult-Adds",
+  torchvision "GFLOPS" and the ResNet paper "FLOPs (multiply-adds)". Only convolutions,
+  transposed convolutions and fully connected layers count, as in PyTorch's FLOP counter.
+- `flops = 2 * macs`, the convention of `torch.utils.flop_counter`.
+- `activation_elems`: values a layer newly allocates for one image. In-place layers (ReLU with
+  inplace=True) and views (flatten) allocate nothing and count 0; their output shape still shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from core import registry
+from core.formatting import fmt_shape
+from core.receptive_field import RF, RFTracker
+from core.spec import ArchSpec
+
+BYTES_FP32 = 4
+MAX_SIDE = 4096          # refuse inputs larger than this on a side: nobody teaches with them
+WARN_ACTIVATION_BYTES = 8 * 1024**3  # warn above 8 GiB of activations per image
+
+
+class AnalysisError(ValueError):
+    """A clear, user-facing reason why an architecture cannot be analysed at this input."""
+
+
+class InputTooSmallError(AnalysisError):
+    """The spatial size drops below 1 at `layer`."""
+
+    def __init__(self, message: str, layer: str) -> None:
+        super().__init__(message)
+        self.layer = layer
+
+
+@dataclass
+class LayerRecord:
+    """Raw numbers for one call of one leaf layer, for one image (batch size 1).
+
+    Shapes leave the batch dimension out: (C, H, W) for maps, (D,) for vectors.
+    """
+
+    index: int
+    name: str                      # module path; " (call k)" when a module runs again
+    type: str                      # class name, e.g. "Conv2d"
+    input_shape: list[int]         # of the first input
+    output_shape: list[int]
+    input_shapes: list[list[int]]  # every tensor input (Concat has several)
+    kernel: list[int] | None = None
+    stride: list[int] | None = None
+    padding: list[int] | None = None
+    dilation: list[int] | None = None
+    output_padding: list[int] | None = None
+    groups: int | None = None
+    bias: bool | None = None
+    ceil_mode: bool | None = None
+    params: int = 0                # counted at a module's first call only
+    trainable_params: int = 0
+    frozen_params: int = 0
+    buffer_elems: int = 0          # running mean/variance of BatchNorm and friends
+    shared: bool = False           # a repeated call: weights already counted
+    macs: int = 0
+    activation_elems: int = 0
+    inplace: bool = False          # output reuses the input's memory (in place or a view)
+    rf: int = 1                    # larger of the two axes, in input pixels
+    rf_hw: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    jump: float = 1.0
+    start: float = 0.0
+    rf_in: float = 1.0             # receptive field and jump of the input, for the arithmetic
+    jump_in: float = 1.0
+    whole_input: bool = False      # every unit sees the whole input (after flatten/global pool)
+
+    @property
+    def activation_bytes(self) -> int:
+        """fp32 bytes of `activation_elems`."""
+        return self.activation_elems * BYTES_FP32
+
+    @property
+    def param_bytes(self) -> int:
+        """fp32 bytes of `params`."""
+        return self.params * BYTES_FP32
+
+    @property
+    def flops(self) -> int:
+        """2 x MACs, PyTorch's flop-counter convention."""
+        return 2 * self.macs
+
+    @property
+    def block(self) -> str:
+        """The module path without the call suffix."""
+        return self.name.split(" (call")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields plus the derived byte counts, JSON-ready."""
+        d = asdict(self)
+        d.update(activation_bytes=self.activation_bytes, param_bytes=self.param_bytes, flops=self.flops)
+        return d
+
+
+@dataclass
+class Totals:
+    """Whole-network numbers for one image."""
+
+    params: int                    # every parameter of the model, shared ones once
+    trainable_params: int
+    frozen_params: int
+    unused_params: int             # parameters of layers the forward pass never ran
+    buffer_elems: int
+    bn_stat_elems: int             # BatchNorm running mean + variance: Keras' "non-trainable"
+    macs: int
+    activation_elems: int          # sum over layers, input excluded
+    input_elems: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def keras_params(self) -> int:
+        """The total a Keras summary prints: parameters plus BatchNorm's moving statistics."""
+        return self.params + self.bn_stat_elems
+
+    @property
+    def param_bytes(self) -> int:
+        return self.params * BYTES_FP32
+
+    @property
+    def forward_bytes(self) -> int:
+        """Activation memory of one forward pass, input included, fp32 (the VGG slide's sum)."""
+        return (self.activation_elems + self.input_elems) * BYTES_FP32
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(flops=self.flops, keras_params=self.keras_params, param_bytes=self.param_bytes,
+                 forward_bytes=self.forward_bytes)
+        return d
+
+
+@dataclass
+class TrainingMemory:
+    """An estimate of training memory in bytes (fp32); it ignores framework workspace,
+    allocator fragmentation and the extra tensors some layers keep for backward."""
+
+    activations: int   # kept for the backward pass, whole batch
+    params: int
+    grads: int         # one gradient per trainable parameter
+    optimizer: int     # state per trainable parameter: 1 for SGD with momentum, 2 for Adam
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.params + self.grads + self.optimizer
+
+
+OPTIMIZER_STATES = {"sgd": 0, "sgd_momentum": 1, "adam": 2}
+
+
+@dataclass
+class Summary:
+    """What `summarize` returns: the records, the totals and how they were made."""
+
+    arch: str
+    title: str
+    options: dict[str, Any]
+    input_size: list[int]
+    layers: list[LayerRecord]
+    totals: Totals
+    module_types: dict[str, str]   # module path -> class name, for the block view
+    warnings: list[str] = field(default_factory=list)
+    train_mode: bool = False
+
+    def blocks(self, depth: int) -> list[dict[str, Any]]:
+        """Layers grouped by the first `depth` components of their module path.
+
+        Consecutive records with the same prefix form one block; its output and receptive
+        field are those of its last record, its counts the sums of its records.
+        """
+        groups: list[dict[str, Any]] = []
+        for r in self.layers:
+            parts = r.block.split(".")
+            key = ".".join(parts[:depth])
+            if groups and groups[-1]["name"] == key:
+                g = groups[-1]
+            else:
+                g = {"name": key, "type": self.module_types.get(key, r.type), "layers": 0,
+                     "input_shape": r.input_shape, "params": 0, "macs": 0, "activation_elems": 0}
+                groups.append(g)
+            g["layers"] += 1
+            g["params"] += r.params
+            g["macs"] += r.macs
+            g["activation_elems"] += r.activation_elems
+            g.update(output_shape=r.output_shape, rf=r.rf, jump=r.jump)
+        return groups
+
+    def max_depth(self) -> int:
+        """Deepest module path among the layers."""
+        return max((r.block.count(".") + 1 for r in self.layers), default=1)
+
+    def training_memory(self, batch: int, optimizer: str = "adam") -> TrainingMemory:
+        """Estimates training memory for a batch; see `TrainingMemory`."""
+        t = self.totals
+        trainable = t.trainable_params * BYTES_FP32
+        return TrainingMemory(activations=batch * t.forward_bytes, params=t.param_bytes,
+                              grads=trainable, optimizer=OPTIMIZER_STATES[optimizer] * trainable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "title": self.title, "options": self.options,
+                "input_size": self.input_size, "train_mode": self.train_mode,
+                "warnings": self.warnings, "totals": self.totals.to_dict(),
+                "layers": [r.to_dict() for r in self.layers]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_csv(self) -> str:
+        """One row per layer, the columns of the JSON records (shapes as the slides' H x W x C)."""
+        cols = ["index", "name", "type", "input_shape", "output_shape", "kernel", "stride",
+                "padding", "dilation", "groups", "params", "trainable_params", "frozen_params",
+                "buffer_elems", "macs", "flops", "activation_elems", "activation_bytes",
+                "param_bytes", "rf", "jump", "start"]
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for r in self.layers:
+            d = r.to_dict()
+            d["input_shape"], d["output_shape"] = fmt_shape(r.input_shape), fmt_shape(r.output_shape)
+            w.writerow(["x".join(map(str, v)) if isinstance(v, list) else v for v in (d[c] for c in cols)])
+        return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TCONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_POOL = (nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _ints(v: Any) -> list[int]:
+    return [int(x) for x in v] if isinstance(v, (tuple, list)) else [int(v), int(v)]
+
+
+def _macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one call, batch 1."""
+    if isinstance(m, _CONV):
+        return out[0].numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    if isinstance(m, _TCONV):
+        # every input value is multiplied into a k x k patch of each of C_out/groups outputs
+        return inp[0].numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size)
+    if isinstance(m, nn.Linear):
+        return out[0].numel() * m.in_features
+    return 0
+
+
+def _hyperparams(m: nn.Module) -> dict[str, Any]:
+    if isinstance(m, _CONV + _TCONV):
+        d = dict(kernel=_ints(m.kernel_size), stride=_ints(m.stride), padding=_ints(m.padding),
+                 dilation=_ints(m.dilation), groups=m.groups, bias=m.bias is not None)
+        if isinstance(m, _TCONV):
+            d["output_padding"] = _ints(m.output_padding)
+        return d
+    if isinstance(m, _POOL):
+        d = dict(kernel=_ints(m.kernel_size), stride=_ints(m.stride), padding=_ints(m.padding),
+                 ceil_mode=bool(m.ceil_mode))
+        if isinstance(m, nn.MaxPool2d):
+            d["dilation"] = _ints(m.dilation)
+        return d
+    if isinstance(m, nn.Linear):
+        return dict(bias=m.bias is not None)
+    return {}
+
+
+def _out_size(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    """PyTorch's output-size formula for convolution and pooling."""
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (math.ceil(span / s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= n + p:  # the last window must start inside the input or left padding
+        o -= 1
+    return o
+
+
+def _check_window(name: str, m: nn.Module, x: torch.Tensor) -> None:
+    """Raises InputTooSmallError before a conv or pool whose output would be empty."""
+    if not isinstance(m, _CONV + _POOL) or x.dim() != 4:
+        return
+    hp = _hyperparams(m)
+    d = hp.get("dilation", [1, 1])
+    for axis, n in zip((0, 1), x.shape[-2:]):
+        k, s, p = hp["kernel"][axis], hp["stride"][axis], hp["padding"][axis]
+        o = _out_size(int(n), k, s, p, d[axis], hp.get("ceil_mode", False))
+        if o < 1:
+            k_eff = d[axis] * (k - 1) + 1
+            raise InputTooSmallError(
+                f"The input is too small for this architecture: at layer {name} ({type(m).__name__}, "
+                f"{k}x{k} kernel, stride {s}, padding {p}) the feature map is only {int(n)} pixels "
+                f"{'high' if axis == 0 else 'wide'}, and ({int(n)} + 2*{p} - {k_eff})/{s} + 1 < 1. "
+                f"Use a larger input size.", layer=name)
+
+
+class _Recorder:
+    """Forward hooks on every leaf module that turn each call into a LayerRecord."""
+
+    def __init__(self, model: nn.Module, tracker: RFTracker) -> None:
+        self.tracker = tracker
+        self.records: list[LayerRecord] = []
+        self.calls: dict[str, int] = {}
+        self.counted: set[int] = set()
+        self.current: str | None = None
+        self.handles = []
+        for name, m in model.named_modules():
+            if next(m.children(), None) is None and name:
+                self.handles.append(m.register_forward_pre_hook(self._pre(name)))
+                self.handles.append(m.register_forward_hook(self._post(name)))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _pre(self, name: str):
+        def hook(m: nn.Module, args: tuple) -> None:
+            self.current = name
+            x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if x is None:
+                return
+            _check_window(name, m, x)
+            if isinstance(m, nn.Linear) and x.shape[-1] != m.in_features:
+                raise AnalysisError(
+                    f"Layer {name} is a fully connected layer with a fixed number of inputs: it expects "
+                    f"{m.in_features:,} values but gets {x.shape[-1]:,} at this input size. This "
+                    f"architecture only works at its default input size.")
+        return hook
+
+    def _post(self, name: str):
+        def hook(m: nn.Module, args: tuple, out: Any) -> None:
+            self.tracker.paused = True
+            try:
+                self._record(name, m, args, out)
+            finally:
+                self.tracker.paused = False
+        return hook
+
+    def _record(self, name: str, m: nn.Module, args: tuple, out: Any) -> None:
+        if True:
+            ins = [a for a in args if isinstance(a, torch.Tensor)]
+            outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+            if not ins or not outs:
+                return
+            x, y = ins[0], outs[0]
+            k = self.calls.get(name, 0) + 1
+            self.calls[name] = k
+            first_call = id(m) not in self.counted
+            self.counted.add(id(m))
+            params = list(m.parameters(recurse=False)) if first_call else []
+            rf_in = self.tracker.get(x) or RF.input()
+            rf = self.tracker.get(y) or rf_in
+            inplace = y is x or (y._base is not None and (y._base is x or y._base is x._base))
+            rec = LayerRecord(
+                index=len(self.records), name=name if k == 1 else f"{name} (call {k})",
+                type=type(m).__name__, input_shape=list(x.shape[1:]), output_shape=list(y.shape[1:]),
+                input_shapes=[list(t.shape[1:]) for t in ins],
+                params=sum(p.numel() for p in params),
+                trainable_params=sum(p.numel() for p in params if p.requires_grad),
+                frozen_params=sum(p.numel() for p in params if not p.requires_grad),
+                buffer_elems=sum(b.numel() for b in m.buffers(recurse=False)
+                                 if b.is_floating_point()) if first_call else 0,
+                shared=not first_call and any(True for _ in m.parameters(recurse=False)),
+                macs=_macs(m, x, y), activation_elems=0 if inplace else y[0].numel(), inplace=inplace,
+                rf=int(round(max(rf.rf))), rf_hw=list(rf.rf), jump=_num(max(rf.jump)),
+                start=_num(rf.start[0]), rf_in=_num(max(rf_in.rf)), jump_in=_num(max(rf_in.jump)),
+                whole_input=rf.whole, **_hyperparams(m))
+            self.records.append(rec)
+
+
+def _num(v: float) -> float:
+    """Whole numbers as int (for JSON readers), others rounded."""
+    return int(v) if float(v).is_integer() else round(float(v), 4)
+
+
+def parse_input_size(text: str | list | tuple) -> tuple[int, int, int]:
+    """Reads "3x224x224", "3 224 224", "3,224,224" or a sequence into (C, H, W)."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace("x", " ").replace("X", " ").replace(",", " ").split() if p]
+    else:
+        parts = list(text)
+    try:
+        vals = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"Input size must be three whole numbers C H W, got {text!r}") from None
+    if len(vals) != 3:
+        raise AnalysisError(f"Input size must be three numbers C H W (channels, height, width), got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+def check_input_size(spec: ArchSpec, size: tuple[int, int, int]) -> None:
+    """Refuses sizes that cannot work before anything is built."""
+    c, h, w = size
+    if c != spec.input_size[0]:
+        raise AnalysisError(f"{spec.title} takes {spec.input_size[0]}-channel input; got {c} channels.")
+    if h < 1 or w < 1:
+        raise AnalysisError(f"Height and width must be at least 1, got {h}x{w}.")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise AnalysisError(f"{h}x{w} is larger than this tool analyses (at most {MAX_SIDE} pixels on a side).")
+    if spec.name == "unet" and (h % 16 or w % 16):
+        raise AnalysisError(f"U-Net halves the size four times and concatenates the maps back: height "
+                            f"and width must be divisible by 16 (got {h}x{w}; try {16 * max(1, round(h / 16))}).")
+
+
+def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | None = None,
+              options: dict[str, Any] | None = None) -> Summary:
+    """Analyses one registered architecture at one input size, layer by layer.
+
+    Args:
+        name: registry name, e.g. "alexnet".
+        input_size: (C, H, W) of one image; the architecture's default when None.
+        options: architecture options (strings are parsed, unset ones take their defaults).
+
+    Returns:
+        A Summary with `.layers` and `.totals`, serialisable with `.to_json()`.
+
+    Raises:
+        UnknownArchitectureError, OptionError, AnalysisError (InputTooSmallError): with a
+        message meant for the user.
+    """
+    spec = registry.get(name)
+    opts = spec.resolve_options(options)
+    size = spec.input_size if input_size is None else parse_input_size(input_size)
+    check_input_size(spec, size)
+    with torch.device("meta"):
+        model = spec.builder(**opts)
+    train = bool(spec.train_mode_option and opts.get(spec.train_mode_option))
+    model.train(train)
+    xs = [torch.empty(1, *size, device="meta") for _ in range(spec.num_inputs)]
+    tracker = RFTracker()
+    for x in xs:
+        tracker.track(x, RF.input())
+    rec = _Recorder(model, tracker)
+    try:
+        with torch.no_grad(), tracker:
+            model(*xs)
+    except AnalysisError:
+        raise
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AnalysisError(f"{spec.title} cannot run at input {size[0]}x{size[1]}x{size[2]}: the "
+                            f"forward pass failed at layer {rec.current}: {first}") from e
+    finally:
+        rec.remove()
+    layers = rec.records
+    all_params = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in all_params.values())
+    warnings = []
+    if tracker.unknown_ops:
+        warnings.append("Receptive field not tracked through: " + ", ".join(sorted(tracker.unknown_ops)))
+    totals = Totals(
+        params=total,
+        trainable_params=sum(p.numel() for p in all_params.values() if p.requires_grad),
+        frozen_params=sum(p.numel() for p in all_params.values() if not p.requires_grad),
+        unused_params=total - sum(r.params for r in layers),
+        buffer_elems=sum(b.numel() for b in model.buffers() if b.is_floating_point()),
+        bn_stat_elems=sum(m.running_mean.numel() + m.running_var.numel() for m in model.modules()
+                          if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None),
+        macs=sum(r.macs for r in layers),
+        activation_elems=sum(r.activation_elems for r in layers),
+        input_elems=sum(x[0].numel() for x in xs),
+    )
+    if totals.unused_params:
+        warnings.append(f"{totals.unused_params:,} parameters belong to layers this forward pass does not run.")
+    if totals.forward_bytes > WARN_ACTIVATION_BYTES:
+        warnings.append(f"At this input size one image needs {totals.forward_bytes / 1e9:,.1f} GB of activations.")
+    return Summary(arch=name, title=spec.title, options=opts, input_size=list(size), layers=layers,
+                   totals=totals, module_types={n: type(m).__name__ for n, m in model.named_modules() if n},
+                   warnings=warnings, train_mode=train)

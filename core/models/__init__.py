@@ -1,0 +1,1 @@
+"""Builders for the architectures that torchvision does not ship (or ships differently)."""

@@ -1,0 +1,98 @@
+"""Encoder-decoder networks from the lecture: the Keras convolutional autoencoder and U-Net."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from core.models.blocks import Concat
+
+
+def conv_autoencoder() -> nn.Sequential:
+    """The lecture's Keras autoencoder for 28x28x1 images, layer for layer.
+
+    Keras "same" padding for a stride-2 3x3 transposed convolution doubles the size; in PyTorch
+    that is padding=1 with output_padding=1: (7 - 1) * 2 - 2 + 3 + 1 = 14. Keras applies the
+    activation inside the layer, before the BatchNormalization that follows it.
+    """
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 32, 3)),                   # (N, 32, 26, 26)
+        ("relu1", nn.ReLU(inplace=True)),
+        ("pool1", nn.MaxPool2d(2)),                       # (N, 32, 13, 13)
+        ("conv2", nn.Conv2d(32, 64, 3)),                  # (N, 64, 11, 11)
+        ("relu2", nn.ReLU(inplace=True)),
+        ("pool2", nn.MaxPool2d(2)),                       # (N, 64, 5, 5)
+        ("conv3", nn.Conv2d(64, 64, 3)),                  # (N, 64, 3, 3)
+        ("relu3", nn.ReLU(inplace=True)),
+        ("flatten", nn.Flatten()),                        # (N, 576)
+        ("dense", nn.Linear(576, 49)),                    # the bottleneck: 49 numbers
+        ("relu4", nn.ReLU(inplace=True)),
+        ("reshape", nn.Unflatten(1, (1, 7, 7))),          # (N, 1, 7, 7)
+        ("tconv1", nn.ConvTranspose2d(1, 64, 3, stride=2, padding=1, output_padding=1)),
+        ("relu5", nn.ReLU(inplace=True)),                 # (N, 64, 14, 14)
+        ("bn1", nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)),  # Keras' defaults
+        ("tconv2", nn.ConvTranspose2d(64, 64, 3, stride=2, padding=1, output_padding=1)),
+        ("relu6", nn.ReLU(inplace=True)),                 # (N, 64, 28, 28)
+        ("bn2", nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)),
+        ("tconv3", nn.ConvTranspose2d(64, 32, 3, padding=1)),
+        ("relu7", nn.ReLU(inplace=True)),                 # (N, 32, 28, 28)
+        ("conv4", nn.Conv2d(32, 1, 3, padding=1)),        # (N, 1, 28, 28)
+        ("sigmoid", nn.Sigmoid()),
+    ]))
+
+
+def _conv2d_block(c_in: int, c_out: int, batchnorm: bool) -> nn.Sequential:
+    """The lecture's `conv2d_block`: two 3x3 "same" convolutions, each with BN and ReLU."""
+    layers: list[tuple[str, nn.Module]] = []
+    for i, c in enumerate((c_in, c_out), start=1):
+        layers.append((f"conv{i}", nn.Conv2d(c, c_out, 3, padding=1)))
+        if batchnorm:
+            layers.append((f"bn{i}", nn.BatchNorm2d(c_out)))
+        layers.append((f"relu{i}", nn.ReLU(inplace=True)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class UNet(nn.Module):
+    """The lecture's U-Net (Ronneberger et al. 2015, in the Keras form of the slides).
+
+    Four 2x2 max-pooling steps down (c1..c5), four stride-2 transposed convolutions up (u6..u9),
+    each concatenated with the encoder map of the same size. H and W must be divisible by 16.
+    """
+
+    def __init__(self, n_filters: int = 16, batchnorm: bool = True, in_channels: int = 1) -> None:
+        super().__init__()
+        f = n_filters
+        widths = [f, 2 * f, 4 * f, 8 * f, 16 * f]
+        c_in = in_channels
+        for i, w in enumerate(widths, start=1):
+            setattr(self, f"c{i}", _conv2d_block(c_in, w, batchnorm))
+            if i < 5:
+                setattr(self, f"p{i}", nn.MaxPool2d(2))
+            c_in = w
+        for i, w in zip(range(6, 10), reversed(widths[:4])):
+            setattr(self, f"u{i}", nn.ConvTranspose2d(c_in, w, 3, stride=2, padding=1,
+                                                      output_padding=1))
+            setattr(self, f"cat{i}", Concat())
+            setattr(self, f"c{i}", _conv2d_block(2 * w, w, batchnorm))
+            c_in = w
+        self.out = nn.Conv2d(f, 1, 1)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(1, 5):
+            x = getattr(self, f"c{i}")(x)
+            skips.append(x)                       # c1..c4 wait for the decoder
+            x = getattr(self, f"p{i}")(x)
+        x = self.c5(x)                            # (N, 16f, H/16, W/16)
+        for i, skip in zip(range(6, 10), reversed(skips)):
+            x = getattr(self, f"cat{i}")(getattr(self, f"u{i}")(x), skip)
+            x = getattr(self, f"c{i}")(x)
+        return self.sigmoid(self.out(x))          # (N, 1, H, W)
+
+
+def unet(n_filters: int = 16, batchnorm: bool = True) -> UNet:
+    """Builds the lecture's U-Net; see `UNet`."""
+    return UNet(n_filters, batchnorm)

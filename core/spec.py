@@ -1,0 +1,115 @@
+"""What the registry holds: `ArchSpec` (one architecture) and `OptionSpec` (one of its options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+
+class UnknownArchitectureError(KeyError):
+    """Raised for a name that is not in the registry; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class OptionError(ValueError):
+    """Raised for an option that an architecture does not have, or a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One user-settable option of an architecture.
+
+    Attributes:
+        default: value used when the user sets nothing; its Python type (bool, int, float, str)
+            is the option's type.
+        help: one line for the UI and the CLI.
+        choices: allowed values for a str option (None: any value of the type).
+        min_value: smallest allowed value of a numeric option.
+        max_value: largest allowed value of a numeric option.
+    """
+
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+
+    def parse(self, name: str, raw: Any) -> Any:
+        """Converts a raw value (a string from the CLI or the URL, or a Python value) to the
+        option's type, checking choices and bounds."""
+        kind = type(self.default)
+        try:
+            if kind is bool:
+                if isinstance(raw, str):
+                    low = raw.strip().lower()
+                    if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                        raise ValueError(raw)
+                    value: Any = low in {"1", "true", "yes", "on"}
+                else:
+                    value = bool(raw)
+            else:
+                value = kind(raw)
+        except (TypeError, ValueError):
+            raise OptionError(f"option {name!r} expects a {kind.__name__}, got {raw!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
+        if self.min_value is not None and value < self.min_value:
+            raise OptionError(f"option {name!r} must be at least {self.min_value}, got {value!r}")
+        if self.max_value is not None and value > self.max_value:
+            raise OptionError(f"option {name!r} must be at most {self.max_value}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything the dashboard knows about one architecture.
+
+    Attributes:
+        name: registry key, used in the CLI, URLs and tests.
+        title: display name.
+        family: group in the picker (e.g. "ResNet").
+        builder: callable that takes the options as keyword arguments and returns a fresh module.
+        input_size: default (C, H, W) of one input image.
+        paper: citation of the paper the architecture comes from.
+        year: year of that paper.
+        description: two or three sentences in our own words.
+        classifier: dotted path of the final classification layer, or None (e.g. autoencoders).
+        options: option name -> OptionSpec.
+        num_inputs: how many images one forward pass takes (2 for a Siamese network).
+        torchvision_name: name of the torchvision builder whose ImageNet weights fit, if any.
+        notes: variant notes: where our numbers differ from the slide or the paper, and why.
+        train_mode_option: a bool option that, when on, makes the analysis run the forward pass
+            in training mode (GoogLeNet's auxiliary classifiers only run while training).
+    """
+
+    name: str
+    title: str
+    family: str
+    builder: Callable[..., nn.Module]
+    input_size: tuple[int, int, int]
+    paper: str
+    year: int
+    description: str
+    classifier: str | None = None
+    options: dict[str, OptionSpec] = field(default_factory=dict)
+    num_inputs: int = 1
+    torchvision_name: str | None = None
+    notes: tuple[str, ...] = ()
+    train_mode_option: str | None = None
+
+    def resolve_options(self, raw: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Returns every option with its value: the defaults overridden by `raw`, parsed."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise OptionError(f"{self.name} has no option {unknown[0]!r} (its options: {known})")
+        return {k: spec.parse(k, raw.get(k, spec.default)) for k, spec in self.options.items()}
+
+    def build(self, options: dict[str, Any] | None = None) -> nn.Module:
+        """Builds a fresh model with the given options (unset ones take their defaults)."""
+        return self.builder(**self.resolve_options(options))

@@ -1,0 +1,58 @@
+"""The registry: required names, duplicate names, unknown names, options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core import registry
+from core.spec import ArchSpec, OptionError, UnknownArchitectureError
+
+REQUIRED = ["lenet5", "alexnet", "alexnet_torchvision", "zfnet", "vgg11", "vgg13", "vgg16", "vgg19",
+            "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "googlenet", "inception_module",
+            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain34", "mobilenet_v1",
+            "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "conv_autoencoder", "unet",
+            "siamese"]
+
+
+def test_required_names_are_registered():
+    missing = [n for n in REQUIRED if n not in registry.REGISTRY]
+    assert missing == []
+
+
+def test_registering_a_name_twice_raises():
+    spec = registry.get("lenet5")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(spec)
+
+
+def test_unknown_name_lists_known_names_and_suggests():
+    with pytest.raises(UnknownArchitectureError) as e:
+        registry.get("resnet5O")
+    msg = str(e.value)
+    assert "resnet50" in msg.split("Known:")[0]  # the suggestion
+    assert all(n in msg for n in REQUIRED)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_spec_is_complete_and_builds(name):
+    spec = registry.get(name)
+    assert isinstance(spec, ArchSpec) and spec.paper and spec.description and 1990 < spec.year < 2030
+    with torch.device("meta"):
+        model = spec.build()
+    if spec.classifier:
+        assert isinstance(model.get_submodule(spec.classifier), torch.nn.Linear)
+
+
+def test_option_parsing_and_errors():
+    spec = registry.get("alexnet")
+    assert spec.resolve_options({"two_towers": "true"})["two_towers"] is True
+    assert spec.resolve_options({"two_towers": "0"})["two_towers"] is False
+    with pytest.raises(OptionError, match="expects a bool"):
+        spec.resolve_options({"two_towers": "maybe"})
+    with pytest.raises(OptionError, match="no option"):
+        spec.resolve_options({"depth": 3})
+    with pytest.raises(OptionError, match="must be one of"):
+        registry.get("resnet50").resolve_options({"stride_in": "5x5"})
+    with pytest.raises(OptionError, match="at most"):
+        registry.get("mobilenet_v1").resolve_options({"width_mult": "9"})
