@@ -441,23 +441,47 @@ def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | No
     with torch.device("meta"):
         model = spec.builder(**opts)
     train = bool(spec.train_mode_option and opts.get(spec.train_mode_option))
-    model.train(train)
-    xs = [torch.empty(1, *size, device="meta") for _ in range(spec.num_inputs)]
-    tracker = RFTracker()
-    for x in xs:
-        tracker.track(x, RF.input())
-    rec = _Recorder(model, tracker)
     try:
-        with torch.no_grad(), tracker:
-            model(*xs)
+        layers, totals, module_types, warnings = analyze_model(model, size, spec.num_inputs, train)
     except AnalysisError:
         raise
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AnalysisError(f"{spec.title} cannot run at input {size[0]}x{size[1]}x{size[2]}: the "
-                            f"forward pass failed at layer {rec.current}: {first}") from e
+        raise AnalysisError(f"{spec.title} cannot run at input {size[0]}x{size[1]}x{size[2]}: "
+                            f"{first}") from e
+    return Summary(arch=name, title=spec.title, options=opts, input_size=list(size), layers=layers,
+                   totals=totals, module_types=module_types, warnings=warnings, train_mode=train)
+
+
+def analyze_model(model: nn.Module, size: tuple[int, int, int], num_inputs: int = 1,
+                  train: bool = False) -> tuple[list[LayerRecord], Totals, dict[str, str], list[str]]:
+    """Runs the per-layer analysis on any model (best built on the meta device).
+
+    Args:
+        model: the network; its train/eval mode is restored afterwards.
+        size: (C, H, W) of one input image.
+        num_inputs: how many images the forward pass takes.
+        train: run the forward pass in training mode.
+
+    Returns:
+        The layer records, the totals, module path -> class name, and warnings.
+    """
+    ref = next(model.parameters(), torch.empty(0, device="meta"))
+    xs = [torch.zeros(1, *size, device=ref.device, dtype=ref.dtype) for _ in range(num_inputs)]
+    tracker = RFTracker()
+    for x in xs:
+        tracker.track(x, RF.input())
+    was_training = model.training
+    model.train(train)
+    rec = _Recorder(model, tracker)
+    try:
+        with torch.no_grad(), tracker:
+            model(*xs)
+    except RuntimeError as e:
+        raise RuntimeError(f"the forward pass failed at layer {rec.current}: {e}") from e
     finally:
         rec.remove()
+        model.train(was_training)
     layers = rec.records
     all_params = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in all_params.values())
@@ -480,6 +504,4 @@ def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | No
         warnings.append(f"{totals.unused_params:,} parameters belong to layers this forward pass does not run.")
     if totals.forward_bytes > WARN_ACTIVATION_BYTES:
         warnings.append(f"At this input size one image needs {totals.forward_bytes / 1e9:,.1f} GB of activations.")
-    return Summary(arch=name, title=spec.title, options=opts, input_size=list(size), layers=layers,
-                   totals=totals, module_types={n: type(m).__name__ for n, m in model.named_modules() if n},
-                   warnings=warnings, train_mode=train)
+    return layers, totals, {n: type(m).__name__ for n, m in model.named_modules() if n}, warnings

@@ -29,12 +29,15 @@ class Step:
     text: str
 
 
-def _size_step(n: int, k: int, s: int, p: int, d: int, out: int, ceil: bool = False) -> str:
-    """'(227 - 11 + 2*0)/4 + 1 = 55', with floor or ceil brackets when the division is inexact."""
+def _size_step(n: int, k: int, s: int, p: int, d: int, out: int, ceil: bool = False,
+               show_pad: bool = True) -> str:
+    """'(227 - 11 + 2*0)/4 + 1 = 55', with floor or ceil brackets when the division is inexact.
+    The slides leave '+ 2*0' out for pooling (show_pad=False)."""
     k_eff = d * (k - 1) + 1
     kpart = f"{k}" if d == 1 else f"({d}*({k} - 1) + 1)"
     num = n + 2 * p - k_eff
-    frac = f"({n} - {kpart} + 2*{p})/{s}"
+    pad = f" + 2*{p}" if show_pad or p else ""
+    frac = f"({n} - {kpart}{pad})/{s}"
     if num % s == 0 or s == 1:
         return f"{frac} + 1 = {out}"
     bracket = ("⌈", "⌉") if ceil else ("⌊", "⌋")
@@ -114,7 +117,7 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
         k, s, p = r.kernel[0], r.stride[0], r.padding[0]
         what = "max" if t.startswith("Max") else "average"
         title = f"{r.name}: {k}x{k} {what} pooling, stride {s}" + (f", pad {p}" if p else "")
-        steps.append(Step("Output size", f"{_size_step(r.input_shape[1], k, s, p, 1, r.output_shape[1], bool(r.ceil_mode))}"
+        steps.append(Step("Output size", f"{_size_step(r.input_shape[1], k, s, p, 1, r.output_shape[1], bool(r.ceil_mode), False)}"
                                          f" -> **{out}** (the depth stays {r.output_shape[0]})"))
         steps.append(Step("Parameters", f"**0**: pooling takes the {what} of each {k}x{k} window; "
                                         "there is nothing to learn"))

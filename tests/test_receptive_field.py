@@ -1,0 +1,180 @@
+"""Receptive fields against a gradient measurement, over the whole registry.
+
+The measurement: a real float64 model with every weight positive (1/fan-in), biases zero,
+BatchNorm an identity, max pooling replaced by average pooling of the same window (max pooling
+sends gradient to one input only) and a small positive input. Then every path from an input
+pixel to an output unit carries a positive gradient, so the pixels with a non-zero gradient of
+one unit are exactly the part of its theoretical receptive field that lies inside the image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from core import registry
+from core.analysis import summarize
+
+
+class _Stop(Exception):
+    pass
+
+
+def _positive_model(name):
+    spec = registry.get(name)
+    torch.manual_seed(0)
+    model = spec.build().double().eval()
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(parent, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                                         ceil_mode=child.ceil_mode))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                m.weight.fill_(1.0 / (m.weight[0].numel()))
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+    return spec, model
+
+
+def _support(model, spec, size, layer, unit):
+    """Rows and columns of input pixels with a non-zero gradient of one output unit."""
+    target = model.get_submodule(layer)
+    got = {}
+
+    def hook(m, a, o):
+        got["out"] = o
+        raise _Stop
+
+    h = target.register_forward_hook(hook)
+    x = torch.full((1, *size), 0.01, dtype=torch.float64, requires_grad=True)
+    try:
+        model(*([x] * spec.num_inputs))
+    except _Stop:
+        pass
+    finally:
+        h.remove()
+    out = got["out"]
+    i, j = unit
+    out[0, 0, i, j].backward()
+    g = x.grad[0].abs().sum(0)
+    rows = torch.nonzero(g.sum(1)).flatten()
+    cols = torch.nonzero(g.sum(0)).flatten()
+    return (int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))
+
+
+def _theory(rec, n, unit_index, axis):
+    """Pixels [lo, hi] covered by the unclipped receptive field, clipped to the image."""
+    centre = rec.start + unit_index * rec.jump
+    half = (rec.rf_hw[axis] - 1) / 2
+    return max(0, math.ceil(centre - half - 1e-9)), min(n - 1, math.floor(centre + half + 1e-9))
+
+
+def _size(name):
+    spec = registry.get(name)
+    return (spec.input_size[0], 96, 96) if spec.torchvision_name else spec.input_size
+
+
+def _sample(records, k=6):
+    """Up to k layers spread over the network: sliding-window layers with a 4-D output."""
+    cands = [r for r in records if r.kernel and len(r.output_shape) == 3 and " (call" not in r.name]
+    if len(cands) <= k:
+        return cands
+    step = (len(cands) - 1) / (k - 1)
+    return [cands[round(i * step)] for i in range(k)]
+
+
+EXACT = [n for n in registry.names() if n not in {"conv_autoencoder", "unet"}]
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_receptive_field_matches_gradient(name):
+    spec, model = _positive_model(name)
+    size = _size(name)
+    s = summarize(name, size)
+    for rec in _sample(s.layers):
+        c, h, w = rec.output_shape
+        unit = (h // 2, w // 2)
+        (r0, r1), (c0, c1) = _support(model, spec, size, rec.block, unit)
+        if rec.whole_input:
+            assert (r0, r1, c0, c1) == (0, size[1] - 1, 0, size[2] - 1), rec.name
+            continue
+        assert (r0, r1) == _theory(rec, size[1], unit[0], 0), rec.name
+        assert (c0, c1) == _theory(rec, size[2], unit[1], 1), rec.name
+
+
+@pytest.mark.parametrize("name", ["conv_autoencoder", "unet"])
+def test_transposed_convolution_bound(name):
+    """Behind a transposed convolution units differ in how many inputs they see; the recorded
+    field is the largest, so no measured support may exceed it and some unit must reach it."""
+    spec, model = _positive_model(name)
+    size = spec.input_size if name == "conv_autoencoder" else (1, 64, 64)
+    s = summarize(name, size)
+    for rec in [r for r in s.layers if r.type == "ConvTranspose2d"]:
+        h = rec.output_shape[1]
+        widths = []
+        for i in range(h // 2 - 2, h // 2 + 2):
+            model.zero_grad()
+            (r0, r1), _ = _support(model, spec, size, rec.block, (i, i))
+            widths.append(r1 - r0 + 1)
+        if rec.whole_input:
+            # Everything here depends on all that reached the bottleneck; floor-mode pooling may
+            # have dropped the last rows, so compare with what the flatten step covered.
+            glob = next(r for r in s.layers if r.whole_input)
+            lo, hi = _theory(glob, size[1], 0, 0)
+            assert max(widths) == hi - lo + 1, rec.name
+        else:
+            assert max(widths) == min(rec.rf, size[1]), rec.name
+
+
+def test_stack_of_three_3x3_is_7x7():
+    """The VGG slide: three 3x3 convolutions see 7x7, two see 5x5."""
+    s = summarize("vgg16")
+    convs = [r for r in s.layers if r.type == "Conv2d"]
+    assert [c.rf for c in convs[:2]] == [3, 5]
+    # after the first pooling (jump 2) each 3x3 adds 2*2 = 4
+    assert convs[2].rf == 6 + 2 * 2 and convs[2].jump == 2
+
+
+def test_branches_take_the_largest_path():
+    s = summarize("inception_module", options={"reductions": True})
+    assert s.layers[-1].type == "Concat" and s.layers[-1].rf == 5   # the 5x5 branch wins
+    r = summarize("resnet18")
+    # the shortcut of a residual block does not shrink the field of the block's output
+    relu_after_add = [x for x in r.layers if x.name.startswith("layer1.0.relu")][-1]
+    conv2 = next(x for x in r.layers if x.name == "layer1.0.conv2")
+    assert relu_after_add.rf == conv2.rf
+
+
+def test_transposed_convolution_exact_on_a_small_stack():
+    """conv 3x3 -> pool 2 -> transposed 3x3 stride 2 -> conv 3x3, at 64x64: the field of the last
+    layer is small enough to measure unclipped; the widest unit must match the record."""
+    from core.analysis import analyze_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AvgPool2d(2),
+                          nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1),
+                          nn.Conv2d(4, 4, 3, padding=1)).double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.fill_(0.1)
+                m.bias.zero_()
+    layers, *_ = analyze_model(model, (1, 64, 64))
+    widths = []
+    for i in range(28, 36):
+        x = torch.full((1, 1, 64, 64), 0.01, dtype=torch.float64, requires_grad=True)
+        model(x)[0, 0, i, i].backward()
+        rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
+        widths.append(int(rows.max() - rows.min() + 1))
+    assert max(widths) == layers[-1].rf
+    assert layers[2].jump == 1  # stride 2 down, stride 2 up
