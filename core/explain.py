@@ -1,6 +1,6 @@
 """Worked arithmetic for one layer, written the way the slides do it.
 
-"CONV1: 96 filters 11x11, stride 4, pad 0 -> (227 - 11 + 2*0)/4 + 1 = 55 -> 55x55x96;
+"CONV1: 96 filters 11x11, stride 4, pad 0 -> (227 - 11 + 2×0)/4 + 1 = 55 -> 55x55x96;
 parameters 11*11*3*96 + 96 = 34,944". Every number comes from a `LayerRecord`; this module
 only arranges them. Also the quiz: which questions a layer can ask and how to check answers.
 """
@@ -31,12 +31,12 @@ class Step:
 
 def _size_step(n: int, k: int, s: int, p: int, d: int, out: int, ceil: bool = False,
                show_pad: bool = True) -> str:
-    """'(227 - 11 + 2*0)/4 + 1 = 55', with floor or ceil brackets when the division is inexact.
-    The slides leave '+ 2*0' out for pooling (show_pad=False)."""
+    """'(227 - 11 + 2×0)/4 + 1 = 55', with floor or ceil brackets when the division is inexact.
+    The slides leave '+ 2×0' out for pooling (show_pad=False)."""
     k_eff = d * (k - 1) + 1
-    kpart = f"{k}" if d == 1 else f"({d}*({k} - 1) + 1)"
+    kpart = f"{k}" if d == 1 else f"({d}×({k} - 1) + 1)"
     num = n + 2 * p - k_eff
-    pad = f" + 2*{p}" if show_pad or p else ""
+    pad = f" + 2×{p}" if show_pad or p else ""
     frac = f"({n} - {kpart}{pad})/{s}"
     if num % s == 0 or s == 1:
         return f"{frac} + 1 = {out}"
@@ -53,13 +53,13 @@ def _spatial_prev(summary: Summary, index: int) -> list[int] | None:
 
 
 def _rf_step(r: LayerRecord) -> str:
-    """'r = 1 + (11 - 1)*1 = 11; jump = 1*4 = 4' for a sliding window; a plain sentence otherwise."""
+    """'r = 1 + (11 - 1)×1 = 11; jump = 1×4 = 4' for a sliding window; a plain sentence otherwise."""
     if r.kernel and r.type in CONV_TYPES | POOL_TYPES:
         k, s = r.kernel[0], r.stride[0]
         d = (r.dilation or [1])[0]
-        k_txt = f"{k}" if d == 1 else f"{d}*({k} - 1) + 1"
-        return (f"r = r_in + (k - 1)*j_in = {fmt_num(r.rf_in)} + ({k_txt} - 1)*{fmt_num(r.jump_in)} = "
-                f"{fmt_int(r.rf)} pixels; jump j = j_in*s = {fmt_num(r.jump_in)}*{s} = {fmt_num(r.jump)}")
+        k_txt = f"{k}" if d == 1 else f"{d}×({k} - 1) + 1"
+        return (f"r = r_in + (k - 1)×j_in = {fmt_num(r.rf_in)} + ({k_txt} - 1)×{fmt_num(r.jump_in)} = "
+                f"{fmt_int(r.rf)} pixels; jump j = j_in×s = {fmt_num(r.jump_in)}×{s} = {fmt_num(r.jump)}")
     if r.whole_input:
         return (f"{fmt_int(r.rf)} pixels (unclipped): every value here depends on the whole input, "
                 "because a flatten or global pooling step mixed all positions")
@@ -72,7 +72,7 @@ def _memory_step(r: LayerRecord) -> str:
     if r.inplace:
         return (f"{fmt_shape(r.output_shape)} values, but no new memory: this layer works in place "
                 "or returns a view of its input")
-    dims = "*".join(str(v) for v in (r.output_shape[1:] + r.output_shape[:1] if len(r.output_shape) == 3
+    dims = "×".join(str(v) for v in (r.output_shape[1:] + r.output_shape[:1] if len(r.output_shape) == 3
                                      else r.output_shape))
     return f"{dims} = {fmt_int(r.activation_elems)} values x 4 bytes = {fmt_bytes(r.activation_bytes)} (fp32)"
 
@@ -92,26 +92,26 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
                  + (f", dilation {d}" if d > 1 else ""))
         steps.append(Step("Output size", f"{_size_step(r.input_shape[1], k, s, p, d, r.output_shape[1])} "
                                          f"-> **{out}**"))
-        per_filter = f"{r.kernel[0]}*{r.kernel[1]}*{c_in // g}"
+        per_filter = f"{r.kernel[0]}×{r.kernel[1]}×{c_in // g}"
         weights = r.kernel[0] * r.kernel[1] * (c_in // g) * c_out
         bias = c_out if r.bias else 0
-        steps.append(Step("Parameters", f"{per_filter}*{c_out}" + (f" + {c_out}" if r.bias else "")
+        steps.append(Step("Parameters", f"{per_filter}×{c_out}" + (f" + {c_out}" if r.bias else "")
                           + f" = **{fmt_int(weights + bias)}**"
                           + (" (no bias: the BatchNorm after it has one)" if not r.bias else "")
                           + (f" (each filter sees {c_in // g} of the {c_in} input channels)" if g > 1 else "")
                           + (" - shared with the first call" if r.shared else "")))
-        steps.append(Step("MACs", f"({fmt_shape(r.output_shape).replace('x', '*')} outputs) x ({per_filter} "
+        steps.append(Step("MACs", f"({fmt_shape(r.output_shape).replace('x', '×')} outputs) x ({per_filter} "
                                   f"per output) = **{fmt_int(r.macs)}** multiply-accumulates "
                                   f"({fmt_int(r.flops)} FLOPs)"))
     elif t in TCONV_TYPES:
         k, s, p, op = r.kernel[0], r.stride[0], r.padding[0], (r.output_padding or [0])[0]
         n = r.input_shape[1]
         title = f"{r.name}: {r.output_shape[0]} transposed filters {k}x{k}, stride {s}, pad {p}"
-        steps.append(Step("Output size", f"({n} - 1)*{s} - 2*{p} + {k} + {op} = {r.output_shape[1]} -> **{out}**"))
+        steps.append(Step("Output size", f"({n} - 1)×{s} - 2×{p} + {k} + {op} = {r.output_shape[1]} -> **{out}**"))
         c_in, c_out = r.input_shape[0], r.output_shape[0]
-        steps.append(Step("Parameters", f"{k}*{k}*{c_in}*{c_out}" + (f" + {c_out}" if r.bias else "")
+        steps.append(Step("Parameters", f"{k}×{k}×{c_in}×{c_out}" + (f" + {c_out}" if r.bias else "")
                           + f" = **{fmt_int(r.params)}**"))
-        steps.append(Step("MACs", f"({fmt_shape(r.input_shape).replace('x', '*')} inputs) x ({k}*{k}*{c_out} "
+        steps.append(Step("MACs", f"({fmt_shape(r.input_shape).replace('x', '×')} inputs) x ({k}×{k}×{c_out} "
                                   f"outputs each touches) = **{fmt_int(r.macs)}**"))
     elif t in POOL_TYPES:
         k, s, p = r.kernel[0], r.stride[0], r.padding[0]
@@ -126,19 +126,19 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
         prev = _spatial_prev(summary, index)
         title = f"{r.name}: fully connected, {fmt_int(d_out)} neurons"
         if prev is not None:
-            steps.append(Step("Input", f"{fmt_shape(prev)} = {'*'.join(map(str, [prev[1], prev[2], prev[0]]))} "
+            steps.append(Step("Input", f"{fmt_shape(prev)} = {'×'.join(map(str, [prev[1], prev[2], prev[0]]))} "
                                        f"= {fmt_int(d_in)} values, reshaped into one vector"))
-        steps.append(Step("Parameters", f"{fmt_int(d_in)}*{fmt_int(d_out)} = {fmt_int(d_in * d_out)} weights"
+        steps.append(Step("Parameters", f"{fmt_int(d_in)}×{fmt_int(d_out)} = {fmt_int(d_in * d_out)} weights"
                           + (f" + {fmt_int(d_out)} biases" if r.bias else "")
                           + f" = **{fmt_int(r.params)}**" + (" - shared with the first call" if r.shared else "")))
-        steps.append(Step("MACs", f"{fmt_int(d_in)}*{fmt_int(d_out)} = **{fmt_int(r.macs)}** (one per weight)"))
+        steps.append(Step("MACs", f"{fmt_int(d_in)}×{fmt_int(d_out)} = **{fmt_int(r.macs)}** (one per weight)"))
     elif t == "Flatten":
         dims = r.input_shape
-        steps.append(Step("Reshape", f"{fmt_shape(dims)} = {'*'.join(map(str, dims[1:] + dims[:1]))} "
+        steps.append(Step("Reshape", f"{fmt_shape(dims)} = {'×'.join(map(str, dims[1:] + dims[:1]))} "
                                      f"= **{fmt_int(r.output_shape[0])}** values in one vector; no parameters"))
     elif t in NORM_TYPES:
         c = r.output_shape[0]
-        steps.append(Step("Parameters", f"2*{c} = **{fmt_int(r.params)}** (a scale and a shift per channel) plus "
+        steps.append(Step("Parameters", f"2×{c} = **{fmt_int(r.params)}** (a scale and a shift per channel) plus "
                                         f"{fmt_int(r.buffer_elems)} buffer values (running mean and variance). "
                                         "Keras would list those as non-trainable parameters; PyTorch keeps "
                                         "them as buffers"))

@@ -45,8 +45,8 @@ def test_alexnet_cards_show_the_slides_arithmetic():
     title, steps = layer_card(s, idx["conv1"])
     text = title + " " + " ".join(st.text for st in steps)
     assert "96 filters 11x11, stride 4, pad 0" in title
-    assert "(227 - 11 + 2*0)/4 + 1 = 55" in text and "55x55x96" in text
-    assert "11*11*3*96 + 96 = **34,944**" in text
+    assert "(227 - 11 + 2×0)/4 + 1 = 55" in text and "55x55x96" in text
+    assert "11×11×3×96 + 96 = **34,944**" in text
     _, steps = layer_card(s, idx["pool1"])
     assert "(55 - 3)/2 + 1 = 27" in steps[0].text and "**0**" in steps[1].text
     _, steps = layer_card(s, idx["fc6"])

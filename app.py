@@ -1,0 +1,15 @@
+"""ConvNet Lab: the router. Every page lives in pages/; this file holds what they all share."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="ConvNet Lab", page_icon=":material/hub:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/explorer.py", title="Architecture Explorer", icon=":material/account_tree:",
+            url_path="explorer"),
+]
+nav = st.navigation(pages)
+nav.run()

@@ -1,0 +1,268 @@
+"""Architecture Explorer: pick an architecture and step through it layer by layer.
+
+State (architecture, options, input size, layer, quiz mode) is mirrored in the URL so a
+lecturer can link a slide to an exact layer: /explorer?arch=alexnet&layer=0.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core import registry
+from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
+from core.explain import check_answer, layer_card, quiz_questions
+from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
+from core.spec import ArchSpec, OptionError
+from pages.common import require_router, cached_summary
+
+require_router()
+
+ss = st.session_state
+qp = st.query_params
+
+
+# --- state from the URL, once per session ------------------------------------------------------
+def _init_from_url() -> None:
+    if ss.get("_explorer_init"):
+        return
+    ss["_explorer_init"] = True
+    arch = qp.get("arch", "alexnet")
+    if arch not in registry.REGISTRY:
+        ss.setdefault("_url_errors", []).append(f"The link asks for an unknown architecture {arch!r}; showing AlexNet instead.")
+        arch = "alexnet"
+    ss["arch"] = arch
+    spec = registry.get(arch)
+    for k, o in spec.options.items():
+        if f"o_{k}" in qp:
+            try:
+                ss[f"opt_{arch}_{k}"] = o.parse(k, qp[f"o_{k}"])
+            except OptionError as e:
+                ss.setdefault("_url_errors", []).append(f"Ignored from the link: {e}")
+    if "size" in qp:
+        try:
+            size = parse_input_size(qp["size"])
+            check_input_size(spec, size)
+            ss[f"h_{arch}"], ss[f"w_{arch}"] = size[1], size[2]
+        except AnalysisError as e:
+            ss.setdefault("_url_errors", []).append(f"Ignored from the link: {e}")
+    if qp.get("layer", "").isdigit():
+        ss["layer"] = int(qp["layer"])
+    ss["quiz"] = qp.get("quiz") == "1"
+
+
+def _on_arch_change() -> None:
+    ss["layer"] = 0
+
+
+def _option_widgets(spec: ArchSpec) -> dict[str, object]:
+    values = {}
+    for k, o in spec.options.items():
+        key = f"opt_{spec.name}_{k}"
+        if key not in ss:
+            ss[key] = o.default
+        if isinstance(o.default, bool):
+            values[k] = st.toggle(k.replace("_", " "), key=key, help=o.help)
+        elif o.choices:
+            values[k] = st.selectbox(k.replace("_", " "), o.choices, key=key, help=o.help)
+        elif isinstance(o.default, float):
+            values[k] = st.number_input(k.replace("_", " "), min_value=o.min_value, max_value=o.max_value,
+                                        step=0.25, key=key, help=o.help)
+        else:
+            values[k] = st.number_input(k.replace("_", " "), min_value=int(o.min_value or 1),
+                                        max_value=int(o.max_value or 4096), step=1, key=key, help=o.help)
+    return values
+
+
+_init_from_url()
+st.title("Architecture Explorer")
+for msg in ss.pop("_url_errors", []):
+    st.warning(msg)
+
+with st.sidebar:
+    st.header("Architecture")
+    families: dict[str, list[str]] = {}
+    for n, s in registry.REGISTRY.items():
+        families.setdefault(s.family, []).append(n)
+    arch = st.selectbox("Architecture", registry.names(), key="arch", on_change=_on_arch_change,
+                        format_func=lambda n: f"{registry.get(n).family} · {registry.get(n).title}")
+    spec = registry.get(arch)
+    options = _option_widgets(spec)
+    st.subheader("Input size")
+    for dim, default in (("h", spec.input_size[1]), ("w", spec.input_size[2])):
+        if f"{dim}_{arch}" not in ss:
+            ss[f"{dim}_{arch}"] = default
+    c_col, h_col, w_col = st.columns(3)
+    c_col.number_input("C", value=spec.input_size[0], disabled=True, key=f"c_{arch}",
+                       help="The number of input channels is fixed by the first layer.")
+    h = h_col.number_input("H", min_value=1, max_value=4096, step=1, key=f"h_{arch}")
+    w = w_col.number_input("W", min_value=1, max_value=4096, step=1, key=f"w_{arch}")
+    if (h, w) != tuple(spec.input_size[1:]):
+        st.button("Reset to the default size", on_click=lambda: ss.update({f"h_{arch}": spec.input_size[1],
+                                                                          f"w_{arch}": spec.input_size[2]}))
+size = (spec.input_size[0], int(h), int(w))
+
+st.caption(f"**{spec.title}** ({spec.year}) — {spec.description}  \n*{spec.paper}*")
+
+try:
+    summary: Summary = cached_summary(arch, size, tuple(sorted(options.items())))
+except (AnalysisError, OptionError) as e:
+    st.error(str(e))
+    st.info(f"The default input for {spec.title} is {'x'.join(map(str, spec.input_size))} (C x H x W).")
+    qp.from_dict({"arch": arch, "size": "x".join(map(str, size))})
+    st.stop()
+
+layers = summary.layers
+t = summary.totals
+for w_ in summary.warnings:
+    st.warning(w_)
+
+# --- totals ------------------------------------------------------------------------------------
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Parameters", fmt_int(t.params), help="Learnable weights and biases; shared weights once.")
+m2.metric("Operations", fmt_macs(t.macs),
+          help=f"Multiply-accumulates for one image (the lecture's 'ops'). FLOPs = 2 x MACs = {fmt_int(t.flops)}.")
+m3.metric("Activations / image (forward)", fmt_bytes(t.forward_bytes),
+          help="Input plus every newly allocated layer output, fp32. Backward needs roughly twice this.")
+m4.metric("Weights in memory", fmt_bytes(t.param_bytes), help="4 bytes per parameter (fp32).")
+st.caption(f"{fmt_int(t.activation_elems + t.input_elems)} activation values x 4 bytes = "
+           f"{fmt_bytes(t.forward_bytes)} per image forward (~x2 = {fmt_bytes(2 * t.forward_bytes)} with "
+           f"backward). FLOPs = 2 x MACs = {fmt_count(t.flops, 2)}."
+           + (f" Keras would report {fmt_int(t.keras_params)} parameters, {fmt_int(t.bn_stat_elems)} of them "
+              "non-trainable (BatchNorm's moving mean and variance, which PyTorch keeps as buffers)."
+              if t.bn_stat_elems else ""))
+
+# --- step through ------------------------------------------------------------------------------
+st.subheader("Step through the layers")
+n = len(layers)
+ss["layer"] = min(max(int(ss.get("layer", 0)), 0), n - 1)
+
+
+def _step(delta: int) -> None:
+    ss["layer"] = min(max(ss["layer"] + delta, 0), n - 1)
+
+
+b1, b2, b3, b4 = st.columns([1.4, 1.4, 6, 2])
+b1.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss["layer"] == 0, width="stretch")
+b2.button("Next ▶", on_click=_step, args=(1,), disabled=ss["layer"] == n - 1, width="stretch")
+b4.toggle("Quiz mode", key="quiz", help="Answer a question about each layer before its arithmetic is shown.")
+if n > 1:
+    b3.slider("Layer", 0, n - 1, key="layer", label_visibility="collapsed",
+              format="%d", help="Drag to any layer")
+i = ss["layer"]
+rec = layers[i]
+st.caption(f"Layer #{i} of #0-#{n - 1}: input {fmt_shape(rec.input_shape)} -> output {fmt_shape(rec.output_shape)}")
+
+title, steps = layer_card(summary, i)
+reveal_key = f"{arch}|{size}|{sorted(options.items())}|{i}"
+revealed = ss.setdefault("revealed", set())
+with st.container(border=True):
+    if ss["quiz"] and reveal_key not in revealed:
+        st.markdown(f"#### {rec.name} ({rec.type})")
+        st.markdown(f"Input: **{fmt_shape(rec.input_shape)}**. "
+                    + (f"Kernel {rec.kernel[0]}x{rec.kernel[1]}, stride {rec.stride[0]}, padding {rec.padding[0]}."
+                       if rec.kernel else ""))
+        q = st.radio("Question", quiz_questions(rec), horizontal=True, key=f"quiz_q_{i}")
+        st.text_input("Your answer", placeholder="e.g. 55x55x96 or 34,944", key=f"quiz_a_{i}")
+
+        def _check() -> None:
+            res = check_answer(rec, ss[f"quiz_q_{i}"], ss.get(f"quiz_a_{i}", ""))
+            score = ss.setdefault("quiz_score", [0, 0])
+            score[0] += int(res.correct)
+            score[1] += 1
+            revealed.add(reveal_key)
+            ss["last_quiz"] = (reveal_key, res.correct, res.message)
+
+        st.button("Check", on_click=_check, type="primary")
+        st.button("Show me", on_click=lambda: revealed.add(reveal_key))
+    else:
+        last = ss.get("last_quiz")
+        if ss["quiz"] and last and last[0] == reveal_key:
+            (st.success if last[1] else st.error)(last[2])
+        st.markdown(f"#### {title}")
+        st.markdown("\n".join(f"- **{s.label}:** {s.text}" for s in steps))
+if ss["quiz"] and ss.get("quiz_score"):
+    st.caption(f"Quiz score this session: {ss['quiz_score'][0]} of {ss['quiz_score'][1]}")
+
+# --- details -------------------------------------------------------------------------------------
+tab_chart, tab_struct, tab_table, tab_mem, tab_notes = st.tabs(
+    ["Per-layer chart", "Stages and blocks", "Full table", "Training memory", "Variant notes"])
+
+with tab_chart:
+    log = st.toggle("Logarithmic scale", value=True, key="log_chart")
+    xs = list(range(n))
+    names = [f"{r.index}: {r.name} ({fmt_shape(r.output_shape)})" for r in layers]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("Parameters per layer", "Activation values per layer (one image)"))
+    fig.add_bar(x=xs, y=[r.params for r in layers], hovertext=names, name="parameters",
+                marker_color=["#d62728" if r.index == i else "#1f77b4" for r in layers], row=1, col=1)
+    fig.add_bar(x=xs, y=[r.activation_elems for r in layers], hovertext=names, name="activations",
+                marker_color=["#d62728" if r.index == i else "#2ca02c" for r in layers], row=2, col=1)
+    fig.update_yaxes(type="log" if log else "linear")
+    fig.update_layout(height=520, showlegend=False, margin=dict(t=40, b=10), xaxis2_title="layer index",
+                      font=dict(size=15))
+    st.plotly_chart(fig, width="stretch", key="layer_chart")
+    st.caption("The current layer is red. Early layers hold the activations, late (FC) layers the parameters.")
+
+with tab_struct:
+    max_depth = summary.max_depth()
+    depth = 1
+    if max_depth > 1:
+        depth = st.slider("Grouping depth", 1, max_depth, min(2, max_depth), key=f"block_depth_{arch}",
+                          help="1 = top-level stages; deeper = blocks inside them")
+    blocks = summary.blocks(depth)
+    st.dataframe(pd.DataFrame([{"block": b["name"], "type": b["type"], "layers": b["layers"],
+                                "input": fmt_shape(b["input_shape"]), "output": fmt_shape(b["output_shape"]),
+                                "params": b["params"], "MACs": b["macs"], "receptive field": b["rf"],
+                                "jump": b["jump"]} for b in blocks]),
+                 hide_index=True, width="stretch",
+                 column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                "MACs": st.column_config.NumberColumn(format="localized")})
+
+with tab_table:
+    df = pd.DataFrame([{"#": r.index, "layer": r.name, "type": r.type, "output": fmt_shape(r.output_shape),
+                        "params": r.params, "MACs": r.macs, "activations": r.activation_elems,
+                        "memory (bytes)": r.activation_bytes, "receptive field": r.rf, "jump": r.jump}
+                       for r in layers])
+    st.dataframe(df, hide_index=True, width="stretch", height=420,
+                 column_config={c: st.column_config.NumberColumn(format="localized")
+                                for c in ("params", "MACs", "activations", "memory (bytes)")})
+    st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch}_{'x'.join(map(str, size))}.csv",
+                       mime="text/csv", icon=":material/download:")
+
+with tab_mem:
+    c1, c2 = st.columns(2)
+    batch = c1.number_input("Batch size", 1, 4096, 32, key="mem_batch")
+    opt = c2.selectbox("Optimiser", ["sgd", "sgd_momentum", "adam"], index=2, key="mem_opt",
+                       format_func={"sgd": "SGD", "sgd_momentum": "SGD with momentum", "adam": "Adam"}.get)
+    mem = summary.training_memory(int(batch), opt)
+    st.dataframe(pd.DataFrame([
+        {"part": "activations kept for backward", "bytes": mem.activations, "size": fmt_bytes(mem.activations)},
+        {"part": "parameters", "bytes": mem.params, "size": fmt_bytes(mem.params)},
+        {"part": "gradients", "bytes": mem.grads, "size": fmt_bytes(mem.grads)},
+        {"part": "optimiser state", "bytes": mem.optimizer, "size": fmt_bytes(mem.optimizer)},
+        {"part": "total", "bytes": mem.total, "size": fmt_bytes(mem.total)},
+    ]), hide_index=True)
+    st.caption("An estimate (fp32): real training also needs workspace for convolutions, memory lost to "
+               "allocator fragmentation and a few extra tensors some layers keep for backward.")
+
+with tab_notes:
+    if spec.notes:
+        for note in spec.notes:
+            st.info(note)
+    else:
+        st.write("Our numbers for this architecture match the paper and the slides.")
+
+# --- mirror the state in the URL ------------------------------------------------------------------
+params = {"arch": arch, "layer": str(i)}
+if size != tuple(spec.input_size):
+    params["size"] = "x".join(map(str, size))
+for k, v in options.items():
+    if v != spec.options[k].default:
+        params[f"o_{k}"] = str(v)
+if ss["quiz"]:
+    params["quiz"] = "1"
+if dict(qp) != params:
+    qp.from_dict(params)

@@ -1,0 +1,100 @@
+"""Page logic through Streamlit's AppTest (no browser): every page renders without an exception,
+and the explorer does what a student does with it."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry
+from tests.conftest import ROOT
+
+APP = str(ROOT / "app.py")
+PAGES = ["pages/home.py", "pages/explorer.py"]
+
+
+def _explorer(**params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page("pages/explorer.py")
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(page):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title
+
+
+def test_home_reports_device_and_weights():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Device"] in {"CPU", "CUDA", "MPS"}
+    assert labels["Architectures"] == str(len(registry.names()))
+
+
+def test_explorer_alexnet_conv1_card_and_stepping():
+    at = _explorer(arch="alexnet", layer="0")
+    assert not at.exception
+    text = _text(at)
+    assert "55x55x96" in text and "34,944" in text and "(227 - 11 + 2×0)/4 + 1 = 55" in text
+    assert at.metric[0].value == "62,378,344"
+    next_button = next(b for b in at.button if "Next" in b.label)
+    next_button.click().run()
+    assert at.session_state["layer"] == 1
+    assert at.query_params["layer"] == "1"
+    at.slider(key="layer").set_value(16).run()
+    text = _text(at)
+    assert "37,748,736" in text and "9,216" in text
+
+
+def test_explorer_options_change_the_numbers():
+    at = _explorer(arch="alexnet")
+    at.toggle(key="opt_alexnet_two_towers").set_value(True).run()
+    assert at.metric[0].value == "60,965,224"
+    assert at.query_params["o_two_towers"] == "True"
+
+
+def test_explorer_too_small_input_is_a_clear_error():
+    at = _explorer(arch="alexnet")
+    at.number_input(key="h_alexnet").set_value(32).run()
+    at.number_input(key="w_alexnet").set_value(32).run()
+    assert not at.exception
+    assert at.error and "pool2" in at.error[0].value
+
+
+def test_explorer_bad_links_fall_back_with_a_warning():
+    at = _explorer(arch="nosuchnet", size="3x99999x2", layer="500")
+    assert not at.exception
+    assert at.warning and "unknown architecture" in at.warning[0].value
+    assert at.session_state["arch"] == "alexnet"
+    assert at.session_state["layer"] == 22            # clamped to the last layer
+    assert at.metric[0].value == "62,378,344"         # the default size, not 99999
+    at = _explorer(arch="resnet18", size="3x99999x2")
+    assert "at most 4096" in at.warning[0].value and at.session_state["h_resnet18"] == 224
+
+
+def test_quiz_checks_the_answer():
+    at = _explorer(arch="alexnet", layer="0", quiz="1")
+    assert "34,944" not in _text(at)           # hidden until answered
+    at.text_input(key="quiz_a_0").input("55x55x96")
+    form_submit = next(b for b in at.button if b.label == "Check")
+    form_submit.click().run()
+    assert at.session_state["quiz_score"] == [1, 1]
+    assert "34,944" in _text(at)               # revealed with the arithmetic
+    assert any("Correct" in s.value for s in at.success)
+
+
+def test_csv_download_and_block_view_for_a_deep_network():
+    at = _explorer(arch="resnet152")
+    assert not at.exception
+    frames = at.dataframe
+    assert any(len(f.value) == 464 for f in frames)      # the full table, one row per layer call
+    assert any(len(f.value) < 60 for f in frames)        # the block view is much shorter
