@@ -138,6 +138,23 @@ _POOL = _MAXPOOL | _funcs("avg_pool2d")
 _ADAPTIVE = _funcs("adaptive_avg_pool2d", "adaptive_max_pool2d")
 
 
+# Shape-preserving functions whose meta-device kernels run slowly in Python (decomposed into
+# prims); on the meta device only their output shape matters, which is their input's. The value
+# is the position of their `inplace` argument (None: never in place).
+_SHAPE_PRESERVING_INPLACE_ARG = {"hardtanh": 3, "relu6": 1, "hardswish": 1, "hardsigmoid": 1,
+                                 "silu": 1, "gelu": None, "batch_norm": None}
+_SHAPE_PRESERVING = {f: pos for name, pos in _SHAPE_PRESERVING_INPLACE_ARG.items() for f in _funcs(name)}
+
+
+def _shape_only(func: Callable, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """Result of a shape-preserving function on a meta tensor without running its kernel."""
+    if func not in _SHAPE_PRESERVING or not args or not isinstance(args[0], torch.Tensor) or not args[0].is_meta:
+        return None
+    pos = _SHAPE_PRESERVING[func]
+    inplace = kwargs.get("inplace", False) or (pos is not None and len(args) > pos and args[pos] is True)
+    return args[0] if inplace else torch.empty_like(args[0])
+
+
 class RFTracker(TorchFunctionMode):
     """Propagates `RF` records through every torch function call made while it is active.
 
@@ -164,7 +181,9 @@ class RFTracker(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = _shape_only(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         if self.paused:
             return out
         outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]

@@ -153,13 +153,14 @@ if n > 1:
               format="%d", help="Drag to any layer")
 i = ss["layer"]
 rec = layers[i]
-st.caption(f"Layer #{i} of #0-#{n - 1}: input {fmt_shape(rec.input_shape)} -> output {fmt_shape(rec.output_shape)}")
-
 title, steps = layer_card(summary, i)
 reveal_key = f"{arch}|{size}|{sorted(options.items())}|{i}"
 revealed = ss.setdefault("revealed", set())
+hidden = ss["quiz"] and reveal_key not in revealed
+st.caption(f"Layer #{i} of #0-#{n - 1}: input {fmt_shape(rec.input_shape)}"
+           + ("" if hidden else f" -> output {fmt_shape(rec.output_shape)}"))
 with st.container(border=True):
-    if ss["quiz"] and reveal_key not in revealed:
+    if hidden:
         st.markdown(f"#### {rec.name} ({rec.type})")
         st.markdown(f"Input: **{fmt_shape(rec.input_shape)}**. "
                     + (f"Kernel {rec.kernel[0]}x{rec.kernel[1]}, stride {rec.stride[0]}, padding {rec.padding[0]}."

@@ -84,6 +84,7 @@ def test_explorer_bad_links_fall_back_with_a_warning():
 def test_quiz_checks_the_answer():
     at = _explorer(arch="alexnet", layer="0", quiz="1")
     assert "34,944" not in _text(at)           # hidden until answered
+    assert not any("55x55x96" in c.value for c in at.caption)
     at.text_input(key="quiz_a_0").input("55x55x96")
     form_submit = next(b for b in at.button if b.label == "Check")
     form_submit.click().run()
