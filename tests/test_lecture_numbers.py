@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core import registry
 from core.analysis import summarize
 from core.explain import layer_card
 from core.formatting import fmt_shape
@@ -135,3 +136,15 @@ def test_googlenet_and_plain34():
     assert summarize("googlenet").totals.params == 6_624_904
     assert summarize("googlenet", options={"aux_logits": True}).totals.params == 13_004_888
     assert summarize("plain34").totals.params < summarize("resnet34").totals.params
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_layer_has_a_card_with_its_output_and_parameters(name):
+    """Each card states the layer's output shape; layers with parameters show their count."""
+    s = summarize(name)
+    for r in s.layers:
+        title, steps = layer_card(s, r.index)
+        text = title + " ".join(st.text for st in steps)
+        assert fmt_shape(r.output_shape) in text, r.name
+        if r.params:
+            assert f"{r.params:,}" in text, r.name

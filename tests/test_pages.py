@@ -99,3 +99,11 @@ def test_csv_download_and_block_view_for_a_deep_network():
     frames = at.dataframe
     assert any(len(f.value) == 464 for f in frames)      # the full table, one row per layer call
     assert any(len(f.value) < 60 for f in frames)        # the block view is much shorter
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_explorer_renders_every_architecture(name):
+    at = _explorer(arch=name, layer="1", quiz="1")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    assert at.session_state["arch"] == name
