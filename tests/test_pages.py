@@ -107,3 +107,12 @@ def test_explorer_renders_every_architecture(name):
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error
     assert at.session_state["arch"] == name
+
+
+def test_switching_architecture_resets_the_layer_and_updates_the_url():
+    at = _explorer(arch="alexnet", layer="16")
+    at.selectbox(key="arch").set_value("vgg16").run()
+    assert not at.exception
+    assert at.session_state["layer"] == 0
+    assert at.query_params["arch"] == "vgg16" and at.query_params["layer"] == "0"
+    assert at.metric[0].value == "138,357,544"
