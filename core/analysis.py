@@ -353,35 +353,34 @@ class _Recorder:
         return hook
 
     def _record(self, name: str, m: nn.Module, args: tuple, out: Any) -> None:
-        if True:
-            ins = [a for a in args if isinstance(a, torch.Tensor)]
-            outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
-            if not ins or not outs:
-                return
-            x, y = ins[0], outs[0]
-            k = self.calls.get(name, 0) + 1
-            self.calls[name] = k
-            first_call = id(m) not in self.counted
-            self.counted.add(id(m))
-            params = list(m.parameters(recurse=False)) if first_call else []
-            rf_in = self.tracker.get(x) or RF.input()
-            rf = self.tracker.get(y) or rf_in
-            inplace = y is x or (y._base is not None and (y._base is x or y._base is x._base))
-            rec = LayerRecord(
-                index=len(self.records), name=name if k == 1 else f"{name} (call {k})",
-                type=type(m).__name__, input_shape=list(x.shape[1:]), output_shape=list(y.shape[1:]),
-                input_shapes=[list(t.shape[1:]) for t in ins],
-                params=sum(p.numel() for p in params),
-                trainable_params=sum(p.numel() for p in params if p.requires_grad),
-                frozen_params=sum(p.numel() for p in params if not p.requires_grad),
-                buffer_elems=sum(b.numel() for b in m.buffers(recurse=False)
-                                 if b.is_floating_point()) if first_call else 0,
-                shared=not first_call and any(True for _ in m.parameters(recurse=False)),
-                macs=_macs(m, x, y), activation_elems=0 if inplace else y[0].numel(), inplace=inplace,
-                rf=int(round(max(rf.rf))), rf_hw=list(rf.rf), jump=_num(max(rf.jump)),
-                start=_num(rf.start[0]), rf_in=_num(max(rf_in.rf)), jump_in=_num(max(rf_in.jump)),
-                whole_input=rf.whole, **_hyperparams(m))
-            self.records.append(rec)
+        ins = [a for a in args if isinstance(a, torch.Tensor)]
+        outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+        if not ins or not outs:
+            return
+        x, y = ins[0], outs[0]
+        k = self.calls.get(name, 0) + 1
+        self.calls[name] = k
+        first_call = id(m) not in self.counted
+        self.counted.add(id(m))
+        params = list(m.parameters(recurse=False)) if first_call else []
+        rf_in = self.tracker.get(x) or RF.input()
+        rf = self.tracker.get(y) or rf_in
+        inplace = y is x or (y._base is not None and (y._base is x or y._base is x._base))
+        rec = LayerRecord(
+            index=len(self.records), name=name if k == 1 else f"{name} (call {k})",
+            type=type(m).__name__, input_shape=list(x.shape[1:]), output_shape=list(y.shape[1:]),
+            input_shapes=[list(t.shape[1:]) for t in ins],
+            params=sum(p.numel() for p in params),
+            trainable_params=sum(p.numel() for p in params if p.requires_grad),
+            frozen_params=sum(p.numel() for p in params if not p.requires_grad),
+            buffer_elems=sum(b.numel() for b in m.buffers(recurse=False)
+                             if b.is_floating_point()) if first_call else 0,
+            shared=not first_call and any(True for _ in m.parameters(recurse=False)),
+            macs=_macs(m, x, y), activation_elems=0 if inplace else y[0].numel(), inplace=inplace,
+            rf=int(round(max(rf.rf))), rf_hw=list(rf.rf), jump=_num(max(rf.jump)),
+            start=_num(rf.start[0]), rf_in=_num(max(rf_in.rf)), jump_in=_num(max(rf_in.jump)),
+            whole_input=rf.whole, **_hyperparams(m))
+        self.records.append(rec)
 
 
 def _num(v: float) -> float:

@@ -7,7 +7,6 @@ lecturer can link a slide to an exact layer: /explorer?arch=alexnet&layer=0.
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
@@ -83,9 +82,6 @@ for msg in ss.pop("_url_errors", []):
 
 with st.sidebar:
     st.header("Architecture")
-    families: dict[str, list[str]] = {}
-    for n, s in registry.REGISTRY.items():
-        families.setdefault(s.family, []).append(n)
     arch = st.selectbox("Architecture", registry.names(), key="arch", on_change=_on_arch_change,
                         format_func=lambda n: f"{registry.get(n).family} · {registry.get(n).title}")
     spec = registry.get(arch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
