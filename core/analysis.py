@@ -57,6 +57,7 @@ class LayerRecord:
 
     index: int
     name: str                      # module path; " (call k)" when a module runs again
+    module: str                    # module path alone
     type: str                      # class name, e.g. "Conv2d"
     input_shape: list[int]         # of the first input
     output_shape: list[int]
@@ -102,8 +103,8 @@ class LayerRecord:
 
     @property
     def block(self) -> str:
-        """The module path without the call suffix."""
-        return self.name.split(" (call")[0]
+        """The module path (the same for every call of a module)."""
+        return self.module
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived byte counts, JSON-ready."""
@@ -367,7 +368,7 @@ class _Recorder:
         rf = self.tracker.get(y) or rf_in
         inplace = y is x or (y._base is not None and (y._base is x or y._base is x._base))
         rec = LayerRecord(
-            index=len(self.records), name=name if k == 1 else f"{name} (call {k})",
+            index=len(self.records), name=name if k == 1 else f"{name} (call {k})", module=name,
             type=type(m).__name__, input_shape=list(x.shape[1:]), output_shape=list(y.shape[1:]),
             input_shapes=[list(t.shape[1:]) for t in ins],
             params=sum(p.numel() for p in params),
@@ -412,9 +413,10 @@ def check_input_size(spec: ArchSpec, size: tuple[int, int, int]) -> None:
         raise AnalysisError(f"Height and width must be at least 1, got {h}x{w}.")
     if h > MAX_SIDE or w > MAX_SIDE:
         raise AnalysisError(f"{h}x{w} is larger than this tool analyses (at most {MAX_SIDE} pixels on a side).")
-    if spec.name == "unet" and (h % 16 or w % 16):
-        raise AnalysisError(f"U-Net halves the size four times and concatenates the maps back: height "
-                            f"and width must be divisible by 16 (got {h}x{w}; try {16 * max(1, round(h / 16))}).")
+    k = spec.input_multiple
+    if h % k or w % k:
+        raise AnalysisError(f"{spec.title} needs height and width divisible by {k} ({spec.input_multiple_why}); "
+                            f"got {h}x{w}, try {k * max(1, round(h / k))}x{k * max(1, round(w / k))}.")
 
 
 def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | None = None,
@@ -439,11 +441,9 @@ def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | No
     check_input_size(spec, size)
     with torch.device("meta"):
         model = spec.builder(**opts)
-    train = bool(spec.train_mode_option and opts.get(spec.train_mode_option))
+    train = spec.trains_forward(opts)
     try:
         layers, totals, module_types, warnings = analyze_model(model, size, spec.num_inputs, train)
-    except AnalysisError:
-        raise
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AnalysisError(f"{spec.title} cannot run at input {size[0]}x{size[1]}x{size[2]}: "

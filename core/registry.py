@@ -240,7 +240,8 @@ register(ArchSpec(
 
 register(ArchSpec(
     name="unet", title="U-Net", family="Encoder-decoder", builder=encdec.unet,
-    input_size=(1, 128, 128), year=2015,
+    input_size=(1, 128, 128), year=2015, input_multiple=16,
+    input_multiple_why="four 2x2 poolings down, then the maps are concatenated back up",
     paper="Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation",
     description="An encoder-decoder whose decoder concatenates the encoder's maps of the same size "
                 "(skip connections), so fine detail survives the bottleneck; built for segmentation.",

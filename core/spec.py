@@ -84,6 +84,8 @@ class ArchSpec:
         notes: variant notes: where our numbers differ from the slide or the paper, and why.
         train_mode_option: a bool option that, when on, makes the analysis run the forward pass
             in training mode (GoogLeNet's auxiliary classifiers only run while training).
+        input_multiple: height and width must be divisible by this (U-Net: 16).
+        input_multiple_why: the reason, in a few words, for the error message.
     """
 
     name: str
@@ -100,6 +102,8 @@ class ArchSpec:
     torchvision_name: str | None = None
     notes: tuple[str, ...] = ()
     train_mode_option: str | None = None
+    input_multiple: int = 1
+    input_multiple_why: str = ""
 
     def resolve_options(self, raw: dict[str, Any] | None = None) -> dict[str, Any]:
         """Returns every option with its value: the defaults overridden by `raw`, parsed."""
@@ -109,6 +113,10 @@ class ArchSpec:
             known = ", ".join(sorted(self.options)) or "none"
             raise OptionError(f"{self.name} has no option {unknown[0]!r} (its options: {known})")
         return {k: spec.parse(k, raw.get(k, spec.default)) for k, spec in self.options.items()}
+
+    def trains_forward(self, options: dict[str, Any] | None = None) -> bool:
+        """Whether the analysis runs the forward pass in training mode with these options."""
+        return bool(self.train_mode_option and self.resolve_options(options).get(self.train_mode_option))
 
     def build(self, options: dict[str, Any] | None = None) -> nn.Module:
         """Builds a fresh model with the given options (unset ones take their defaults)."""

@@ -28,8 +28,7 @@ def _meta_model(name, options=None):
     spec = registry.get(name)
     with torch.device("meta"):
         model = spec.build(options)
-    train = bool(spec.train_mode_option and spec.resolve_options(options).get(spec.train_mode_option))
-    return spec, model.train(train)
+    return spec, model.train(spec.trains_forward(options))
 
 
 @pytest.mark.parametrize("name", NAMES)

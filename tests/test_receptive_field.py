@@ -86,7 +86,7 @@ def _size(name):
 
 def _sample(records, k=6):
     """Up to k layers spread over the network: sliding-window layers with a 4-D output."""
-    cands = [r for r in records if r.kernel and len(r.output_shape) == 3 and " (call" not in r.name]
+    cands = [r for r in records if r.kernel and len(r.output_shape) == 3 and r.name == r.module]
     if len(cands) <= k:
         return cands
     step = (len(cands) - 1) / (k - 1)
