@@ -10,6 +10,8 @@ pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/explorer.py", title="Architecture Explorer", icon=":material/account_tree:",
             url_path="explorer"),
+    st.Page("pages/design.py", title="Design Lab", icon=":material/science:", url_path="design"),
+    st.Page("pages/zoo.py", title="Model Zoo", icon=":material/scatter_plot:", url_path="zoo"),
 ]
 nav = st.navigation(pages)
 nav.run()

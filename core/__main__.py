@@ -1,4 +1,4 @@
-"""Command line: `python -m core archs` and `python -m core summary NAME [...]`.
+"""Command line: `python -m core archs`, `python -m core summary NAME [...]`, `python -m core zoo`.
 
 Everything the Architecture Explorer shows is available here, for scripts and for checking the
 dashboard's numbers without a browser.
@@ -7,6 +7,7 @@ dashboard's numbers without a browser.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 
 from core import registry
@@ -41,6 +42,25 @@ def _table(summary) -> str:
     return "\n".join(rows)
 
 
+def _zoo(write: bool, as_csv: bool) -> int:
+    from core import zoo
+
+    if write:
+        zoo.write_rf_file()
+        print(f"wrote {zoo.RF_FILE}", file=sys.stderr)
+    rows = zoo.zoo_rows()
+    if as_csv:
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        return 0
+    print(f"{'model':22} {'family':22} {'year':>4} {'params':>13} {'GMACs':>7} {'acc@1':>6} {'rf':>7}")
+    for r in rows:
+        print(f"{r['name']:22} {r['family']:22} {r['year']:>4} {fmt_int(r['params']):>13} {r['gmacs']:>7.3f} "
+              f"{r['acc1']:>6.2f} {r['rf'] if r['rf'] is not None else '-':>7}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Lab from the command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -53,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     fmt = sp.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
+    zp = sub.add_parser("zoo", help="torchvision's classification models: metadata and receptive fields")
+    zp.add_argument("--write", action="store_true", help="recompute the receptive fields into assets/zoo_rf.json")
+    zp.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     a = ap.parse_args(argv)
+
+    if a.cmd == "zoo":
+        return _zoo(a.write, a.csv)
 
     if a.cmd == "archs":
         for n in registry.names():

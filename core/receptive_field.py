@@ -111,8 +111,9 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any) -> Any:
 
 
 def _spatial(t: torch.Tensor) -> Pair | None:
-    """(H, W) of an (N, C, H, W) tensor, else None."""
-    return (float(t.shape[-2]), float(t.shape[-1])) if t.dim() == 4 else None
+    """(H, W) of an (N, C, H, W) tensor, or of a view that splits channels (N, G, C/G, H, W) as
+    ShuffleNet's channel shuffle does; None for vectors and sequences."""
+    return (float(t.shape[-2]), float(t.shape[-1])) if t.dim() >= 4 else None
 
 
 def _adaptive(inp: torch.Tensor, out: torch.Tensor) -> tuple[Pair, Pair]:

@@ -54,3 +54,23 @@ def weights_status() -> list[WeightsStatus]:
                                  float(w.meta.get("_file_size", 0.0)),
                                  w.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")))
     return out
+
+
+def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module", str]:
+    """A CPU model of a registry entry in eval mode, with ImageNet weights when asked for and
+    cached on this machine, else randomly initialised. Returns the model and a sentence saying
+    which weights it has."""
+    from core import registry as _registry
+
+    spec = _registry.get(name)
+    model = spec.build().eval()
+    w = default_weights(name)
+    if not pretrained:
+        return model, "random initialisation"
+    if w is None:
+        return model, f"random initialisation ({spec.title} has no torchvision ImageNet weights)"
+    if not cache_path(w).is_file():
+        return model, (f"random initialisation: {type(w).__name__}.{w.name} is not cached on this machine "
+                       f"(expected at {cache_path(w)})")
+    model.load_state_dict(w.get_state_dict(progress=False, check_hash=False))
+    return model, f"ImageNet weights {type(w).__name__}.{w.name}"

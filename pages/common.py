@@ -16,7 +16,8 @@ def require_router() -> None:
     /explorer?arch=alexnet), Streamlit still treats pages/ as a legacy multipage folder and runs
     the page file on its own: no shared layout, every file listed in the sidebar. app.py's
     st.navigation switches that legacy mode off for good; we do the same and rerun, which keeps
-    the URL path and query and so lands on the same page through the router.
+    the URL path and query and so lands on the same page through the router. For that the
+    legacy mode must find the page too: each page's url_path in app.py is its file name.
     """
     from streamlit.runtime.pages_manager import PagesManager
 

@@ -1,0 +1,275 @@
+"""Design Lab: the lecture's design choices side by side, each with its formula, the numbers
+substituted, a chart and one sentence of interpretation. Defaults are the slides' examples."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from core import registry
+from core.analysis import summarize
+from core.design import (DEFAULT_STACK, LAYER_KINDS, PLAIN_VS_RESNET, analyze_stack, gap_vs_fc,
+                         residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
+                         stack_vs_large)
+from core.erf import effective_rf, radius_containing
+from core.formatting import fmt_count, fmt_int, fmt_shape
+from core.measure import separable_timing
+from core.weights import build_model
+from pages.common import cached_summary, device, require_router
+
+require_router()
+ss = st.session_state
+qp = st.query_params
+st.title("Design Lab")
+st.caption("Every number is a multiply-accumulate count (MACs, the lecture's \"ops\") or a weight count; "
+           "change any input and everything below it updates.")
+
+tabs = st.tabs(["3x3 stacks vs 7x7", "Depthwise-separable", "1x1 bottleneck", "GAP vs FC",
+                "Plain vs residual", "Build your own stack", "Effective receptive field"])
+
+
+def _fig(fig: go.Figure, height: int = 340) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(t=40, b=10, l=10, r=10), font=dict(size=15))
+    return fig
+
+
+# --- 1 -----------------------------------------------------------------------------------------
+with tabs[0]:
+    st.subheader("A stack of small kernels vs one large kernel")
+    c = st.columns(7)
+    n = c[0].number_input("layers n", 1, 10, 3, key="s_n")
+    k = c[1].number_input("kernel k", 1, 11, 3, key="s_k")
+    big = c[2].number_input("large K", 1, 31, 7, key="s_big")
+    ch = c[3].number_input("channels C", 1, 4096, 3, key="s_c")
+    fmap = c[4].number_input("map D", 1, 512, 56, key="s_d")
+    stride = c[5].number_input("stride", 1, 4, 1, key="s_s")
+    dil = c[6].number_input("dilation", 1, 8, 1, key="s_dil")
+    r = stack_vs_large(n, k, big, ch, fmap, stride, dil)
+    st.markdown(
+        f"- **Receptive field** after each layer: r = r_in + (k − 1)·j_in → "
+        f"{' → '.join(str(x) for x in r.rf_stack)} pixels, vs **{r.rf_large}** for one {big}x{big}.\n"
+        f"- **Weights, the slide's way** (per filter, one input channel group): {n}×{k}×{k}×{ch} = "
+        f"**{fmt_int(r.slide_stack)}** vs 1×{big}×{big}×{ch} = **{fmt_int(r.slide_large)}**.\n"
+        f"- **Weights, the VGG paper's way** (C → C channels): {n}×{k}²×C² = {n * k * k}C² = "
+        f"**{fmt_int(r.weights_stack)}** vs {big}²×C² = {big * big}C² = **{fmt_int(r.weights_large)}** "
+        f"({r.extra_weights_pct:.0f}% more for the large kernel).\n"
+        f"- **MACs** at {fmap}x{fmap}: **{fmt_int(r.macs_stack)}** vs **{fmt_int(r.macs_large)}**.\n"
+        f"- **Non-linearities**: {r.nonlinearities_stack} vs {r.nonlinearities_large}.")
+    left, right = st.columns(2)
+    grid = rf_grid(r.rf_stack)
+    left.plotly_chart(_fig(go.Figure(go.Heatmap(z=grid, colorscale="Blues", showscale=True,
+                                                colorbar=dict(title="layer")))
+                           .update_layout(title="Input pixels seen by the centre unit, by layer",
+                                          yaxis_scaleanchor="x"), 360), key="rf_grid")
+    right.plotly_chart(_fig(go.Figure([go.Bar(name=f"{n} x {k}x{k}", x=["weights", "MACs"],
+                                              y=[r.weights_stack, r.macs_stack]),
+                                       go.Bar(name=f"1 x {big}x{big}", x=["weights", "MACs"],
+                                              y=[r.weights_large, r.macs_large])])
+                           .update_layout(barmode="group", yaxis_type="log", title="Cost (log scale)"), 360),
+                       key="stack_cost")
+    same = r.rf_stack[-1] == r.rf_large
+    st.info(("Same receptive field, " if same else f"Receptive field {r.rf_stack[-1]} vs {r.rf_large}, ")
+            + f"{'fewer' if r.weights_stack < r.weights_large else 'more'} weights and {n} non-linearities "
+              f"instead of one: this is why VGG uses only 3x3 convolutions.")
+
+# --- 2 -----------------------------------------------------------------------------------------
+with tabs[1]:
+    st.subheader("Depthwise-separable vs standard convolution")
+    preset = st.radio("Example", ["The slide (3 → 128 channels, 5x5 map)", "MobileNet's 14x14x512 layer",
+                                  "Your own"], horizontal=True, key="sep_preset")
+    defaults = {"The slide (3 → 128 channels, 5x5 map)": (3, 128, 3, 5),
+                "MobileNet's 14x14x512 layer": (512, 512, 3, 14)}.get(preset)
+    c = st.columns(4)
+    if defaults:
+        m_, n_, dk, df = defaults
+        c[0].metric("M (input channels)", m_)
+        c[1].metric("N (filters)", n_)
+        c[2].metric("D_K (kernel)", dk)
+        c[3].metric("D_F (output map)", df)
+    else:
+        m_ = c[0].number_input("M (input channels)", 1, 4096, 64, key="sep_m")
+        n_ = c[1].number_input("N (filters)", 1, 4096, 128, key="sep_n")
+        dk = c[2].number_input("D_K (kernel)", 1, 11, 3, key="sep_dk")
+        df = c[3].number_input("D_F (output map)", 1, 512, 28, key="sep_df")
+    sc = separable_cost(m_, n_, dk, df)
+    st.markdown(
+        f"- **Standard**: D_K·D_K·M·N·D_F·D_F = {dk}·{dk}·{m_}·{n_}·{df}·{df} = **{fmt_int(sc.standard)}**\n"
+        f"- **Depthwise-separable**: D_K·D_K·M·D_F·D_F + M·N·D_F·D_F = {dk}·{dk}·{m_}·{df}·{df} + "
+        f"{m_}·{n_}·{df}·{df} = {fmt_int(sc.depthwise)} + {fmt_int(sc.pointwise)} = **{fmt_int(sc.separable)}**\n"
+        f"- **Ratio** = 1/N + 1/D_K² = 1/{n_} + 1/{dk * dk} = **{sc.ratio:.4f}** "
+        f"({1 / sc.ratio:.1f}x fewer operations)\n"
+        f"- Weights: {fmt_int(sc.params_standard)} vs {fmt_int(sc.params_separable)}")
+    st.plotly_chart(_fig(go.Figure(go.Bar(x=["standard", "depthwise", "pointwise", "separable total"],
+                                          y=[sc.standard, sc.depthwise, sc.pointwise, sc.separable],
+                                          marker_color=["#1f77b4", "#2ca02c", "#98df8a", "#d62728"]))
+                         .update_layout(title="Multiply-accumulates")), key="sep_bar")
+    st.markdown("**Theory vs practice on this device.** The MAC ratio promises a speed-up; depthwise "
+                "convolutions do so little arithmetic per value read that memory, not arithmetic, limits "
+                "them. Measure it:")
+    dev = device()
+    cc = st.columns(3)
+    chans = cc[0].multiselect("Channel counts", [32, 64, 128, 256, 512, 1024], [64, 128, 256, 512], key="sep_ch")
+    t_df = cc[1].number_input("Map size", 4, 112, 14, key="sep_tdf")
+    batch = cc[2].number_input("Batch", 1, 64, 8, key="sep_batch")
+    if st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans):
+        bar = st.progress(0.0, "starting")
+        res = separable_timing(sorted(chans), 3, int(t_df), int(batch), dev.kind if dev.kind != "mps" else "cpu",
+                               progress=lambda f, msg: bar.progress(f, msg))
+        ss["sep_result"] = (dev.label, [(t.channels, t.standard_s, t.separable_s, t.mac_ratio) for t in res])
+    if "sep_result" in ss:
+        label, rows = ss["sep_result"]
+        df_t = pd.DataFrame(rows, columns=["channels", "standard (s)", "separable (s)", "MAC ratio"])
+        df_t["time ratio"] = df_t["separable (s)"] / df_t["standard (s)"]
+        fig = go.Figure([go.Scatter(x=df_t.channels, y=df_t["MAC ratio"], name="MAC ratio (theory)", mode="lines+markers"),
+                         go.Scatter(x=df_t.channels, y=df_t["time ratio"], name="time ratio (measured)",
+                                    mode="lines+markers")])
+        st.plotly_chart(_fig(fig.update_layout(title=f"separable / standard on {label}", xaxis_type="log",
+                                               xaxis_title="channels (M = N)")), key="sep_time")
+        st.dataframe(df_t, hide_index=True)
+
+# --- 3 -----------------------------------------------------------------------------------------
+with tabs[2]:
+    st.subheader("1x1 convolutions as a bottleneck")
+    naive, reduced = summarize("bottleneck_1x1"), summarize("bottleneck_1x1", options={"reduce": True})
+    r1, r5 = reduced.layers
+    st.markdown(
+        f"- **5x5 directly**, 480 → 48 channels at 14x14: (14×14×48)×(5×5×480) = "
+        f"**{fmt_count(naive.totals.macs)}** multiply-accumulates\n"
+        f"- **With a 1x1 reduction to 16**: (14×14×16)×(1×1×480) = {fmt_count(r1.macs)} plus "
+        f"(14×14×48)×(5×5×16) = {fmt_count(r5.macs)}, total **{fmt_count(reduced.totals.macs)}** "
+        f"({naive.totals.macs / reduced.totals.macs:.0f}x fewer)")
+    a, b = summarize("inception_module"), summarize("inception_module", options={"reductions": True})
+    st.plotly_chart(_fig(go.Figure([
+        go.Bar(x=["1x1 example", "Inception module"], y=[naive.totals.macs, a.totals.macs], name="without 1x1"),
+        go.Bar(x=["1x1 example", "Inception module"], y=[reduced.totals.macs, b.totals.macs], name="with 1x1")])
+        .update_layout(barmode="group", yaxis_type="log", title="MACs (log scale)")), key="bneck")
+    st.markdown(
+        f"- **Inception module at 28x28x256**: naive {fmt_count(a.totals.macs, 0)} MACs, output depth "
+        f"{a.layers[-1].output_shape[0]} (128 + 192 + 96 + 256: the pooling branch keeps all 256 channels); "
+        f"with reductions {fmt_count(b.totals.macs)} MACs, output depth {b.layers[-1].output_shape[0]} "
+        f"(128 + 192 + 96 + 64).")
+    st.warning("The slide says 358M for the module with reductions. Its six rows add up to "
+               f"{fmt_count(b.totals.macs)}; 358M is that plus the 3x3 row (28×28×192×3×3×64 = 86.7M) a "
+               "second time.")
+    st.info("A cheap 1x1 layer shrinks the depth before the expensive spatial filter sees it: most of the "
+            "cost of a convolution is input depth × kernel area.")
+
+# --- 4 -----------------------------------------------------------------------------------------
+with tabs[3]:
+    st.subheader("Global average pooling vs a fully connected head")
+    c = st.columns(3)
+    gh = c[0].number_input("map H = W", 1, 64, 7, key="gap_h")
+    gc = c[1].number_input("channels", 1, 8192, 1024, key="gap_c")
+    go_ = c[2].number_input("FC outputs", 1, 8192, 1024, key="gap_o")
+    g = gap_vs_fc(gh, gh, gc, go_)
+    st.markdown(f"- **FC**: {gh}×{gh}×{gc} inputs × {go_} outputs = **{fmt_int(g['fc_weights'])}** weights "
+                f"({fmt_count(g['fc_weights'])})\n- **GAP**: average each {gh}x{gh} map to one number: "
+                f"**0** weights, {gc} outputs")
+    st.plotly_chart(_fig(go.Figure(go.Bar(x=["FC", "GAP"], y=[g["fc_weights"], 0])).update_layout(
+        title="Weights"), 280), key="gap")
+    st.info("GoogLeNet replaced the FC layers with global average pooling: no weights to overfit, "
+            "and the paper reports about 0.6% better top-1 accuracy.")
+
+# --- 5 -----------------------------------------------------------------------------------------
+with tabs[4]:
+    st.subheader("Plain vs residual")
+    c = st.columns(4)
+    rin = c[0].number_input("input channels", 1, 4096, 256, key="res_in")
+    rw = c[1].number_input("bottleneck width", 1, 1024, 64, key="res_w")
+    rs = c[2].selectbox("stride", [1, 2], key="res_s")
+    rd = c[3].number_input("map size", 1, 224, 56, key="res_d")
+    blocks = residual_blocks(rin, rw, rs, rd)
+    st.markdown(f"Output: {4 * rw} channels. **Shortcut**: {blocks[0].shortcut}"
+                + (f", {fmt_int(blocks[0].shortcut_params)} weights: the shapes differ (stride {rs}, "
+                   f"{rin} → {4 * rw} channels), so x must be projected before it can be added."
+                   if blocks[0].shortcut_params else ": input and output have the same shape, so x is "
+                   "added as it is (the lecture's type 1)."))
+    st.dataframe(pd.DataFrame([{"block": b.name, "weights": b.params, "MACs": b.macs} for b in blocks]),
+                 hide_index=True, column_config={"weights": st.column_config.NumberColumn(format="localized"),
+                                                 "MACs": st.column_config.NumberColumn(format="localized")})
+    fig = go.Figure([go.Bar(name=name, x=list(PLAIN_VS_RESNET), y=[v[i] for v in PLAIN_VS_RESNET.values()])
+                     for i, name in enumerate(["plain", "ResNet"])])
+    st.plotly_chart(_fig(fig.update_layout(barmode="group", title="ImageNet top-1 error (%), ResNet paper Table 2",
+                                           yaxis_range=[24, 29.5])), key="plain_res")
+    st.info("Without shortcuts the deeper plain net is worse (28.54% vs 27.94%): an optimisation problem, not "
+            "overfitting. With shortcuts depth helps (25.03% vs 27.88%).")
+
+# --- 6 -----------------------------------------------------------------------------------------
+with tabs[5]:
+    st.subheader("Build your own stack")
+    if "stack_rows" not in ss:
+        try:
+            ss["stack_rows"] = stack_from_text(qp["stack"]) if "stack" in qp else list(DEFAULT_STACK)
+        except ValueError as e:
+            st.warning(f"Ignored the stack in the link: {e}")
+            ss["stack_rows"] = list(DEFAULT_STACK)
+    c = st.columns(3)
+    sc_ = c[0].number_input("input channels", 1, 4096, 3, key="st_c")
+    sh_ = c[1].number_input("input H = W", 1, 4096, 224, key="st_h")
+    edited = st.data_editor(
+        pd.DataFrame([vars(L) for L in ss["stack_rows"]]), num_rows="dynamic", key="stack_editor",
+        column_config={"kind": st.column_config.SelectboxColumn("type", options=list(LAYER_KINDS), required=True),
+                       "out": st.column_config.NumberColumn("filters"), "k": "kernel", "s": "stride",
+                       "p": "padding", "d": "dilation", "groups": "groups"}, width="stretch")
+    layers = stack_from_records(edited.to_dict("records"))
+    rows = analyze_stack(layers, (int(sc_), int(sh_), int(sh_)))
+    table = []
+    for r_ in rows:
+        table.append({"#": r_.index, "type": r_.layer.kind, "input": fmt_shape(r_.in_shape),
+                      "output": fmt_shape(r_.out_shape) if r_.out_shape else "—", "params": r_.params,
+                      "MACs": r_.macs, "receptive field": r_.rf, "jump": r_.jump,
+                      "check": ("⚠ " + r_.error) if r_.error else (r_.formula + ("; " + "; ".join(r_.notes) if r_.notes else ""))})
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+                 column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                "MACs": st.column_config.NumberColumn(format="localized")})
+    bad = [r_ for r_ in rows if r_.error]
+    for r_ in bad:
+        st.error(f"Row {r_.index}: {r_.error}. This row is skipped; the rows after it continue from its input.")
+    ok = [r_ for r_ in rows if not r_.error]
+    st.caption(f"Totals over the valid rows: {fmt_int(sum(r_.params for r_ in ok))} parameters, "
+               f"{fmt_int(sum(r_.macs for r_ in ok))} MACs.")
+    if st.button("Save this stack in the link", key="stack_save"):
+        qp["stack"] = stack_to_text(layers)
+        st.success("The address bar now holds this stack: copy it to share.")
+
+# --- 7 -----------------------------------------------------------------------------------------
+with tabs[6]:
+    st.subheader("Theoretical vs effective receptive field")
+    st.caption("The theoretical field (box) is every pixel that can reach a unit; the effective field "
+               "(heatmap, Luo et al. 2016) is how strongly each pixel does reach it: the gradient of the unit "
+               "with respect to the input, averaged over random images.")
+    ERF_ARCHS = ["resnet18", "vgg16", "alexnet_torchvision", "mobilenet_v2", "resnet50"]
+    c = st.columns(4)
+    e_arch = c[0].selectbox("Model", ERF_ARCHS, key="erf_arch", format_func=lambda n: registry.get(n).title)
+    e_summary = cached_summary(e_arch, tuple(registry.get(e_arch).input_size), ())
+    convs = [r_ for r_ in e_summary.layers if r_.type == "Conv2d" and r_.name == r_.module]
+    e_layer = c[1].selectbox("Layer", [r_.name for r_ in convs], index=min(len(convs) - 1, len(convs) // 2),
+                             key=f"erf_layer_{e_arch}")
+    pretrained = c[2].toggle("ImageNet weights", key="erf_pre", help="Used when cached on this machine.")
+    n_img = c[3].number_input("images", 1, 32, 8, key="erf_n")
+    if st.button("Compute the effective receptive field", key="erf_go"):
+        with st.spinner("Building the model and back-propagating from one unit..."):
+            model, note = build_model(e_arch, pretrained)
+            size = registry.get(e_arch).input_size
+            torch.manual_seed(0)
+            erf, unit = effective_rf(model, e_layer, torch.randn(int(n_img), *size))
+        rec = next(r_ for r_ in convs if r_.name == e_layer)
+        ss["erf_result"] = (e_arch, e_layer, note, erf.numpy(), unit, rec.rf, rec.start, rec.jump,
+                            radius_containing(erf))
+    res = ss.get("erf_result")
+    if res and res[0] == e_arch and res[1] == e_layer:
+        _, _, note, erf_np, unit, rf, start, jump, radius = res
+        st.caption(f"Weights: {note}. Unit {unit} of layer {e_layer}.")
+        cy, cx = start + unit[0] * jump, start + unit[1] * jump
+        half = (rf - 1) / 2
+        fig = go.Figure(go.Heatmap(z=erf_np, colorscale="Viridis", showscale=True))
+        fig.add_shape(type="rect", x0=cx - half, x1=cx + half, y0=cy - half, y1=cy + half,
+                      line=dict(color="#2ca02c", width=3))
+        fig.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x",
+                          title=f"theoretical {rf}x{rf} (green box) vs effective (heat)")
+        st.plotly_chart(_fig(fig, 520), key="erf_plot")
+        st.info(f"95% of the gradient falls within a {2 * radius:.0f}-pixel square, "
+                f"{100 * (2 * radius) ** 2 / rf ** 2:.0f}% of the theoretical {rf}x{rf} area: the effective field "
+                "is much smaller and concentrated in the middle.")

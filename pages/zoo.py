@@ -1,0 +1,83 @@
+"""Model Zoo: accuracy against operations for every classification model torchvision ships."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.measure import model_latency
+from core.zoo import zoo_rows
+from pages.common import device, require_router
+
+require_router()
+ss = st.session_state
+
+
+@st.cache_data
+def _zoo() -> pd.DataFrame:
+    return pd.DataFrame(zoo_rows())
+
+
+st.title("Model Zoo")
+st.caption("Top-1 ImageNet accuracy against operations for one forward pass, blob size proportional to "
+           "parameters, as on the lecture's \"comparing complexity\" slide. Numbers are torchvision's weights "
+           "metadata (read offline); its \"GFLOPS\" are multiply-accumulates, shown here as GMACs.")
+df = _zoo()
+c = st.columns([3, 1, 1])
+y0, y1 = int(df.year.min()), int(df.year.max())
+years = c[0].slider("Published", y0, y1, (y0, y1), key="zoo_years")
+logx = c[1].toggle("Log GMACs", value=True, key="zoo_log")
+only = c[2].toggle("Lecture models only", value=False, key="zoo_lecture")
+view = df[(df.year >= years[0]) & (df.year <= years[1])]
+if only:
+    view = view[view.in_lecture]
+view = view.assign(group=view.family.where(view.in_lecture, "other (not in the lecture)"))
+if view.empty:
+    st.info("No model in this range of years.")
+else:
+    fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name",
+                     hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False},
+                     log_x=logx, size_max=45, color_discrete_map={"other (not in the lecture)": "#c8c8c8"}, labels={"gmacs": "GMACs (one 224x224 image)", "acc1": "top-1 (%)"})
+    fig.update_layout(height=560, font=dict(size=15), legend_title_text="")
+    st.plotly_chart(fig, width="stretch", key="zoo_scatter")
+
+st.subheader("All models")
+table = view.rename(columns={"name": "model", "gmacs": "GMACs", "acc1": "acc@1", "acc5": "acc@5",
+                             "file_mb": "file (MB)", "rf": "receptive field"})
+table = table[["model", "family", "year", "params", "GMACs", "acc@1", "acc@5", "file (MB)", "receptive field",
+               "rf_whole"]].rename(columns={"rf_whole": "SE: sees whole image"})
+st.dataframe(table, hide_index=True, width="stretch", height=420,
+             column_config={"params": st.column_config.NumberColumn(format="localized")})
+st.caption("Receptive field: at the last feature map before global pooling, from our analysis engine (unclipped, "
+           "pixels). Blank for transformers, where attention lets every patch see the whole image. "
+           "\"SE\": squeeze-and-excitation already made every unit depend on the whole image.")
+st.download_button("Download CSV", table.to_csv(index=False), "model_zoo.csv", "text/csv",
+                   icon=":material/download:")
+
+st.subheader("Measured latency on this device")
+dev = device()
+choices = st.multiselect("Models to time", list(df.name),
+                         ["alexnet", "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "googlenet"],
+                         key="zoo_lat_models", max_selections=12)
+st.caption(f"Device: {dev.label}. Random weights (speed does not depend on the values); batch 1 and 32 at "
+           "224x224, median of 3. Big models take tens of seconds on a laptop CPU.")
+if st.button("Measure", key="zoo_lat_go", disabled=not choices):
+    bar = st.progress(0.0, "starting")
+    res = model_latency(choices, device=dev.kind if dev.kind != "mps" else "cpu",
+                        progress=lambda f, msg: bar.progress(f, f"timing {msg}"))
+    ss["zoo_latency"] = (dev.label, [(r.name, r.batch1_s, r.batch32_s) for r in res])
+if "zoo_latency" in ss:
+    label, rows = ss["zoo_latency"]
+    lat = pd.DataFrame(rows, columns=["name", "batch 1 (ms)", "batch 32 (ms)"])
+    lat[["batch 1 (ms)", "batch 32 (ms)"]] *= 1000
+    lat = lat.merge(df[["name", "gmacs", "params"]], on="name")
+    lat["images/s (batch 32)"] = 32 * 1000 / lat["batch 32 (ms)"]
+    fig = px.scatter(lat, x="gmacs", y="batch 1 (ms)", text="name", log_x=True, log_y=True,
+                     labels={"gmacs": "GMACs"}, title=f"Latency vs operations on {label}")
+    fig.update_traces(textposition="top center")
+    fig.update_layout(height=460, font=dict(size=15))
+    st.plotly_chart(fig, width="stretch", key="zoo_latency_plot")
+    st.dataframe(lat.round(2), hide_index=True)
+    st.info("Operations do not predict time exactly: depthwise layers (MobileNet) move more memory per "
+            "operation, and large dense layers (AlexNet, VGG) are cheap in MACs but heavy in weights.")
