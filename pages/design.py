@@ -3,17 +3,19 @@ substituted, a chart and one sentence of interpretation. Defaults are the slides
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from core import registry
-from core.analysis import summarize
 from core.design import (DEFAULT_STACK, LAYER_KINDS, PLAIN_VS_RESNET, analyze_stack, gap_vs_fc,
                          residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
                          stack_vs_large)
 from core.erf import effective_rf, radius_containing
+from core.images import sample_batch
 from core.formatting import fmt_count, fmt_int, fmt_shape
 from core.measure import separable_timing
 from core.weights import build_model
@@ -113,7 +115,9 @@ with tabs[1]:
     chans = cc[0].multiselect("Channel counts", [32, 64, 128, 256, 512, 1024], [64, 128, 256, 512], key="sep_ch")
     t_df = cc[1].number_input("Map size", 4, 112, 14, key="sep_tdf")
     batch = cc[2].number_input("Batch", 1, 64, 8, key="sep_batch")
-    if st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans):
+    st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans,
+              on_click=lambda: ss.update(sep_requested=True))
+    if ss.pop("sep_requested", False):
         bar = st.progress(0.0, "starting")
         res = separable_timing(sorted(chans), 3, int(t_df), int(batch), dev.kind if dev.kind != "mps" else "cpu",
                                progress=lambda f, msg: bar.progress(f, msg))
@@ -132,7 +136,8 @@ with tabs[1]:
 # --- 3 -----------------------------------------------------------------------------------------
 with tabs[2]:
     st.subheader("1x1 convolutions as a bottleneck")
-    naive, reduced = summarize("bottleneck_1x1"), summarize("bottleneck_1x1", options={"reduce": True})
+    naive = cached_summary("bottleneck_1x1", (480, 14, 14), ())
+    reduced = cached_summary("bottleneck_1x1", (480, 14, 14), (("reduce", True),))
     r1, r5 = reduced.layers
     st.markdown(
         f"- **5x5 directly**, 480 → 48 channels at 14x14: (14×14×48)×(5×5×480) = "
@@ -140,7 +145,8 @@ with tabs[2]:
         f"- **With a 1x1 reduction to 16**: (14×14×16)×(1×1×480) = {fmt_count(r1.macs)} plus "
         f"(14×14×48)×(5×5×16) = {fmt_count(r5.macs)}, total **{fmt_count(reduced.totals.macs)}** "
         f"({naive.totals.macs / reduced.totals.macs:.0f}x fewer)")
-    a, b = summarize("inception_module"), summarize("inception_module", options={"reductions": True})
+    a = cached_summary("inception_module", (256, 28, 28), ())
+    b = cached_summary("inception_module", (256, 28, 28), (("reductions", True),))
     st.plotly_chart(_fig(go.Figure([
         go.Bar(x=["1x1 example", "Inception module"], y=[naive.totals.macs, a.totals.macs], name="without 1x1"),
         go.Bar(x=["1x1 example", "Inception module"], y=[reduced.totals.macs, b.totals.macs], name="with 1x1")])
@@ -247,29 +253,57 @@ with tabs[6]:
     convs = [r_ for r_ in e_summary.layers if r_.type == "Conv2d" and r_.name == r_.module]
     e_layer = c[1].selectbox("Layer", [r_.name for r_ in convs], index=min(len(convs) - 1, len(convs) // 2),
                              key=f"erf_layer_{e_arch}")
-    pretrained = c[2].toggle("ImageNet weights", key="erf_pre", help="Used when cached on this machine.")
-    n_img = c[3].number_input("images", 1, 32, 8, key="erf_n")
-    if st.button("Compute the effective receptive field", key="erf_go"):
+    rec = next(r_ for r_ in convs if r_.name == e_layer)
+    _, oh, ow = rec.output_shape
+    uc = c[2].columns(2)
+    u_row = uc[0].number_input("unit row", 0, oh - 1, oh // 2, key=f"erf_r_{e_arch}_{e_layer}")
+    u_col = uc[1].number_input("unit col", 0, ow - 1, ow // 2, key=f"erf_c_{e_arch}_{e_layer}")
+    pretrained = c[3].toggle("ImageNet weights", key="erf_pre", help="Used when cached on this machine.")
+    source = st.radio("Images", ["random noise (as Luo et al.)", "sample photos (scikit-image)"], horizontal=True,
+                      key="erf_src")
+    st.button("Compute the effective receptive field", key="erf_go",
+              on_click=lambda: ss.update(erf_requested=True))
+    if ss.pop("erf_requested", False):
         with st.spinner("Building the model and back-propagating from one unit..."):
             model, note = build_model(e_arch, pretrained)
             size = registry.get(e_arch).input_size
-            torch.manual_seed(0)
-            erf, unit = effective_rf(model, e_layer, torch.randn(int(n_img), *size))
-        rec = next(r_ for r_ in convs if r_.name == e_layer)
-        ss["erf_result"] = (e_arch, e_layer, note, erf.numpy(), unit, rec.rf, rec.start, rec.jump,
-                            radius_containing(erf))
+            if source.startswith("sample"):
+                batch, shown = sample_batch(size[1])
+            else:
+                torch.manual_seed(0)
+                batch = torch.randn(8, *size)  # (8, 3, H, W)
+                shown = ((batch[:1].permute(0, 2, 3, 1).clamp(-2, 2) + 2) * 63.75).byte().numpy()
+            erf, unit = effective_rf(model, e_layer, batch, (int(u_row), int(u_col)))
+        ss["erf_result"] = dict(key=(e_arch, e_layer), note=note, erf=erf.numpy(), image=shown[0], unit=unit,
+                                rf=rec.rf, start=rec.start, jump=rec.jump, radius=radius_containing(erf))
     res = ss.get("erf_result")
-    if res and res[0] == e_arch and res[1] == e_layer:
-        _, _, note, erf_np, unit, rf, start, jump, radius = res
-        st.caption(f"Weights: {note}. Unit {unit} of layer {e_layer}.")
-        cy, cx = start + unit[0] * jump, start + unit[1] * jump
-        half = (rf - 1) / 2
-        fig = go.Figure(go.Heatmap(z=erf_np, colorscale="Viridis", showscale=True))
-        fig.add_shape(type="rect", x0=cx - half, x1=cx + half, y0=cy - half, y1=cy + half,
-                      line=dict(color="#2ca02c", width=3))
-        fig.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x",
-                          title=f"theoretical {rf}x{rf} (green box) vs effective (heat)")
-        st.plotly_chart(_fig(fig, 520), key="erf_plot")
-        st.info(f"95% of the gradient falls within a {2 * radius:.0f}-pixel square, "
-                f"{100 * (2 * radius) ** 2 / rf ** 2:.0f}% of the theoretical {rf}x{rf} area: the effective field "
-                "is much smaller and concentrated in the middle.")
+    if res and res["key"] == (e_arch, e_layer):
+        st.caption(f"Weights: {res['note']}. Unit {res['unit']} of layer {e_layer}.")
+        cy, cx = (res["start"] + u * res["jump"] for u in res["unit"])
+        half = (res["rf"] - 1) / 2
+        box = dict(type="rect", x0=cx - half, x1=cx + half, y0=cy - half, y1=cy + half,
+                   line=dict(color="#2ca02c", width=3))
+        left, right = st.columns(2)
+        img = go.Figure(go.Image(z=res["image"])).add_shape(**box)
+        img.update_layout(title=f"theoretical field: {res['rf']}x{res['rf']} (unclipped)", xaxis_range=[-20, 244],
+                          yaxis_range=[244, -20])
+        left.plotly_chart(_fig(img, 460), key="erf_img")
+        heat = go.Figure(go.Heatmap(z=res["erf"], colorscale="Viridis", showscale=False)).add_shape(**box)
+        heat.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x", title="effective field |d unit / d pixel|")
+        right.plotly_chart(_fig(heat, 460), key="erf_plot")
+        prof = res["erf"][int(round(cy))] if 0 <= int(round(cy)) < res["erf"].shape[0] else res["erf"].max(0)
+        xs = list(range(len(prof)))
+        mass = float(prof.sum()) or 1.0
+        mu = sum(x * p for x, p in zip(xs, prof)) / mass
+        sd = max(1e-6, (sum((x - mu) ** 2 * p for x, p in zip(xs, prof)) / mass) ** 0.5)
+        gauss = [float(prof.max()) * math.exp(-((x - mu) ** 2) / (2 * sd * sd)) for x in xs]
+        fig = go.Figure([go.Scatter(x=xs, y=prof, name="effective field (row through the unit)"),
+                         go.Scatter(x=xs, y=gauss, name=f"Gaussian, sigma = {sd:.1f} px", line=dict(dash="dash"))])
+        fig.add_vrect(x0=cx - half, x1=cx + half, fillcolor="#2ca02c", opacity=0.08, line_width=0)
+        st.plotly_chart(_fig(fig.update_layout(title="Cross-section: roughly Gaussian, inside the theoretical field"),
+                             300), key="erf_profile")
+        side = 2 * res["radius"]
+        st.info(f"95% of the gradient falls within a {side:.0f}-pixel square, "
+                f"{100 * side ** 2 / res['rf'] ** 2:.0f}% of the theoretical {res['rf']}x{res['rf']} area: the "
+                "effective field is smaller and concentrated in the middle. Training reshapes it; compare "
+                "with ImageNet weights when they are cached on this machine.")

@@ -25,7 +25,10 @@ c2.metric("Device", dev.kind.upper(), help=dev.name)
 status = weights()
 c3.metric("Pretrained weights on this machine", f"{sum(s.cached for s in status)} of {len(status)}")
 
-st.page_link("pages/explorer.py", label="Open the Architecture Explorer", icon=":material/account_tree:")
+l1, l2, l3 = st.columns(3)
+l1.page_link("pages/explorer.py", label="Architecture Explorer: layer by layer", icon=":material/account_tree:")
+l2.page_link("pages/design.py", label="Design Lab: compare design choices", icon=":material/science:")
+l3.page_link("pages/zoo.py", label="Model Zoo: accuracy vs operations", icon=":material/scatter_plot:")
 st.caption("Tip for lecturers: every choice in the explorer is in the address bar, so a link such as "
            "`/explorer?arch=alexnet&layer=0` opens exactly that layer.")
 

@@ -62,7 +62,8 @@ choices = st.multiselect("Models to time", list(df.name),
                          key="zoo_lat_models", max_selections=12)
 st.caption(f"Device: {dev.label}. Random weights (speed does not depend on the values); batch 1 and 32 at "
            "224x224, median of 3. Big models take tens of seconds on a laptop CPU.")
-if st.button("Measure", key="zoo_lat_go", disabled=not choices):
+st.button("Measure", key="zoo_lat_go", disabled=not choices, on_click=lambda: ss.update(lat_requested=True))
+if ss.pop("lat_requested", False):
     bar = st.progress(0.0, "starting")
     res = model_latency(choices, device=dev.kind if dev.kind != "mps" else "cpu",
                         progress=lambda f, msg: bar.progress(f, f"timing {msg}"))

@@ -94,8 +94,28 @@ def test_explorer_alexnet_first_layer_from_a_link(server, page):
 
 
 def test_every_page_opens_without_exception(server, page):
-    for path in ("/", "/explorer?arch=resnet152", "/explorer?arch=inception_module&o_reductions=True&layer=13"):
+    for path in ("/", "/zoo", "/design", "/explorer?arch=resnet152", "/explorer?arch=inception_module&o_reductions=True&layer=13"):
         page.goto(server + path)
         _wait(page)
         assert not page.query_selector_all('[data-testid="stException"]'), path
     assert "128 + 192 + 96 + 64 = 480" in page.inner_text("body")  # the concatenation card
+
+
+def test_design_lab_shows_the_slides_numbers(server, page):
+    """Fresh link to the Design Lab: read the slide defaults from the rendered tabs."""
+    page.goto(server + "/design")
+    _wait(page)
+    assert not page.query_selector_all('[role="dialog"]'), "a 'page not found' dialog opened"
+    page.get_by_role("tab", name="Depthwise-separable").click()
+    page.wait_for_function("document.body.innerText.includes('10,275')", timeout=30_000)
+    body = page.inner_text("body")
+    assert "86,400" in body and "675 + 9,600 = 10,275" in body
+    page.get_by_role("tab", name="1x1 bottleneck").click()
+    page.wait_for_function("document.body.innerText.includes('112.9M')", timeout=30_000)
+    body = page.inner_text("body")
+    assert "5.3M" in body and "112.9M" in body
+    page.screenshot(path=str(ARTIFACTS / "design-lab-1x1.png"), full_page=True)
+    page.get_by_role("tab", name="Effective receptive field").click()
+    page.get_by_role("button", name="Compute the effective receptive field").click()
+    page.wait_for_function("document.body.innerText.includes('95% of the gradient')", timeout=120_000)
+    assert not page.query_selector_all('[data-testid="stException"]')

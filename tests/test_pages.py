@@ -10,7 +10,7 @@ from core import registry
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/home.py", "pages/explorer.py"]
+PAGES = ["pages/home.py", "pages/explorer.py", "pages/design.py", "pages/zoo.py"]
 
 
 def _explorer(**params) -> AppTest:
@@ -116,3 +116,62 @@ def test_switching_architecture_resets_the_layer_and_updates_the_url():
     assert at.session_state["layer"] == 0
     assert at.query_params["arch"] == "vgg16" and at.query_params["layer"] == "0"
     assert at.metric[0].value == "138,357,544"
+
+
+def _page(path: str, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(path)
+    return at.run()
+
+
+def test_design_lab_opens_on_the_slides_numbers():
+    at = _page("pages/design.py")
+    assert not at.exception
+    text = _text(at)
+    assert "10,275" in text and "86,400" in text and "675 + 9,600" in text
+    assert "112.9M" in text and "5.3M" in text
+    assert "**81**" in text and "**147**" in text
+    assert "51,380,224" in text
+
+
+def test_design_lab_inputs_update_the_numbers():
+    at = _page("pages/design.py")
+    at.radio(key="sep_preset").set_value("Your own").run()
+    at.number_input(key="sep_m").set_value(32).run()
+    at.number_input(key="sep_n").set_value(64).run()
+    at.number_input(key="sep_dk").set_value(3).run()
+    at.number_input(key="sep_df").set_value(10).run()
+    assert "1,843,200" in _text(at)  # 3*3*32*64*10*10
+    at.number_input(key="s_n").set_value(2).run()
+    assert "3 → 5 pixels" in _text(at)
+
+
+def test_design_lab_stack_from_a_link_marks_bad_rows():
+    at = _page("pages/design.py", stack="conv:64:3:1:1:1:1;conv:30:3:1:1:1:4;maxpool:0:2:2:0:1:1")
+    assert not at.exception
+    assert any("Row 1" in e.value and "groups=4" in e.value for e in at.error)
+    at = _page("pages/design.py", stack="garbage")
+    assert any("Ignored the stack" in w.value for w in at.warning)
+
+
+def test_design_lab_effective_receptive_field_runs():
+    at = _page("pages/design.py")
+    at.selectbox(key="erf_arch").set_value("resnet18").run()
+    at.radio(key="erf_src").set_value("sample photos (scikit-image)").run()
+    at.button(key="erf_go").click().run()
+    assert not at.exception
+    assert any("random initialisation" in c.value for c in at.caption)
+    assert any("95% of the gradient" in i.value for i in at.info)
+
+
+def test_model_zoo_table_and_latency():
+    at = _page("pages/zoo.py")
+    assert not at.exception
+    assert len(at.dataframe[0].value) >= 80
+    at.multiselect(key="zoo_lat_models").set_value(["squeezenet1_1"]).run()
+    at.button(key="zoo_lat_go").click().run()
+    assert not at.exception
+    lat = at.dataframe[-1].value
+    assert list(lat["name"]) == ["squeezenet1_1"] and (lat["batch 1 (ms)"] > 0).all()
