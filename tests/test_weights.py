@@ -1,0 +1,37 @@
+"""The real torchvision weights-loading code, run offline against a cache in a temporary TORCH_HOME."""
+
+from __future__ import annotations
+
+import torch
+
+from core import registry
+from core.weights import build_model, cache_path, default_weights, weights_status
+
+
+def _place_random_checkpoint(name: str, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    state = registry.get(name).build().state_dict()
+    path = cache_path(default_weights(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def test_cached_weights_are_loaded_through_torchvision(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    state = _place_random_checkpoint("resnet18", seed=1)
+    assert str(tmp_path) in str(cache_path(default_weights("resnet18")))
+    model, note = build_model("resnet18", pretrained=True)
+    assert note.startswith("ImageNet weights ResNet18_Weights")
+    assert torch.equal(model.conv1.weight, state["conv1.weight"])
+    assert not model.training
+    cached = {s.arch for s in weights_status() if s.cached}
+    assert cached == {"resnet18"}
+
+
+def test_missing_weights_fall_back_to_random_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model, note = build_model("vgg11", pretrained=True)
+    assert "not cached" in note and str(tmp_path) in note
+    _, note = build_model("lenet5", pretrained=True)
+    assert "no torchvision ImageNet weights" in note
