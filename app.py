@@ -10,6 +10,7 @@ pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/explorer.py", title="Architecture Explorer", icon=":material/account_tree:",
             url_path="explorer"),
+    st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
     st.Page("pages/design.py", title="Design Lab", icon=":material/science:", url_path="design"),
     st.Page("pages/zoo.py", title="Model Zoo", icon=":material/scatter_plot:", url_path="zoo"),
 ]

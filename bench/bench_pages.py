@@ -1,5 +1,6 @@
 """Re-render time of each page after one input changes, through Streamlit's AppTest (the script
-run only; the browser's drawing is not included). Goal: well under 0.5 s on the 2-core CPU.
+run only; the browser's drawing is not included). Goal: well under 0.5 s on the 2-core CPU, about
+1 s for feature maps of ResNet-50 (one forward pass).
 
     .venv/bin/python bench/bench_pages.py
 """
@@ -15,20 +16,25 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# page, widget kind, key, values to cycle through
+# page, setup steps (kind, key, value), widget kind, key, values to cycle through
 CHANGES = [
-    ("pages/explorer.py", "slider", "layer", [3, 4, 5, 6, 7]),
-    ("pages/design.py", "number_input", "s_n", [2, 3, 4, 5, 6]),
-    ("pages/design.py", "number_input", "st_h", [128, 160, 192, 224, 256]),
-    ("pages/zoo.py", "toggle", "zoo_log", [False, True, False, True, False]),
+    ("pages/explorer.py", [], "slider", "layer", [3, 4, 5, 6, 7]),
+    ("pages/design.py", [], "number_input", "s_n", [2, 3, 4, 5, 6]),
+    ("pages/design.py", [], "number_input", "st_h", [128, 160, 192, 224, 256]),
+    ("pages/zoo.py", [], "toggle", "zoo_log", [False, True, False, True, False]),
+    # feature maps of ResNet-50 at 224 once the model is cached: a full forward pass per change
+    ("pages/inside.py", [("selectbox", "in_arch", "resnet50")], "selectbox", "in_layer_resnet50",
+     ["layer1", "layer2", "layer3", "layer4", "layer1.0"]),
 ]
 
 
 def main() -> int:
     print(f"{'page':22} {'input':14} {'median (s)':>10} {'max (s)':>8}")
-    for page, kind, key, values in CHANGES:
+    for page, setup, kind, key, values in CHANGES:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.switch_page(page).run()  # first run: imports and caches, not measured
+        for s_kind, s_key, s_value in setup:
+            getattr(at, s_kind)(key=s_key).set_value(s_value).run()
         times = []
         for v in values:
             widget = getattr(at, kind)(key=key).set_value(v)

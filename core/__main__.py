@@ -1,4 +1,4 @@
-"""Command line: `python -m core archs`, `python -m core summary NAME [...]`, `python -m core zoo`.
+"""Command line: `python -m core archs`, `summary NAME [...]`, `zoo`, `weights list|prefetch NAME...`.
 
 Everything the Architecture Explorer shows is available here, for scripts and for checking the
 dashboard's numbers without a browser.
@@ -42,6 +42,24 @@ def _table(summary) -> str:
     return "\n".join(rows)
 
 
+def _weights(cmd: str, names: list[str]) -> int:
+    from core import weights
+
+    if cmd == "list":
+        for s in weights.weights_status():
+            print(f"{s.arch:22} {s.weights:38} {'cached' if s.cached else 'not cached':10} {s.file_mb:7.1f} MB  {s.path}")
+        return 0
+    rc = 0
+    for name in names:
+        try:
+            registry.get(name)
+            print(weights.prefetch(name))
+        except (UnknownArchitectureError, weights.WeightsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            rc = 2
+    return rc
+
+
 def _zoo(write: bool, as_csv: bool) -> int:
     from core import zoo
 
@@ -76,7 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     zp = sub.add_parser("zoo", help="torchvision's classification models: metadata and receptive fields")
     zp.add_argument("--write", action="store_true", help="recompute the receptive fields into assets/zoo_rf.json")
     zp.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    wp = sub.add_parser("weights", help="ImageNet weights in torchvision's cache")
+    wsub = wp.add_subparsers(dest="wcmd", required=True)
+    wsub.add_parser("list", help="which registry entries have weights, and which are cached")
+    pf = wsub.add_parser("prefetch", help="download weights ahead of an offline lecture")
+    pf.add_argument("names", nargs="+")
     a = ap.parse_args(argv)
+
+    if a.cmd == "weights":
+        return _weights(a.wcmd, getattr(a, "names", []))
 
     if a.cmd == "zoo":
         return _zoo(a.write, a.csv)

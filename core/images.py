@@ -1,27 +1,158 @@
-"""Sample images that work offline: public-domain photos bundled with scikit-image.
+"""Images in: one safe loader for uploads, bundled sample photos and generated test patterns.
 
-(The full safe loader for uploads belongs to the feature-maps page; this module only serves the
-bundled samples.)
+`load_image` is the only way user bytes become pixels. It refuses what it cannot handle with an
+`ImageError` whose message is meant for the user, and it never changes Pillow's global settings
+(a hosted copy serves many users from one process).
 """
 
 from __future__ import annotations
 
+import io
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
+PATTERNS = ("gratings", "checkerboard", "blob")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+MAX_BYTES = 20 * 1024 * 1024       # the upload limit of .streamlit/config.toml
+MAX_PIXELS = 40_000_000            # well below Pillow's 89M default: a 40-megapixel photo still fits
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a message for the user."""
+
+
+@dataclass
+class LoadedImage:
+    """An RGB uint8 image (H, W, 3) and what the loader did to get it."""
+
+    pixels: np.ndarray
+    format: str
+    original_mode: str
+    original_size: tuple[int, int]     # (width, height) as stored
+    notes: list[str] = field(default_factory=list)
+
+
+def _to_rgb(im: Image.Image, notes: list[str]) -> np.ndarray:
+    """Every Pillow mode to RGB uint8: transparency composited on white, CMYK converted,
+    16- and 32-bit images stretched to 0..255 (not clipped, which would turn them white)."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        notes.append(f"{mode} image with values {lo:g}..{hi:g} stretched to 0..255")
+        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        g = a.round().astype(np.uint8)
+        return np.stack([g, g, g], axis=-1)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        a = np.asarray(im.convert("RGBA"), dtype=np.float64)
+        if (a[..., 3] < 255).any():
+            notes.append("transparent pixels composited on white")
+        alpha = a[..., 3:] / 255
+        rgb = a[..., :3] * alpha + 255 * (1 - alpha)
+        return rgb.round().astype(np.uint8)
+    if im.mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def load_image(data: bytes, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> LoadedImage:
+    """Decodes uploaded bytes safely into RGB.
+
+    Raises:
+        ImageError: empty, too large (bytes or pixels), not an image, an unsupported format,
+            truncated or corrupt data.
+    """
+    if not data:
+        raise ImageError("The file is empty.")
+    if len(data) > max_bytes:
+        raise ImageError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+    notes: list[str] = []
+    try:
+        # Pillow warns above 89M pixels and refuses above 179M; we refuse above `max_pixels`
+        # (from the header, before decoding) so its warning never fires for what we accept.
+        im = Image.open(io.BytesIO(data))  # reads the header only
+        fmt = im.format or "unknown"
+        if fmt not in ALLOWED_FORMATS:
+            raise ImageError(f"{fmt} files are not supported; use JPEG, PNG, WebP, BMP, TIFF or GIF.")
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ImageError(f"The image is {w:,} x {h:,} pixels ({w * h / 1e6:.0f} megapixels); the limit "
+                             f"is {max_pixels / 1e6:.0f} megapixels. Resize it first.")
+        mode, size = im.mode, im.size
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            im.seek(0)
+            notes.append(f"animated image: using the first of {frames} frames")
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        if im.size != size:
+            notes.append("rotated according to its EXIF orientation")
+        pixels = _to_rgb(im, notes)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"The image claims to be far larger than the {max_pixels / 1e6:.0f}-megapixel limit "
+                         "(a decompression bomb?); refused without decoding it.") from None
+    except UnidentifiedImageError:
+        raise ImageError("This file is not an image we can read.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg.lower():
+            raise ImageError("The image file is truncated: part of it is missing. Try saving it again.") from None
+        raise ImageError(f"The image is corrupt and cannot be decoded ({msg[:120]}).") from None
+    return LoadedImage(pixels, fmt, mode, size, notes)
+
 
 def sample_image(name: str) -> np.ndarray:
-    """One bundled photo as an (H, W, 3) uint8 array."""
+    """One bundled photo (scikit-image) or generated pattern as an (H, W, 3) uint8 array."""
+    if name in PATTERNS:
+        return pattern(name)
     import skimage.data
 
     if name not in SAMPLES:
-        raise ValueError(f"unknown sample {name!r}; choose from {', '.join(SAMPLES)}")
+        raise ValueError(f"unknown sample {name!r}; choose from {', '.join(SAMPLES + PATTERNS)}")
     return getattr(skimage.data, name)()
+
+
+def pattern(name: str, size: int = 256) -> np.ndarray:
+    """Test images whose responses are easy to read in early filters.
+
+    gratings: four quadrants of sinusoidal stripes at 0, 45, 90 and 135 degrees;
+    checkerboard: 16-pixel squares; blob: a Gaussian spot, red on a blue background.
+    """
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    if name == "gratings":
+        img = np.zeros((size, size))
+        half = size // 2
+        for q, angle in enumerate((0, 45, 90, 135)):
+            t = math.radians(angle)
+            wave = 0.5 + 0.5 * np.sin(2 * math.pi * (x * math.cos(t) + y * math.sin(t)) / 16)
+            r, c = divmod(q, 2)
+            img[r * half:(r + 1) * half, c * half:(c + 1) * half] = wave[r * half:(r + 1) * half, c * half:(c + 1) * half]
+        g = (img * 255).astype(np.uint8)
+        return np.stack([g, g, g], axis=-1)
+    if name == "checkerboard":
+        g = (((x // 16 + y // 16) % 2) * 255).astype(np.uint8)
+        return np.stack([g, g, g], axis=-1)
+    if name == "blob":
+        d = np.exp(-((x - size / 2) ** 2 + (y - size / 2) ** 2) / (2 * (size / 8) ** 2))
+        return np.stack([d * 255, np.zeros_like(d) + 40, (1 - d) * 200], axis=-1).astype(np.uint8)
+    raise ValueError(f"unknown pattern {name!r}; choose from {', '.join(PATTERNS)}")
 
 
 def sample_batch(size: int = 224, names: tuple[str, ...] = SAMPLES) -> tuple[torch.Tensor, np.ndarray]:
@@ -35,3 +166,25 @@ def sample_batch(size: int = 224, names: tuple[str, ...] = SAMPLES) -> tuple[tor
     batch = torch.stack(crops).float() / 255  # (N, 3, size, size)
     norm = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(batch)
     return norm, torch.stack(crops).permute(0, 2, 3, 1).numpy()
+
+
+@dataclass
+class Preprocessed:
+    """An image on its way into a network: the cropped picture and the normalised tensor."""
+
+    crop: np.ndarray        # (S, S, 3) uint8, what the network sees before normalisation
+    tensor: torch.Tensor    # (1, 3, S, S) float, normalised
+    resize: int
+    crop_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def preprocess(pixels: np.ndarray, resize: int = 256, crop: int = 224,
+               mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> Preprocessed:
+    """torchvision's ImageClassification steps, made visible: resize the short side, centre-crop,
+    scale to 0..1, normalise with the weights' mean and std."""
+    t = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)  # (3, H, W) uint8
+    t = v2.CenterCrop(crop)(v2.Resize(resize, antialias=True)(t))
+    x = v2.Normalize(list(mean), list(std))(t.float() / 255).unsqueeze(0)  # (1, 3, crop, crop)
+    return Preprocessed(t.permute(1, 2, 0).numpy(), x, resize, crop, tuple(mean), tuple(std))

@@ -74,3 +74,72 @@ def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module",
                        f"(expected at {cache_path(w)})")
     model.load_state_dict(w.get_state_dict(progress=False, check_hash=False))
     return model, f"ImageNet weights {type(w).__name__}.{w.name}"
+
+
+class WeightsError(ValueError):
+    """User-supplied weights that cannot be used, with a message for the user."""
+
+
+def read_user_weights(data: bytes, filename: str) -> dict[str, torch.Tensor]:
+    """A state dict from uploaded bytes, never unpickling arbitrary objects: safetensors, or a
+    PyTorch file read with `weights_only=True` (tensors and plain containers only)."""
+    import io
+
+    from safetensors.torch import load as load_safetensors
+
+    try:
+        if filename.lower().endswith(".safetensors"):
+            return load_safetensors(data)
+        if filename.lower().endswith((".pt", ".pth")):
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise WeightsError("The file holds no state dict (a mapping from names to tensors).")
+            return state
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoding failure is the file's fault
+        # SafetensorError for a bad header; UnpicklingError when a .pt holds more than tensors
+        # (weights_only refuses to build arbitrary objects): report it, never run it.
+        raise WeightsError(f"Cannot read {filename}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}") from None
+    raise WeightsError("Upload weights as .safetensors (preferred) or a .pt/.pth state dict.")
+
+
+def apply_user_weights(model: "torch.nn.Module", state: dict[str, torch.Tensor]) -> None:
+    """Loads a state dict that must match the model exactly; mismatches become one clear message."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} with the wrong shape (e.g. {wrong[0]})")
+        raise WeightsError("These weights do not fit this architecture: " + "; ".join(parts) + ".")
+    model.load_state_dict(state)
+
+
+def prefetch(name: str) -> str:
+    """Downloads a registry entry's ImageNet weights into the cache (ahead of an offline lecture).
+
+    Returns a sentence saying what happened. Raises WeightsError when there is nothing to fetch
+    or the download fails (no network).
+    """
+    w = default_weights(name)
+    if w is None:
+        raise WeightsError(f"{name} has no torchvision ImageNet weights.")
+    path = cache_path(w)
+    if path.is_file():
+        return f"{name}: already cached at {path}"
+    try:
+        w.get_state_dict(progress=True)
+    except OSError as e:  # URLError is an OSError
+        raise WeightsError(f"{name}: could not download {w.url} ({e}). Without a network, copy that file "
+                           f"to {path}.") from None
+    return f"{name}: downloaded to {path}"

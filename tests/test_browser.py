@@ -119,3 +119,32 @@ def test_design_lab_shows_the_slides_numbers(server, page):
     page.get_by_role("button", name="Compute the effective receptive field").click()
     page.wait_for_function("document.body.innerText.includes('95% of the gradient')", timeout=120_000)
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_inside_upload_an_image_and_a_corrupt_file(server, page, tmp_path):
+    """Upload a real PNG: the feature grid appears. Upload a corrupt file: a clear message, no traceback."""
+    from PIL import Image
+
+    from core.images import pattern
+
+    good = tmp_path / "blob.png"
+    Image.fromarray(pattern("blob")).save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    page.goto(server + "/inside")
+    _wait(page)
+    page.get_by_text("upload", exact=True).click()
+    _wait(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(good))
+    page.wait_for_function("document.body.innerText.includes('most active first')", timeout=60_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "original 256x256" in body and "Exact zeros" in body
+    page.screenshot(path=str(ARTIFACTS / "inside-upload.png"), full_page=True)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(bad))
+    page.wait_for_function("document.body.innerText.includes('broken.jpg:')", timeout=60_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "broken.jpg: " in body and ("truncated" in body or "corrupt" in body or "not an image" in body)
+    assert "Still showing your previous image, blob.png" in body and "most active first" in body
+    assert not page.query_selector_all('[data-testid="stException"]')

@@ -10,7 +10,7 @@ from core import registry
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/home.py", "pages/explorer.py", "pages/design.py", "pages/zoo.py"]
+PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/design.py", "pages/zoo.py"]
 
 
 def _explorer(**params) -> AppTest:
@@ -175,3 +175,20 @@ def test_model_zoo_table_and_latency():
     assert not at.exception
     lat = at.dataframe[-1].value
     assert list(lat["name"]) == ["squeezenet1_1"] and (lat["batch 1 (ms)"] > 0).all()
+
+
+def test_inside_the_network_feature_maps_filters_and_attributions():
+    at = _page("pages/inside.py")
+    assert not at.exception
+    assert any("not cached" in w.value and "prefetch resnet18" in w.value for w in at.warning)
+    assert any(m.label == "Exact zeros" for m in at.metric)
+    at.radio(key="in_src").set_value("test pattern").run()
+    at.selectbox(key="in_pattern").set_value("gratings").run()
+    at.selectbox(key="in_arch").set_value("alexnet").run()
+    assert not at.exception
+    at.multiselect(key="in_methods").set_value(["Saliency", "Grad-CAM"]).run()
+    at.button(key="in_attr_go").click().run()
+    assert not at.exception
+    assert "attr_result" in at.session_state
+    methods = [m for m, _, _ in at.session_state["attr_result"][3]]
+    assert methods == ["Saliency", "Grad-CAM"]

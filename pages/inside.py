@@ -1,0 +1,206 @@
+"""Inside the network: feature maps, first-layer filters and attributions for one image."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+import torch.nn.functional as F
+
+from core import registry
+from core.attribution import METHODS, SLOW, attribute_all, overlay
+from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
+                           gradcam_layer, mosaic, top_k)
+from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_image
+from core.weights import (WeightsError, apply_user_weights, build_model, cache_path, default_weights,
+                          read_user_weights)
+from pages.common import cached_summary, require_router
+
+require_router()
+ss = st.session_state
+
+ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
+
+
+@st.cache_resource(max_entries=4, show_spinner="Building the model...")
+def shared_model(name: str, pretrained: bool) -> tuple[torch.nn.Module, str, threading.Lock]:
+    """One model per (architecture, weights) for every user. Its parameters never change; the lock
+    keeps one user's hooks from seeing another user's forward pass."""
+    model, note = build_model(name, pretrained)
+    model.requires_grad_(False)
+    return model, note, threading.Lock()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading your weights...")
+def uploaded_model(name: str, digest: str, _data: bytes, filename: str) -> tuple[torch.nn.Module, str, threading.Lock]:
+    """A model with user-uploaded weights, keyed by the file's hash."""
+    model, _ = build_model(name, False)
+    apply_user_weights(model, read_user_weights(_data, filename))
+    model.requires_grad_(False)
+    return model, f"your weights ({filename})", threading.Lock()
+
+
+st.title("Inside the network")
+with st.sidebar:
+    st.header("Model")
+    arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
+                        format_func=lambda n: registry.get(n).title)
+    wchoice = st.radio("Weights", ["ImageNet (when cached)", "random initialisation", "upload (.safetensors / .pt)"],
+                       key="in_weights")
+    wfile = None
+    if wchoice.startswith("upload"):
+        wfile = st.file_uploader("State dict", type=["safetensors", "pt", "pth"], key="in_wfile",
+                                 help="Read with safetensors or torch.load(weights_only=True): nothing is unpickled.")
+    st.header("Image")
+    source = st.radio("Source", ["sample photo", "test pattern", "upload", "camera"], key="in_src")
+
+spec = registry.get(arch)
+weights = default_weights(arch)
+try:
+    if wfile is not None:
+        data = wfile.getvalue()
+        model, wnote, lock = uploaded_model(arch, hashlib.sha256(data).hexdigest(), data, wfile.name)
+    else:
+        model, wnote, lock = shared_model(arch, wchoice.startswith("ImageNet"))
+except WeightsError as e:
+    st.error(str(e))
+    model, wnote, lock = shared_model(arch, False)
+trained = not wnote.startswith("random")
+if wchoice.startswith("ImageNet") and not trained:
+    if weights is None:
+        st.info(f"{spec.title} has no torchvision ImageNet weights: showing random initialisation.")
+    else:
+        st.warning(f"ImageNet weights for {spec.title} are not cached on this machine (and it may be offline), so "
+                   "this is a randomly initialised network: early filters look like noise. Ahead of a lecture, "
+                   f"run `python -m core weights prefetch {arch}` on a machine with internet, or copy "
+                   f"`{cache_path(weights).name}` to `{cache_path(weights).parent}`.")
+st.caption(f"{spec.title} with {wnote.split(':')[0]}.")
+
+# --- the image ---------------------------------------------------------------------------------
+pixels, img_notes = None, []
+if source == "sample photo":
+    pixels = sample_image(st.selectbox("Photo (public domain, bundled with scikit-image)", SAMPLES, key="in_sample"))
+elif source == "test pattern":
+    pixels = sample_image(st.selectbox("Pattern", PATTERNS, key="in_pattern"))
+else:
+    up = (st.file_uploader("Image (JPEG, PNG, WebP, BMP, TIFF, GIF)",
+                           type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="in_upload")
+          if source == "upload" else st.camera_input("Take a picture", key="in_camera"))
+    if up is not None:
+        try:
+            loaded = load_image(up.getvalue())
+            pixels, img_notes = loaded.pixels, loaded.notes
+            ss["in_last_upload"] = (pixels, img_notes, up.name)
+        except ImageError as e:
+            st.error(f"{getattr(up, 'name', 'camera')}: {e}")
+            if "in_last_upload" in ss:  # keep showing the last image that worked
+                pixels, img_notes, last_name = ss["in_last_upload"]
+                st.caption(f"Still showing your previous image, {last_name}.")
+if pixels is None:
+    st.info("Choose an image to look inside the network.")
+    st.stop()
+
+tf = weights.transforms() if weights is not None else None
+resize = int(tf.resize_size[0]) if tf is not None else 256
+crop = int(tf.crop_size[0]) if tf is not None else spec.input_size[1]
+pre = preprocess(pixels, resize, crop, *((tuple(tf.mean), tuple(tf.std)) if tf is not None else ()))
+x = pre.tensor
+c1, c2, c3 = st.columns([1, 1, 1.2])
+c1.image(pixels, caption=f"original {pixels.shape[1]}x{pixels.shape[0]}" + (f" ({'; '.join(img_notes)})" if img_notes else ""))
+c2.image(pre.crop, caption=f"resized (short side {resize}) and centre-cropped to {crop}x{crop}")
+stats = pd.DataFrame({"channel": ["R", "G", "B"], "mean": x[0].mean((1, 2)).numpy(), "std": x[0].std((1, 2)).numpy(),
+                      "min": x[0].amin((1, 2)).numpy(), "max": x[0].amax((1, 2)).numpy()})
+c3.markdown(f"**Normalised tensor** 1x3x{crop}x{crop}: (value/255 - mean) / std with ImageNet's "
+            f"mean {tuple(round(m, 3) for m in pre.mean)} and std {tuple(round(s, 3) for s in pre.std)}")
+c3.dataframe(stats.round(3), hide_index=True)
+
+summary = cached_summary(arch, tuple(spec.input_size[:1]) + (crop, crop), ())
+layers = feature_layers(summary)
+by_path = {fl.path: fl for fl in layers}
+
+tab_maps, tab_filters, tab_attr = st.tabs(["Feature maps", "First-layer filters", "Attributions"])
+
+with tab_maps:
+    cols = st.columns([3, 1, 1])
+    default = next((i for i, fl in enumerate(layers) if "relu" in fl.path.lower() or "ReLU" in fl.label), 0)
+    path = cols[0].selectbox("Layer (early layers: edges and colour blobs; later: textures and parts)",
+                             [fl.path for fl in layers], index=default, key=f"in_layer_{arch}",
+                             format_func=lambda p: f"{by_path[p].stage} · {by_path[p].label}")
+    sort = cols[1].toggle("Sort by mean activation", value=True, key="in_sort")
+    shown = cols[2].selectbox("Channels", [16, 32, 64, 128], index=1, key="in_nch")
+    with lock:
+        acts, logits = capture(model, x, [path])
+    act = acts[path]
+    if act.dim() != 4:
+        st.info("This layer's output is not a feature map.")
+    else:
+        cs = channel_stats(act)
+        order = [int(c) for c in (cs.order if sort else range(act.shape[1]))][:shown]
+        img, idx = mosaic(act, order, cols=8)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Channels", act.shape[1])
+        m2.metric("Mean activation", f"{cs.mean:.3f}")
+        m3.metric("Exact zeros", f"{100 * cs.zero_fraction:.1f}%", help="After a ReLU: units that are off for this image")
+        fig = px.imshow(img, color_continuous_scale="gray", aspect="equal")
+        fig.update_traces(customdata=idx, hovertemplate="channel %{customdata}<br>value %{z:.3f}<extra></extra>")
+        fig.update_layout(height=520, margin=dict(t=30, b=0, l=0, r=0), coloraxis_colorbar=dict(title="shared scale"),
+                          title=f"{len(order)} of {act.shape[1]} channels" + (", most active first" if sort else ""))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        st.plotly_chart(fig, width="stretch", key="in_grid")
+        ch = st.selectbox("Channel to enlarge (default: the most active)", range(act.shape[1]), index=order[0],
+                          key=f"in_ch_{arch}_{path}")
+        big = F.interpolate(act[:, ch:ch + 1], size=(crop, crop), mode="bilinear", align_corners=False)[0, 0]
+        big = (big - big.min()) / (big.max() - big.min()).clamp_min(1e-12)
+        l1, l2 = st.columns(2)
+        l1.image(big.numpy(), caption=f"channel {ch}, {act.shape[2]}x{act.shape[3]} upsampled", clamp=True)
+        l2.image(overlay(torch.from_numpy(pre.crop), big).numpy(), caption="overlaid on the input")
+    if trained and spec.torchvision_name:
+        st.subheader("Top-5 predictions")
+        preds = top_k(logits, weights.meta["categories"])
+        st.dataframe(pd.DataFrame(preds, columns=["class", "name", "probability"]), hide_index=True)
+
+with tab_filters:
+    filt = first_layer_filters(model)
+    if filt is None:
+        st.info("The first convolution of this network does not read the three colour channels directly.")
+    else:
+        n, k = filt.shape[0], filt.shape[1]
+        st.image(filter_mosaic(filt, cols=12, scale=max(1, 48 // k)),
+                 caption=f"{n} filters of {k}x{k}x3, each stretched to its own range. "
+                         + ("Trained filters show oriented edges and colour blobs." if trained else
+                            "Random filters are noise: the structure of trained ones is learned."))
+
+with tab_attr:
+    preds = top_k(logits, weights.meta["categories"] if (weights is not None and trained) else None, 5)
+    c = st.columns([2, 3])
+    target = c[0].selectbox("Explain the class", [p[0] for p in preds], key=f"in_target_{arch}",
+                            format_func=lambda i: next(f"{n} ({p:.1%})" for j, n, p in preds if j == i))
+    methods = c[1].multiselect("Methods", METHODS, ["Saliency", "Grad-CAM"], key="in_methods",
+                               help="Integrated Gradients and Occlusion run many forward passes: seconds to minutes on a CPU.")
+    st.caption(f"Grad-CAM looks at the stage `{gradcam_layer(summary)}`. Slow methods: {', '.join(sorted(SLOW))}.")
+    st.button("Compute attributions", key="in_attr_go", disabled=not methods,
+              on_click=lambda: ss.update(attr_requested=True))
+    if ss.pop("attr_requested", False):
+        bar = st.progress(0.0, "starting")
+        with lock:
+            res = attribute_all(model, x, int(target), list(methods), gradcam_layer(summary),
+                                progress=lambda f, msg: bar.progress(f, msg))
+        ss["attr_result"] = (arch, wnote, int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
+    res = ss.get("attr_result")
+    if res and res[0] == arch:
+        cols = st.columns(max(1, len(res[3])))
+        for col, (meth, heat, secs) in zip(cols, res[3]):
+            col.image(overlay(torch.from_numpy(pre.crop), torch.from_numpy(np.asarray(heat))).numpy(),
+                      caption=f"{meth}: {secs:.2f} s" + ("" if np.asarray(heat).max() > 0 else
+                                                         " (no positive evidence for this class)"))
+        st.caption(f"Class {res[2]}, {res[1]}. Bright = pixels that raise the class score most.")
+        fig = go.Figure(go.Bar(x=[m for m, _, _ in res[3]], y=[s for _, _, s in res[3]]))
+        fig.update_layout(height=260, title="Run time (s)", margin=dict(t=40, b=10))
+        st.plotly_chart(fig, key="in_attr_time")

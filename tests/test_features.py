@@ -1,0 +1,112 @@
+"""Feature capture, filters, predictions and captum attributions."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from core.analysis import summarize
+from core.attribution import METHODS, attribute
+from core.features import capture, channel_stats, feature_layers, first_layer_filters, gradcam_layer, mosaic, top_k
+from core.weights import WeightsError, apply_user_weights, build_model, read_user_weights
+from tests.conftest import ROOT
+
+
+class _Boom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        self.conv(x)
+        raise RuntimeError("boom")
+
+
+def test_hooks_removed_and_mode_restored_even_when_forward_raises():
+    m = _Boom().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        capture(m, torch.zeros(1, 3, 8, 8), ["conv"])
+    assert m.training and not m.conv._forward_hooks
+    m.eval()
+    with pytest.raises(RuntimeError):
+        capture(m, torch.zeros(1, 3, 8, 8), ["conv"])
+    assert not m.training
+
+
+def test_capture_shapes_match_the_analysis():
+    model, _ = build_model("resnet18")
+    s = summarize("resnet18")
+    layers = feature_layers(s)
+    paths = [fl.path for fl in layers]
+    assert "layer1.0" in paths and "layer4" in paths and "conv1" in paths
+    assert paths.index("layer1.0.conv1") < paths.index("layer1.0") < paths.index("layer1")
+    acts, logits = capture(model, torch.randn(1, 3, 224, 224), paths)
+    assert tuple(logits.shape) == (1, 1000)
+    for fl in layers:
+        assert acts[fl.path].shape[1] == fl.channels
+    relu = acts["relu"]
+    st = channel_stats(relu)
+    assert st.zero_fraction == float((relu == 0).float().mean()) and 0 < st.zero_fraction < 1
+    assert st.means[st.order[0]] == st.means.max()
+    img, idx = mosaic(relu, [int(c) for c in st.order[:16]], cols=8)
+    assert img.shape == (2 * 113 - 1, 8 * 113 - 1) and idx[0, 0] == st.order[0]
+
+
+def test_first_layer_filters_and_top_k():
+    model, _ = build_model("alexnet")
+    f = first_layer_filters(model)
+    assert f.shape == (96, 11, 11, 3) and f.min() >= 0 and f.max() <= 1
+    logits = torch.tensor([[0.0, 3.0, 1.0]])
+    preds = top_k(logits, ["a", "b", "c"], 2)
+    assert [p[1] for p in preds] == ["b", "c"] and abs(sum(torch.softmax(logits[0], 0)).item() - 1) < 1e-6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_attributions_have_the_input_spatial_shape(method):
+    model, _ = build_model("resnet18")
+    model.requires_grad_(False)
+    x = torch.randn(1, 3, 64, 64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    target = int(model(x).argmax())  # the top class, as the page defaults to
+    a = attribute(model, x, target, method, gradcam_layer(summarize("resnet18", (3, 64, 64))))
+    assert tuple(a.heat.shape) == (64, 64) and a.seconds > 0
+    assert float(a.heat.max()) == pytest.approx(1.0) and float(a.heat.min()) == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # never mutated
+
+
+def test_user_weights_never_unpickle_objects():
+    model, _ = build_model("resnet18")
+    state = model.state_dict()
+    st = read_user_weights(save_safetensors({k: v.contiguous() for k, v in state.items()}), "w.safetensors")
+    apply_user_weights(model, st)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    assert set(read_user_weights(buf.getvalue(), "w.pt")) == set(state)
+
+    class Evil:
+        def __reduce__(self):
+            return (subprocess.call, (["touch", "/tmp/convnetlab-pwned"],))
+
+    with pytest.raises(WeightsError, match="Cannot read"):
+        read_user_weights(pickle.dumps({"x": Evil()}), "evil.pt")
+    with pytest.raises(WeightsError):
+        read_user_weights(b"garbage", "w.safetensors")
+    with pytest.raises(WeightsError, match="do not fit"):
+        apply_user_weights(model, {"fc.weight": torch.zeros(3, 3)})
+
+
+def test_weights_cli_offline(tmp_path):
+    env = {"TORCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "core", "weights", "list"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "resnet18" in out.stdout and "not cached" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "core", "weights", "prefetch", "lenet5"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no torchvision ImageNet weights" in out.stderr
