@@ -25,10 +25,11 @@ c2.metric("Device", dev.kind.upper(), help=dev.name)
 status = weights()
 c3.metric("Pretrained weights on this machine", f"{sum(s.cached for s in status)} of {len(status)}")
 
-l1, l2, l3 = st.columns(3)
+l1, l2, l3, l4 = st.columns(4)
 l1.page_link("pages/explorer.py", label="Architecture Explorer: layer by layer", icon=":material/account_tree:")
-l2.page_link("pages/design.py", label="Design Lab: compare design choices", icon=":material/science:")
-l3.page_link("pages/zoo.py", label="Model Zoo: accuracy vs operations", icon=":material/scatter_plot:")
+l2.page_link("pages/inside.py", label="Inside the network: features, attributions", icon=":material/visibility:")
+l3.page_link("pages/design.py", label="Design Lab: compare design choices", icon=":material/science:")
+l4.page_link("pages/zoo.py", label="Model Zoo: accuracy vs operations", icon=":material/scatter_plot:")
 st.caption("Tip for lecturers: every choice in the explorer is in the address bar, so a link such as "
            "`/explorer?arch=alexnet&layer=0` opens exactly that layer.")
 
@@ -50,8 +51,9 @@ if any(s.cached for s in status):
     st.success("Cached ImageNet weights: " + ", ".join(s.arch for s in status if s.cached))
 else:
     st.info("No ImageNet weights are cached on this machine, and this machine may have no internet. "
-            "Everything in the explorer works without them (it needs shapes, not weights). To have "
-            "weights offline, place torchvision's files in the folder below ahead of the lecture.")
+            "Everything works without them (the explorer needs shapes, not weights; Inside the network "
+            "falls back to random weights). Ahead of a lecture, run `python -m core weights prefetch NAME ...` "
+            "on a machine with internet, or place torchvision's files at the paths below.")
 st.dataframe(pd.DataFrame([{"architecture": s.arch, "weights": s.weights, "cached": s.cached,
                             "file (MB)": round(s.file_mb, 1), "ImageNet top-1 (%)": s.acc1,
                             "expected at": s.path} for s in status]), hide_index=True, width="stretch")
