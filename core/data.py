@@ -1,0 +1,206 @@
+"""Small in-memory datasets for transfer learning that work offline.
+
+- `digits()`: scikit-learn's 1,797 real 8x8 handwritten digits (10 classes), upsampled.
+- `shapes()`: procedurally generated shapes and textures, deterministic by seed.
+- `from_zip()`: the user's own images, a zip of class folders (ImageFolder layout), unpacked
+  safely in memory.
+
+Images are kept as uint8 tensors (N, 3, S, S) so a run can put the whole set on the device once.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.images import ImageError, load_image
+
+
+@dataclass
+class ImageSet:
+    """Images (N, 3, S, S) uint8, integer labels (N,), class names, and loading notes."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
+
+    def subset(self, idx: torch.Tensor) -> "ImageSet":
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, self.name, self.notes)
+
+
+def digits(size: int = 32) -> ImageSet:
+    """scikit-learn's handwritten digits (values 0..16 on 8x8), upsampled to size x size, grey as RGB."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().unsqueeze(1) / 16  # (N, 1, 8, 8)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    return ImageSet(x, torch.from_numpy(d.target).long(), [str(i) for i in range(10)], "digits")
+
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "ring", "stripes", "checker", "dots", "cross")
+
+
+def _shape_image(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One (size, size, 3) float image of a shape or texture at a random place, scale and colour."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    cx, cy = rng.uniform(0.35, 0.65, 2) * size
+    r = rng.uniform(0.18, 0.32) * size
+    angle = rng.uniform(0, math.pi)
+    fg, bg = rng.uniform(0.5, 1.0, 3), rng.uniform(0.0, 0.35, 3)
+    u = (x - cx) * math.cos(angle) + (y - cy) * math.sin(angle)
+    v = -(x - cx) * math.sin(angle) + (y - cy) * math.cos(angle)
+    period = rng.uniform(0.12, 0.25) * size
+    if kind == "circle":
+        m = u ** 2 + v ** 2 < r ** 2
+    elif kind == "square":
+        m = (abs(u) < r * 0.85) & (abs(v) < r * 0.85)
+    elif kind == "triangle":
+        m = (v < r * 0.6) & (v > -r + 1.7 * abs(u))
+    elif kind == "ring":
+        d = np.sqrt(u ** 2 + v ** 2)
+        m = (d < r) & (d > 0.6 * r)
+    elif kind == "stripes":
+        m = np.sin(2 * math.pi * u / period) > 0
+    elif kind == "checker":
+        m = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    elif kind == "dots":
+        m = (np.sin(2 * math.pi * u / period) * np.sin(2 * math.pi * v / period)) > 0.5
+    elif kind == "cross":
+        m = ((abs(u) < r * 0.25) & (abs(v) < r)) | ((abs(v) < r * 0.25) & (abs(u) < r))
+    else:
+        raise ValueError(f"unknown shape {kind!r}")
+    img = np.where(m[..., None], fg, bg) + rng.normal(0, 0.03, (size, size, 3))
+    return img.clip(0, 1)
+
+
+def shapes(classes: int = 6, per_class: int = 100, seed: int = 0, size: int = 32) -> ImageSet:
+    """Shapes and textures, `per_class` images of each of the first `classes` kinds; the same
+    seed gives the same images."""
+    if not 2 <= classes <= len(SHAPE_CLASSES):
+        raise ValueError(f"classes must be between 2 and {len(SHAPE_CLASSES)}")
+    if not 2 <= per_class <= 5000:
+        raise ValueError("per_class must be between 2 and 5000")
+    rng = np.random.default_rng(seed)
+    imgs, labels = [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            imgs.append(_shape_image(SHAPE_CLASSES[c], rng, size))
+            labels.append(c)
+    x = torch.from_numpy((np.stack(imgs) * 255).round().astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(x, torch.tensor(labels), list(SHAPE_CLASSES[:classes]), "shapes")
+
+
+# --- user zips ---------------------------------------------------------------------------------
+
+MAX_ZIP_ENTRIES = 5000
+MAX_ZIP_UNCOMPRESSED = 300 * 1024 * 1024
+MAX_ENTRY_BYTES = 20 * 1024 * 1024
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used, with a message for the user."""
+
+
+def from_zip(data: bytes, size: int = 64) -> ImageSet:
+    """Reads a zip of class folders (`class_a/img1.jpg`, or one extra top folder around them).
+
+    Refuses: too many entries, too much uncompressed data, absolute paths or `..` (path
+    traversal), symbolic links, fewer than two classes, classes with fewer than two images.
+    Skips and counts: non-image files and images that fail the safe loader.
+    """
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise DatasetError("This is not a zip file.") from None
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise DatasetError(f"The zip has {len(infos):,} files; the limit is {MAX_ZIP_ENTRIES:,}.")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_UNCOMPRESSED:
+        raise DatasetError(f"The zip unpacks to {total / 1e6:,.0f} MB; the limit is {MAX_ZIP_UNCOMPRESSED / 1e6:.0f} MB.")
+    for i in infos:
+        name = i.filename.replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/") or (len(name) > 1 and name[1] == ":"):
+            raise DatasetError(f"Refused: the zip contains an unsafe path ({i.filename!r}).")
+        if (i.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DatasetError(f"Refused: the zip contains a symbolic link ({i.filename!r}).")
+    parts = [i.filename.replace("\\", "/").split("/") for i in infos]
+    parts = [p for p in parts if not any(seg.startswith((".", "__MACOSX")) for seg in p)]
+    depth = 1 if parts and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
+    by_class: dict[str, list[torch.Tensor]] = {}
+    skipped_other, skipped_bad = 0, 0
+    for info, p in zip(infos, [i.filename.replace("\\", "/").split("/") for i in infos]):
+        if any(seg.startswith((".", "__MACOSX")) for seg in p):
+            continue
+        if len(p) != depth + 2:
+            skipped_other += 1
+            continue
+        if not p[-1].lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")):
+            skipped_other += 1
+            continue
+        if info.file_size > MAX_ENTRY_BYTES:
+            skipped_bad += 1
+            continue
+        try:
+            pixels = load_image(zf.read(info)).pixels
+        except (ImageError, zipfile.BadZipFile, RuntimeError, OSError):
+            skipped_bad += 1
+            continue
+        t = torch.from_numpy(pixels).permute(2, 0, 1).float().unsqueeze(0)  # (1, 3, H, W)
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        by_class.setdefault(p[depth], []).append(t[0].clamp(0, 255).round().to(torch.uint8))
+    small = sorted(c for c, v in by_class.items() if len(v) < 2)
+    if small:
+        raise DatasetError(f"Every class needs at least two images; too few in: {', '.join(small)}.")
+    if len(by_class) < 2:
+        raise DatasetError("Need at least two class folders with images (ImageFolder layout: class/image.jpg).")
+    classes = sorted(by_class)
+    images = torch.stack([t for c in classes for t in by_class[c]])
+    labels = torch.tensor([i for i, c in enumerate(classes) for _ in by_class[c]])
+    notes = []
+    if skipped_other:
+        notes.append(f"skipped {skipped_other} files that are not images in class folders")
+    if skipped_bad:
+        notes.append(f"skipped {skipped_bad} corrupt or oversized images")
+    return ImageSet(images, labels, classes, "your images", notes)
+
+
+# --- splits -------------------------------------------------------------------------------------
+
+def stratified_split(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and validation indices with the same class proportions (at least one of each
+    class in validation)."""
+    g = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_val = max(1, round(len(idx) * val_fraction))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.cat(train), torch.cat(val)
+
+
+def limit_per_class(idx: torch.Tensor, labels: torch.Tensor, k: int | None, seed: int = 0) -> torch.Tensor:
+    """At most k training images per class (the lecture's "you don't need a lot of data")."""
+    if not k:
+        return idx
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for c in labels[idx].unique():
+        sel = idx[labels[idx] == c]
+        out.append(sel[torch.randperm(len(sel), generator=g)[:k]])
+    return torch.cat(out)
