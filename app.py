@@ -11,6 +11,8 @@ pages = [
     st.Page("pages/explorer.py", title="Architecture Explorer", icon=":material/account_tree:",
             url_path="explorer"),
     st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
+    st.Page("pages/transfer.py", title="Transfer Learning Studio", icon=":material/model_training:",
+            url_path="transfer"),
     st.Page("pages/design.py", title="Design Lab", icon=":material/science:", url_path="design"),
     st.Page("pages/zoo.py", title="Model Zoo", icon=":material/scatter_plot:", url_path="zoo"),
 ]

@@ -42,6 +42,36 @@ def _table(summary) -> str:
     return "\n".join(rows)
 
 
+def _train(a: argparse.Namespace) -> int:
+    import json
+
+    from core import training
+
+    cfg = training.TrainConfig(dataset=a.dataset, arch=a.arch, weights=a.weights, scenario=a.scenario,
+                               epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                               labels_per_class=a.labels_per_class, image_size=a.image_size)
+
+    def show(e: dict) -> None:
+        if e["type"] == "epoch":
+            print(json.dumps(e) if a.json else
+                  f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}  val loss {e['val_loss']:.4f}  "
+                  f"val acc {e['val_acc']:.2%}  {e['images_per_s']:.0f} img/s")
+        elif e["type"] == "info" and "weights" in e and not a.json:
+            print(f"{cfg.arch}, {e['weights']}; {e['train']} train / {e['val']} val images; "
+                  f"{e['trainable']:,} trainable, {e['frozen']:,} frozen parameters")
+
+    try:
+        registry.get(cfg.arch)
+        data = training.load_dataset(cfg)
+        res = training.fit(cfg, data, a.device, on_event=show)
+    except (UnknownArchitectureError, ValueError, training.Diverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    final = {"type": "final", "val_acc": res.val_acc, "val_loss": res.val_loss, "seconds": round(res.seconds, 2)}
+    print(json.dumps(final) if a.json else f"done: validation accuracy {res.val_acc:.2%} in {res.seconds:.1f} s")
+    return 0
+
+
 def _weights(cmd: str, names: list[str]) -> int:
     from core import weights
 
@@ -99,7 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     wsub.add_parser("list", help="which registry entries have weights, and which are cached")
     pf = wsub.add_parser("prefetch", help="download weights ahead of an offline lecture")
     pf.add_argument("names", nargs="+")
+    tp = sub.add_parser("train", help="a transfer-learning run, headless")
+    tp.add_argument("--dataset", default="digits", choices=["digits", "shapes"])
+    tp.add_argument("--arch", default="resnet18")
+    tp.add_argument("--weights", default="imagenet", choices=["imagenet", "random"],
+                    help="imagenet: torchvision's weights when cached (else random, said so)")
+    tp.add_argument("--scenario", default="1", choices=["1", "2", "3", "finetune"])
+    tp.add_argument("--epochs", type=int, default=3)
+    tp.add_argument("--batch-size", type=int, default=64)
+    tp.add_argument("--lr", type=float, default=3e-3)
+    tp.add_argument("--labels-per-class", type=int, default=0)
+    tp.add_argument("--image-size", type=int, default=32)
+    tp.add_argument("--device", default="cpu")
+    tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
     a = ap.parse_args(argv)
+
+    if a.cmd == "train":
+        return _train(a)
 
     if a.cmd == "weights":
         return _weights(a.wcmd, getattr(a, "names", []))

@@ -157,7 +157,7 @@ def param_groups(tm: TransferModel, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 # --- data on the device -----------------------------------------------------------------------------
 
-def _normalise(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
+def normalise(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
     """(N, 3, H, W) uint8 -> float, resized to size, ImageNet-normalised."""
     x = x_uint8.float() / 255
     if x.shape[-1] != size:
@@ -212,7 +212,7 @@ def one_cycle(total_steps: int, max_lr: float) -> list[float]:
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor, size: int, batch: int) -> torch.Tensor:
     model.eval()
-    out = [model(_normalise(x[i:i + batch], size)).float() for i in range(0, len(x), batch)]
+    out = [model(normalise(x[i:i + batch], size)).float() for i in range(0, len(x), batch)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -300,7 +300,7 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
                 head.train()
                 loss = F.cross_entropy(head(feats_tr[idx]), sp.y_train[idx])
             else:
-                x = _normalise(sp.x_train[idx], cfg.image_size)  # (B, 3, S, S)
+                x = normalise(sp.x_train[idx], cfg.image_size)  # (B, 3, S, S)
                 if cfg.augment:
                     x = _augment(x, g)
                 if dev.type == "cuda":
@@ -352,7 +352,7 @@ def _features(model: nn.Module, x: torch.Tensor, size: int, batch: int,
     model.eval()
     out = []
     for i in range(0, len(x), batch):
-        out.append(model(_normalise(x[i:i + batch], size)).float().flatten(1).cpu())
+        out.append(model(normalise(x[i:i + batch], size)).float().flatten(1).cpu())
         progress(min(len(x), i + batch))
     return torch.cat(out)
 
@@ -425,7 +425,7 @@ def lr_find(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu"
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(sp.y_train), (min(cfg.batch_size, len(sp.y_train)),), generator=g).to(dev)
-        x = _normalise(sp.x_train[idx], cfg.image_size)
+        x = normalise(sp.x_train[idx], cfg.image_size)
         loss = F.cross_entropy(model(x), sp.y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
