@@ -148,3 +148,27 @@ def test_inside_upload_an_image_and_a_corrupt_file(server, page, tmp_path):
     assert "broken.jpg: " in body and ("truncated" in body or "corrupt" in body or "not an image" in body)
     assert "Still showing your previous image, blob.png" in body and "most active first" in body
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_transfer_studio_live_curve_grows_and_accuracy_appears(server, page):
+    page.goto(server + "/transfer")
+    _wait(page)
+    page.get_by_text("generated shapes & textures").click()
+    _wait(page)
+    page.get_by_text("fine-tune (discriminative LRs)").click()
+    _wait(page)
+    page.get_by_role("button", name="Train").click()
+    js = """() => { const p = [...document.querySelectorAll('.js-plotly-plot')]
+                      .find(el => el.layout && el.layout.annotations &&
+                            el.layout.annotations.some(a => a.text === 'training loss per step'));
+                    return p ? p.data[0].x.length : 0; }"""
+    page.wait_for_function(f"({js})() >= 2", timeout=120_000)
+    first = page.evaluate(js)
+    page.wait_for_function(f"({js})() > {first}", timeout=120_000)   # the live curve grows
+    page.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=240_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "Done: validation accuracy" in body and "Confusion matrix" in body
+    assert "job=" in page.url and "sid=" in page.url
+    page.screenshot(path=str(ARTIFACTS / "transfer-run.png"), full_page=True)
+    assert not page.query_selector_all('[data-testid="stException"]')

@@ -3,6 +3,8 @@ and the explorer does what a student does with it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -10,7 +12,8 @@ from core import registry
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/design.py", "pages/zoo.py"]
+PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/transfer.py", "pages/design.py",
+         "pages/zoo.py"]
 
 
 def _explorer(**params) -> AppTest:
@@ -192,3 +195,27 @@ def test_inside_the_network_feature_maps_filters_and_attributions():
     assert "attr_result" in at.session_state
     methods = [m for m, _, _ in at.session_state["attr_result"][3]]
     assert methods == ["Saliency", "Grad-CAM"]
+
+
+def test_transfer_studio_runs_a_tiny_job():
+    at = _page("pages/transfer.py")
+    assert not at.exception
+    assert any("not cached" in w.value for w in at.warning)   # ImageNet weights are not here: said so
+    at.radio(key="tr_ds").set_value("shapes").run()
+    at.slider(key="tr_shn").set_value(10).run()
+    at.radio(key="tr_scenario").set_value("3").run()
+    at.button(key="tr_go").click().run()
+    assert not at.exception and not at.error
+    sid = at.session_state["sid"]
+    assert at.query_params["sid"] == sid and at.query_params["job"] == at.session_state["tr_job"]
+    for _ in range(120):
+        if any(m.label == "Validation accuracy" for m in at.metric):
+            break
+        time.sleep(0.5)
+        at.run()
+    assert any(m.label == "Validation accuracy" for m in at.metric), [s.value for s in at.success]
+    runs = at.dataframe[-1].value
+    assert list(runs["state"]) == ["done"] and 0 <= runs["val accuracy"].iloc[0] <= 1
+    # a reload (a new session with the same URL) finds the run again
+    again = _page("pages/transfer.py", sid=sid)
+    assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
