@@ -142,7 +142,25 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--image-size", type=int, default=32)
     tp.add_argument("--device", default="cpu")
     tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    pp = sub.add_parser("pretrain", help="pre-train the starter encoder on formula-driven images")
+    pp.add_argument("--classes", type=int, default=256)
+    pp.add_argument("--per-class", type=int, default=40)
+    pp.add_argument("--epochs", type=int, default=10)
+    pp.add_argument("--size", type=int, default=32)
+    pp.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+
+    if a.cmd == "pretrain":
+        from core import pretrain
+
+        cfg = pretrain.PretrainConfig(classes=a.classes, per_class=a.per_class, epochs=a.epochs, size=a.size,
+                                      seed=a.seed)
+        model, metrics = pretrain.pretrain(cfg, on_epoch=lambda r: print(
+            f"epoch {r['epoch']}: loss {r['train_loss']:.3f}, fractal val acc {r['val_acc']:.1%}, "
+            f"{r['seconds']:.0f} s", flush=True))
+        pretrain.save_starter(model, cfg, metrics)
+        print(f"wrote {pretrain.STARTER} and {pretrain.STARTER_CARD}")
+        return 0
 
     if a.cmd == "train":
         return _train(a)

@@ -204,3 +204,50 @@ def limit_per_class(idx: torch.Tensor, labels: torch.Tensor, k: int | None, seed
         sel = idx[labels[idx] == c]
         out.append(sel[torch.randperm(len(sel), generator=g)[:k]])
     return torch.cat(out)
+
+
+# --- torchvision datasets (need a network the first time) -----------------------------------------
+
+TORCHVISION_SETS = {"cifar10": "CIFAR-10", "flowers102": "Oxford Flowers-102", "pets": "Oxford-IIIT Pet"}
+
+
+def from_torchvision(name: str, root: str, size: int = 32, per_class: int = 100, download: bool = True) -> ImageSet:
+    """A class-balanced subset (at most `per_class` images per class) of a torchvision dataset,
+    from `root`, downloading it there first when allowed. Offline and not yet downloaded, this
+    raises a DatasetError that says so."""
+    from torchvision import datasets
+
+    makers = {"cifar10": lambda d: datasets.CIFAR10(root, train=True, download=d),
+              "flowers102": lambda d: datasets.Flowers102(root, split="train", download=d),
+              "pets": lambda d: datasets.OxfordIIITPet(root, split="trainval", download=d)}
+    if name not in makers:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(TORCHVISION_SETS)}")
+    try:
+        try:
+            ds = makers[name](False)
+        except RuntimeError:
+            if not download:
+                raise
+            ds = makers[name](True)
+    except (RuntimeError, OSError) as e:
+        raise DatasetError(f"{TORCHVISION_SETS[name]} is not on this machine and could not be downloaded "
+                           f"(no network?): {str(e).splitlines()[0][:120]}. The built-in digits and shapes "
+                           "work offline.") from None
+    classes = list(getattr(ds, "classes", [])) or [str(i) for i in range(102)]
+    taken: dict[int, int] = {}
+    imgs, labels = [], []
+    for i in range(len(ds)):
+        img, y = ds[i]
+        y = int(y)
+        if taken.get(y, 0) >= per_class:
+            continue
+        taken[y] = taken.get(y, 0) + 1
+        t = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).float().unsqueeze(0)
+        imgs.append(F.interpolate(t, size=(size, size), mode="bilinear", antialias=True)[0].round().to(torch.uint8))
+        labels.append(y)
+        if len(taken) == len(classes) and all(v >= per_class for v in taken.values()):
+            break
+    used = sorted(taken)
+    remap = {c: i for i, c in enumerate(used)}
+    return ImageSet(torch.stack(imgs), torch.tensor([remap[y] for y in labels]),
+                    [classes[c] if c < len(classes) else str(c) for c in used], TORCHVISION_SETS[name])

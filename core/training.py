@@ -53,9 +53,10 @@ class Cancelled(RuntimeError):
 class TrainConfig:
     """One training run. Units in the comments."""
 
-    dataset: str = "digits"            # "digits", "shapes" or "zip" (bytes passed separately)
+    dataset: str = "digits"            # "digits", "shapes", "zip" (bytes passed separately) or a
+                                       # torchvision set: "cifar10", "flowers102", "pets"
     arch: str = "resnet18"             # registry name of the encoder
-    weights: str = "imagenet"          # "imagenet" (when cached), "random"
+    weights: str = "imagenet"          # "imagenet" (when cached), "starter" (ours, resnet18), "random"
     scenario: str = "1"                # key of SCENARIOS
     epochs: int = 3                    # passes over the training set
     batch_size: int = 64               # images per step
@@ -113,6 +114,12 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         raise ValueError(f"{spec.title} has no classifier to replace")
     torch.manual_seed(cfg.seed)
     model, note = build_model(cfg.arch, pretrained=cfg.weights == "imagenet")
+    if cfg.weights == "starter":
+        from core.pretrain import load_starter
+
+        if cfg.arch != "resnet18":
+            raise ValueError("the starter weights are a ResNet-18: choose resnet18 as the encoder")
+        note = load_starter(model)
     if hasattr(model, "aux_logits") and getattr(model, "aux1", None) is not None:
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     old = model.get_submodule(spec.classifier)
@@ -480,6 +487,11 @@ def load_dataset(cfg: TrainConfig, zip_bytes: bytes | None = None) -> ImageSet:
         return d.digits(cfg.image_size)
     if cfg.dataset == "shapes":
         return d.shapes(cfg.shapes_classes, cfg.shapes_per_class, cfg.seed, cfg.image_size)
+    if cfg.dataset in d.TORCHVISION_SETS:
+        import os
+
+        root = os.environ.get("CONVNETLAB_DATA", os.path.expanduser("~/.cache/convnetlab/data"))
+        return d.from_torchvision(cfg.dataset, root, cfg.image_size)
     if cfg.dataset == "zip":
         if zip_bytes is None:
             raise ValueError("the zip dataset needs the zip's bytes")

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from core import registry
 from core.analysis import summarize
 from core.attribution import attribute, overlay
-from core.data import SHAPE_CLASSES, DatasetError
+from core.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError
 from core.jobs import ACTIVE, JobError, JobRunner
 from core.results import load_results
 from core.training import ENCODERS, SCENARIOS, TrainConfig, advise, build_transfer_model, load_dataset, normalise
@@ -64,9 +64,10 @@ with st.expander("Which scenario? The lecture's advice", expanded=False):
 # --- configuration ---------------------------------------------------------------------------------
 with st.sidebar:
     st.header("Data")
-    ds = st.radio("Dataset", ["digits", "shapes", "zip"], key="tr_ds",
+    ds = st.radio("Dataset", ["digits", "shapes", "zip", *TORCHVISION_SETS], key="tr_ds",
                   format_func={"digits": "handwritten digits (scikit-learn)", "shapes": "generated shapes & textures",
-                               "zip": "my images (zip of class folders)"}.get)
+                               "zip": "my images (zip of class folders)",
+                               **{k: f"{v} (downloads; needs a network)" for k, v in TORCHVISION_SETS.items()}}.get)
     zip_bytes, zip_digest = None, ""
     sh_c, sh_n = 6, 100
     if ds == "shapes":
@@ -82,8 +83,13 @@ with st.sidebar:
     size = st.select_slider("Image size (pixels)", [32, 64, 96, 128], 32, key="tr_size")
     st.header("Model")
     arch = st.selectbox("Encoder", ENCODERS, key="tr_arch", format_func=lambda n: registry.get(n).title)
-    weights = st.radio("Start from", ["imagenet", "random"], key="tr_w",
-                       format_func={"imagenet": "ImageNet weights (when cached)", "random": "random (from scratch)"}.get)
+    weights = st.radio("Start from", ["imagenet", "starter", "random"], key="tr_w",
+                       format_func={"imagenet": "ImageNet weights (when cached)",
+                                    "starter": "ConvNet Lab starter weights (ResNet-18, fractals)",
+                                    "random": "random (from scratch)"}.get)
+    if weights == "starter":
+        st.caption("Our own ResNet-18, pre-trained on formula-driven fractal images (no photos), shipped with "
+                   "the dashboard: `python -m core pretrain` reproduces it.")
     if "tr_scenario" not in ss:
         ss["tr_scenario"] = "1"
     scenario = st.radio("Scenario", list(SCENARIOS), key="tr_scenario", format_func=lambda k: f"{k}: {SCENARIOS[k]}"
@@ -116,6 +122,9 @@ if weights == "imagenet":
         st.warning(f"ImageNet weights for {registry.get(arch).title} are not cached on this machine, so this run "
                    f"starts from random weights (training from scratch). Ahead of a lecture: "
                    f"`python -m core weights prefetch {arch}`.")
+if weights == "starter" and arch != "resnet18":
+    st.error("The starter weights are a ResNet-18: choose ResNet-18 as the encoder (or another starting point).")
+    st.stop()
 cfg = TrainConfig(dataset=ds, arch=arch, weights=weights, scenario=scenario, labels_per_class=int(lpc),
                   image_size=int(size), shapes_classes=sh_c, shapes_per_class=sh_n, classifier=clf,
                   unfreeze_from=unfreeze, lr_body=float(lr_body),

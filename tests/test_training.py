@@ -185,3 +185,30 @@ def test_zip_limits(monkeypatch):
     monkeypatch.setattr(D, "MAX_ZIP_UNCOMPRESSED", 100)
     with pytest.raises(D.DatasetError, match="unpacks to"):
         D.from_zip(_zip({"c/a.png": b"0" * 1000}))
+
+
+def test_starter_weights_ship_and_load():
+    import json
+
+    from core.pretrain import STARTER, STARTER_CARD, fractals
+
+    assert STARTER.is_file() and STARTER.stat().st_size <= 25 * 1024 * 1024
+    card = json.loads(STARTER_CARD.read_text())
+    assert card["reproduce"] == "python -m core pretrain" and card["metrics"]["fractal_val_acc"] > 0.5
+    tm = build_transfer_model(TrainConfig(arch="resnet18", weights="starter", scenario="1"), 10)
+    assert "starter" in tm.weights_note
+    from safetensors.torch import load_file
+
+    stored = load_file(str(STARTER))
+    assert torch.equal(tm.model.conv1.weight, stored["conv1.weight"].float())
+    with pytest.raises(ValueError, match="ResNet-18"):
+        build_transfer_model(TrainConfig(arch="mobilenet_v2", weights="starter"), 10)
+    f = fractals(3, 2, size=32, points=500)
+    assert tuple(f.images.shape) == (6, 3, 32, 32) and f.images.float().mean() > 0
+
+
+def test_torchvision_dataset_offline_says_so(tmp_path):
+    with pytest.raises(D.DatasetError, match="not on this machine"):
+        D.from_torchvision("cifar10", str(tmp_path), download=False)
+    with pytest.raises(D.DatasetError, match="unknown dataset"):
+        D.from_torchvision("imagenet", str(tmp_path))

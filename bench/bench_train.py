@@ -1,0 +1,132 @@
+"""Training throughput: a tutorial-style loop vs ConvNet Lab's engine vs the synthetic ceiling,
+on the same device, model, images and batch size, in one run.
+
+- tutorial: JPEG files on disk, torchvision ImageFolder, DataLoader (4 workers, or fewer cores),
+  CPU-side RandomResizedCrop + flip + ToTensor + Normalize, fp32 (the PyTorch transfer-learning
+  tutorial, at a sensible batch size).
+- ours: images decoded once into a uint8 tensor on the device, augmentation there, channels_last
+  and bf16 autocast on CUDA (core.training.fit, full fine-tuning).
+- ceiling: random tensors already on the device, no data pipeline, same precision as ours.
+
+    .venv/bin/python bench/bench_train.py [--images 512 --size 64 --input 64 --batch 64 --device cpu]
+    (the issue's GPU setting: --images 4000 --size 256 --input 224 --batch 256 --device cuda)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.data import ImageSet, shapes  # noqa: E402
+from core.training import TrainConfig, fit  # noqa: E402
+
+
+def write_jpegs(n: int, size: int, root: Path) -> ImageSet:
+    from PIL import Image
+
+    data = shapes(classes=8, per_class=max(2, n // 8), seed=0, size=size)
+    for i, (img, y) in enumerate(zip(data.images, data.labels)):
+        d = root / data.classes[int(y)]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i}.jpg", quality=90)
+    return data
+
+
+def tutorial(root: Path, input_size: int, batch: int, device: str, workers: int, epochs: int) -> float:
+    from torchvision import datasets, models, transforms
+
+    tf = transforms.Compose([transforms.RandomResizedCrop(input_size), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    dl = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=batch, shuffle=True,
+                                     num_workers=workers, persistent_workers=workers > 0)
+    model = models.resnet18(num_classes=8).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    seen, t = 0, None
+    for epoch in range(epochs + 1):  # the first epoch warms up (workers, allocator) and is not timed
+        if epoch == 1:
+            _sync(device)
+            t, seen = time.perf_counter(), 0
+        for x, y in dl:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += len(y)
+    _sync(device)
+    return seen / (time.perf_counter() - t)
+
+
+def ours(data: ImageSet, input_size: int, batch: int, device: str, epochs: int) -> float:
+    cfg = TrainConfig(dataset="shapes", arch="resnet18", weights="random", scenario="finetune", epochs=epochs + 1,
+                      batch_size=batch, image_size=input_size, augment=True, val_fraction=0.05,
+                      log_every=10_000)
+    rates = [e["images_per_s"] for e in fit(cfg, data, device).history if e["type"] == "step"]
+    # the last logged step of each epoch carries that epoch's training-only rate; skip the warm-up epoch
+    return sum(rates[1:]) / max(1, len(rates[1:]))
+
+
+def ceiling(input_size: int, batch: int, device: str, steps: int) -> float:
+    from torchvision import models
+
+    dev = torch.device(device)
+    model = models.resnet18(num_classes=8).to(dev)
+    x = torch.randn(batch, 3, input_size, input_size, device=dev)
+    y = torch.randint(0, 8, (batch,), device=dev)
+    if dev.type == "cuda":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for i in range(steps + 2):
+        if i == 2:
+            _sync(device)
+            t = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return steps * batch / (time.perf_counter() - t)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--size", type=int, default=64, help="stored JPEG side")
+    ap.add_argument("--input", type=int, default=64, help="network input side")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=1, help="timed epochs (after one warm-up epoch)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args()
+    workers = min(4, os.cpu_count() or 1)
+    name = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; resnet18 at {a.input}x{a.input}, batch {a.batch}, {a.images} JPEGs of {a.size}px")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_jpegs(a.images, a.size, Path(tmp))
+        rows = [("tutorial (ImageFolder + DataLoader, fp32)", tutorial(Path(tmp), a.input, a.batch, a.device,
+                                                                       workers, a.epochs)),
+                ("ours (decoded once, on-device augmentation)", ours(data, a.input, a.batch, a.device, a.epochs)),
+                ("synthetic ceiling (random tensors on device)", ceiling(a.input, a.batch, a.device,
+                                                                         max(5, a.images // a.batch)))]
+    base = rows[0][1]
+    for label, rate in rows:
+        print(f"{label:48} {rate:9.0f} img/s  {rate / base:5.2f}x tutorial  {rate / rows[2][1]:6.1%} of ceiling")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
