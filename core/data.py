@@ -178,6 +178,16 @@ def from_zip(data: bytes, size: int = 64) -> ImageSet:
     return ImageSet(images, labels, classes, "your images", notes)
 
 
+def files_to_zip(files: list[tuple[str, bytes]]) -> bytes:
+    """Packs (relative path, bytes) pairs, e.g. a browser's folder upload, into a zip so that
+    `from_zip` applies the same checks to them."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, data in files:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
 # --- splits -------------------------------------------------------------------------------------
 
 def stratified_split(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

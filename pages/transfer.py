@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from core import registry
 from core.analysis import summarize
 from core.attribution import attribute, overlay
-from core.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError
+from core.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip
 from core.jobs import ACTIVE, JobError, JobRunner
 from core.results import load_results
 from core.training import ENCODERS, SCENARIOS, TrainConfig, advise, build_transfer_model, load_dataset, normalise
@@ -64,9 +64,9 @@ with st.expander("Which scenario? The lecture's advice", expanded=False):
 # --- configuration ---------------------------------------------------------------------------------
 with st.sidebar:
     st.header("Data")
-    ds = st.radio("Dataset", ["digits", "shapes", "zip", *TORCHVISION_SETS], key="tr_ds",
+    ds = st.radio("Dataset", ["digits", "shapes", "zip", "folder", *TORCHVISION_SETS], key="tr_ds",
                   format_func={"digits": "handwritten digits (scikit-learn)", "shapes": "generated shapes & textures",
-                               "zip": "my images (zip of class folders)",
+                               "zip": "my images (zip of class folders)", "folder": "my images (a folder)",
                                **{k: f"{v} (downloads; needs a network)" for k, v in TORCHVISION_SETS.items()}}.get)
     zip_bytes, zip_digest = None, ""
     sh_c, sh_n = 6, 100
@@ -77,6 +77,13 @@ with st.sidebar:
         up = st.file_uploader("Zip of class folders (class_a/img.jpg ...)", type=["zip"], key="tr_zip")
         if up is not None:
             zip_bytes = up.getvalue()
+            zip_digest = hashlib.sha256(zip_bytes).hexdigest()
+    elif ds == "folder":
+        files = st.file_uploader("A folder with one sub-folder per class", accept_multiple_files="directory",
+                                 type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="tr_dir")
+        if files:
+            # The same safety checks as a zip: pack the files into one and read it back.
+            zip_bytes = files_to_zip([(f.name, f.getvalue()) for f in files])
             zip_digest = hashlib.sha256(zip_bytes).hexdigest()
     lpc = st.select_slider("Training labels per class", [0, 1, 2, 5, 10, 20, 50, 100], 0, key="tr_lpc",
                            format_func=lambda v: "all" if v == 0 else str(v))
@@ -125,6 +132,8 @@ if weights == "imagenet":
 if weights == "starter" and arch != "resnet18":
     st.error("The starter weights are a ResNet-18: choose ResNet-18 as the encoder (or another starting point).")
     st.stop()
+if ds == "folder":
+    ds = "zip"  # a folder travels as a zip from here on
 cfg = TrainConfig(dataset=ds, arch=arch, weights=weights, scenario=scenario, labels_per_class=int(lpc),
                   image_size=int(size), shapes_classes=sh_c, shapes_per_class=sh_n, classifier=clf,
                   unfreeze_from=unfreeze, lr_body=float(lr_body),
@@ -134,7 +143,7 @@ cfg = TrainConfig(dataset=ds, arch=arch, weights=weights, scenario=scenario, lab
 # --- data preview ------------------------------------------------------------------------------------
 data = None
 if ds == "zip" and zip_bytes is None:
-    st.info("Upload a zip with one folder per class (ImageFolder layout) in the sidebar.")
+    st.info("Upload a zip (or a folder) with one sub-folder per class (ImageFolder layout) in the sidebar.")
 else:
     try:
         data = dataset(TrainConfig(dataset=ds, image_size=cfg.image_size, shapes_classes=sh_c,

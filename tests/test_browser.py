@@ -172,3 +172,21 @@ def test_transfer_studio_live_curve_grows_and_accuracy_appears(server, page):
     assert "job=" in page.url and "sid=" in page.url
     page.screenshot(path=str(ARTIFACTS / "transfer-run.png"), full_page=True)
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_transfer_studio_folder_upload(server, page, tmp_path):
+    from PIL import Image
+
+    from core.images import pattern
+
+    for cls, pat in (("cat", "blob"), ("dog", "checkerboard")):
+        (tmp_path / "pets" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(pattern(pat, 48)).save(tmp_path / "pets" / cls / f"{i}.png")
+    page.goto(server + "/transfer")
+    _wait(page)
+    page.get_by_text("my images (a folder)").click()
+    _wait(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(tmp_path / "pets"))
+    page.wait_for_function("document.body.innerText.includes('6 images, 2 classes')", timeout=60_000)
+    assert not page.query_selector_all('[data-testid="stException"]')

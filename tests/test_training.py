@@ -212,3 +212,12 @@ def test_torchvision_dataset_offline_says_so(tmp_path):
         D.from_torchvision("cifar10", str(tmp_path), download=False)
     with pytest.raises(D.DatasetError, match="unknown dataset"):
         D.from_torchvision("imagenet", str(tmp_path))
+
+
+def test_folder_upload_goes_through_the_zip_checks():
+    png = _png()
+    data = D.from_zip(D.files_to_zip([("pets/cat/a.png", png), ("pets/cat/b.png", png), ("pets/dog/c.png", png),
+                                      ("pets/dog/d.png", png)]))
+    assert data.classes == ["cat", "dog"]
+    with pytest.raises(D.DatasetError, match="unsafe path"):
+        D.from_zip(D.files_to_zip([("../x/a.png", png)]))
