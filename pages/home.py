@@ -25,11 +25,20 @@ c2.metric("Device", dev.kind.upper(), help=dev.name)
 status = weights()
 c3.metric("Pretrained weights on this machine", f"{sum(s.cached for s in status)} of {len(status)}")
 
-l1, l2, l3, l4 = st.columns(4)
-l1.page_link("pages/explorer.py", label="Architecture Explorer: layer by layer", icon=":material/account_tree:")
-l2.page_link("pages/inside.py", label="Inside the network: features, attributions", icon=":material/visibility:")
-l3.page_link("pages/design.py", label="Design Lab: compare design choices", icon=":material/science:")
-l4.page_link("pages/zoo.py", label="Model Zoo: accuracy vs operations", icon=":material/scatter_plot:")
+PAGES = [("pages/explorer.py", "Architecture Explorer", ":material/account_tree:",
+          "step through any architecture layer by layer, with the slides' arithmetic and a quiz"),
+         ("pages/inside.py", "Inside the network", ":material/visibility:",
+          "feature maps, first-layer filters and captum attributions for a photo or your own image"),
+         ("pages/transfer.py", "Transfer Learning Studio", ":material/model_training:",
+          "train on digits, shapes or your images with the lecture's scenarios, live curves"),
+         ("pages/design.py", "Design Lab", ":material/science:",
+          "3x3 stacks vs 7x7, depthwise-separable, 1x1 bottlenecks, GAP, residuals, receptive fields"),
+         ("pages/zoo.py", "Model Zoo", ":material/scatter_plot:",
+          "accuracy vs operations for every torchvision model, and measured latency")]
+for path, label, icon, what in PAGES:
+    a, b = st.columns([1, 3])
+    a.page_link(path, label=label, icon=icon)
+    b.markdown(what)
 st.caption("Tip for lecturers: every choice in the explorer is in the address bar, so a link such as "
            "`/explorer?arch=alexnet&layer=0` opens exactly that layer.")
 
