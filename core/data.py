@@ -108,10 +108,17 @@ def shapes(classes: int = 6, per_class: int = 100, seed: int = 0, size: int = 32
 MAX_ZIP_ENTRIES = 5000
 MAX_ZIP_UNCOMPRESSED = 300 * 1024 * 1024
 MAX_ENTRY_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 16_000_000      # per image in a dataset (a 16-megapixel photo)
+MAX_TOTAL_PIXELS = 500_000_000     # all images of a zip together, decoded
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used, with a message for the user."""
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
 def from_zip(data: bytes, size: int = 64) -> ImageSet:
@@ -138,27 +145,35 @@ def from_zip(data: bytes, size: int = 64) -> ImageSet:
         if (i.external_attr >> 16) & 0o170000 == 0o120000:
             raise DatasetError(f"Refused: the zip contains a symbolic link ({i.filename!r}).")
     parts = [i.filename.replace("\\", "/").split("/") for i in infos]
-    parts = [p for p in parts if not any(seg.startswith((".", "__MACOSX")) for seg in p)]
+    parts = [p for p in parts if not any(seg.startswith((".", "__MACOSX")) for seg in p) and _is_image_name(p[-1])]
     depth = 1 if parts and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
     by_class: dict[str, list[torch.Tensor]] = {}
-    skipped_other, skipped_bad = 0, 0
+    skipped_other, skipped_bad, decoded = 0, 0, 0
     for info, p in zip(infos, [i.filename.replace("\\", "/").split("/") for i in infos]):
         if any(seg.startswith((".", "__MACOSX")) for seg in p):
             continue
         if len(p) != depth + 2:
             skipped_other += 1
             continue
-        if not p[-1].lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")):
+        if not _is_image_name(p[-1]):
             skipped_other += 1
             continue
         if info.file_size > MAX_ENTRY_BYTES:
             skipped_bad += 1
             continue
         try:
-            pixels = load_image(zf.read(info)).pixels
-        except (ImageError, zipfile.BadZipFile, RuntimeError, OSError):
+            loaded = load_image(zf.read(info), max_pixels=MAX_IMAGE_PIXELS)
+        except ImageError:
             skipped_bad += 1
             continue
+        except Exception:  # noqa: BLE001 - zlib.error, LZMAError, BadZipFile...: a broken entry
+            skipped_bad += 1
+            continue
+        pixels = loaded.pixels
+        decoded += pixels.shape[0] * pixels.shape[1]
+        if decoded > MAX_TOTAL_PIXELS:
+            raise DatasetError(f"The images in this zip add up to more than {MAX_TOTAL_PIXELS / 1e6:.0f} megapixels; "
+                               "resize them (a few hundred pixels per side is plenty) or upload fewer.")
         t = torch.from_numpy(pixels).permute(2, 0, 1).float().unsqueeze(0)  # (1, 3, H, W)
         t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         by_class.setdefault(p[depth], []).append(t[0].clamp(0, 255).round().to(torch.uint8))

@@ -45,6 +45,7 @@ class Job:
     process: Any = None
     cancel: Any = None
     queue: Any = None
+    cancel_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,24 @@ def _worker(kind: str, cfg: TrainConfig, zip_bytes: bytes | None, q: Any, cancel
     try:
         data = training.load_dataset(cfg, zip_bytes)
         if kind == "lr_find":
-            lrs, losses, sug = training.lr_find(cfg, data, device, on_event=q.put)
+            lrs, losses, sug = training.lr_find(cfg, data, device, on_event=q.put, should_stop=cancel.is_set)
             q.put({"type": "lr_find", "lrs": lrs, "losses": losses, "suggestion": sug})
             q.put({"type": "end", "state": "done", "message": f"suggested LR {sug:.2g}"})
             return
+        res, oom = None, False
         try:
             res = training.fit(cfg, data, device, on_event=q.put, should_stop=cancel.is_set)
         except torch.cuda.OutOfMemoryError:
+            oom = True
+        if oom:
+            # Retry outside the except block: its traceback would keep the first attempt's model
+            # and tensors alive, and emptying the cache would free nothing.
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
             half = max(1, cfg.batch_size // 2)
             q.put({"type": "info", "message": f"CUDA out of memory: retrying once with batch size {half}"})
-            torch.cuda.empty_cache()
             cfg = training.replace_cfg(cfg, batch_size=half)
             res = training.fit(cfg, data, device, on_event=q.put, should_stop=cancel.is_set)
         from core.results import save_results
@@ -100,6 +109,9 @@ def _worker(kind: str, cfg: TrainConfig, zip_bytes: bytes | None, q: Any, cancel
 
 class JobRunner:
     """See the module doc. Thread-safe; one instance serves every session of a server."""
+
+    CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
+    KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted
 
     def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None) -> None:
         self.max_concurrent = max_concurrent
@@ -140,8 +152,10 @@ class JobRunner:
             j = self._get(job_id)
             if j.state == "queued":
                 j.state, j.message = "cancelled", "cancelled before it started"
+                j.zip_bytes = None
             elif j.state == "running" and j.cancel is not None:
                 j.cancel.set()
+                j.cancel_at = time.time()
 
     # --- helpers ------------------------------------------------------------------------------------
     def jobs_of(self, owner: str) -> list[JobStatus]:
@@ -180,22 +194,53 @@ class JobRunner:
                     if running >= self.max_concurrent:
                         break
                     if j.state == "queued":
-                        self._start(j)
-                        running += 1
+                        try:
+                            self._start(j)
+                            running += 1
+                        except OSError as e:  # e.g. out of processes or file descriptors
+                            j.state, j.message = "failed", f"could not start a worker process: {e}"
+                self._forget_old()
             time.sleep(0.05)
 
     def _start(self, j: Job) -> None:
         j.queue, j.cancel = self._ctx.Queue(), self._ctx.Event()
-        threads = max(1, (os.cpu_count() or 1) // self.max_concurrent)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // self.max_concurrent)
         j.process = self._ctx.Process(target=_worker, daemon=True, args=(
             j.kind, j.config, j.zip_bytes, j.queue, j.cancel, j.out_dir, self.device, threads))
         j.process.start()
         j.state = "running"
 
+    def _forget_old(self) -> None:
+        """Deletes the oldest finished jobs (events and result folder) beyond KEEP_FINISHED."""
+        import shutil
+
+        done = sorted((j for j in self._jobs.values() if j.state not in ACTIVE), key=lambda x: x.submitted)
+        for j in done[:max(0, len(done) - self.KEEP_FINISHED)]:
+            shutil.rmtree(j.out_dir, ignore_errors=True)
+            del self._jobs[j.id]
+
+    @staticmethod
+    def _release(j: Job) -> None:
+        """Joins the finished worker and closes its pipes (each holds file descriptors)."""
+        if j.process is not None:
+            j.process.join(timeout=1)
+            if j.process.is_alive():
+                j.process.kill()
+                j.process.join(timeout=1)
+            j.process.close()
+        if j.queue is not None:
+            j.queue.close()
+        j.process = j.queue = j.cancel = None
+        j.zip_bytes = None
+
     def _drain_and_reap(self) -> None:
         for j in self._jobs.values():
             if j.state != "running":
                 continue
+            if j.cancel_at and time.time() - j.cancel_at > self.CANCEL_GRACE_S and j.process.is_alive():
+                j.process.terminate()  # it did not reach a cancellation point in time
+                j.state, j.message = "cancelled", "cancelled (the worker was stopped)"
             while True:
                 try:
                     e = j.queue.get_nowait()
@@ -221,4 +266,4 @@ class JobRunner:
                     j.state = "failed"
                     j.message = f"the training process crashed (exit code {j.process.exitcode})"
             if j.state != "running":
-                j.zip_bytes = None
+                self._release(j)

@@ -112,6 +112,7 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     spec = registry.get(cfg.arch)
     if spec.classifier is None:
         raise ValueError(f"{spec.title} has no classifier to replace")
+    check_input(cfg)
     torch.manual_seed(cfg.seed)
     model, note = build_model(cfg.arch, pretrained=cfg.weights == "imagenet")
     if cfg.weights == "starter":
@@ -139,6 +140,18 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         for n in names[:names.index(cfg.unfreeze_from)]:
             model.get_submodule(n).requires_grad_(False)
     return TransferModel(model, spec.classifier, d, note, names)
+
+
+def check_input(cfg: TrainConfig) -> None:
+    """Raises ValueError (with the analysis engine's explanation) when the encoder cannot run at
+    the configured image size, e.g. AlexNet at 32x32."""
+    from core.analysis import AnalysisError, summarize
+
+    try:
+        summarize(cfg.arch, (3, cfg.image_size, cfg.image_size))
+    except AnalysisError as e:
+        raise ValueError(f"{registry.get(cfg.arch).title} cannot train at {cfg.image_size}x{cfg.image_size}: "
+                         f"{e}") from None
 
 
 def set_train_mode(model: nn.Module) -> None:
@@ -297,12 +310,15 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         perm = torch.randperm(len(sp.y_train), generator=g).to(dev)
-        t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t_epoch, seen, loss_sum, logged = time.perf_counter(), 0, 0.0, 0
         for b in range(steps_per_epoch):
             if should_stop():
                 emit({"type": "cancelled", "step": step})
                 raise Cancelled("cancelled by the user")
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) == 1 and len(perm) > 1:
+                # BatchNorm cannot normalise one value per channel (ResNet's 1x1 maps at 32 px)
+                idx = perm[-2:]
             if cached:
                 head.train()
                 loss = F.cross_entropy(head(feats_tr[idx]), sp.y_train[idx])
@@ -327,6 +343,7 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
                     raise Diverged(f"the loss became {lv} at step {step}: the learning rate ({cfg.lr:g}) is "
                                    "probably too high; try the LR finder or a 3-10x lower rate")
                 loss_sum += lv * len(idx)
+                logged += len(idx)
                 elapsed = time.perf_counter() - t0
                 emit({"type": "step", "step": step, "total_steps": total, "epoch": epoch, "loss": lv,
                       "lr": opt.param_groups[-1]["lr"], "elapsed": elapsed,
@@ -340,7 +357,7 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
             logits = _predict(model, sp.x_val, cfg.image_size, 256)
         val_loss = float(F.cross_entropy(logits, sp.y_val))
         val_acc = float((logits.argmax(1) == sp.y_val).float().mean())
-        emit({"type": "epoch", "epoch": epoch, "train_loss": loss_sum / max(1, seen), "val_loss": val_loss,
+        emit({"type": "epoch", "epoch": epoch, "train_loss": loss_sum / max(1, logged), "val_loss": val_loss,
               "val_acc": val_acc, "images_per_s": seen / (time.perf_counter() - t_epoch),
               "elapsed": time.perf_counter() - t0})
     logits = _predict(model, sp.x_val, cfg.image_size, 256)
@@ -411,8 +428,8 @@ def _fit_features(cfg: TrainConfig, data: ImageSet, tm: TransferModel, sp: Split
 # --- learning-rate finder -----------------------------------------------------------------------------
 
 def lr_find(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu", start: float = 1e-6,
-            end: float = 1.0, steps: int = 60,
-            on_event: Callable[[Event], None] | None = None) -> tuple[list[float], list[float], float]:
+            end: float = 1.0, steps: int = 60, on_event: Callable[[Event], None] | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> tuple[list[float], list[float], float]:
     """Exponential LR sweep (Smith 2015, fast.ai's lr_find): one step per LR, smoothed loss.
 
     Stops early when the loss explodes (above 4x its minimum or not finite); see `suggest_lr`.
@@ -428,6 +445,8 @@ def lr_find(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu"
     g = torch.Generator().manual_seed(cfg.seed)
     lrs, losses, avg, best = [], [], 0.0, math.inf
     for i in range(steps):
+        if should_stop():
+            raise Cancelled("cancelled by the user")
         lr = start * gamma ** i
         for group in opt.param_groups:
             group["lr"] = lr

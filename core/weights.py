@@ -63,8 +63,9 @@ def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module",
     from core import registry as _registry
 
     spec = _registry.get(name)
-    model = spec.build().eval()
     w = default_weights(name)
+    if not (pretrained and w is not None and cache_path(w).is_file()):
+        model = spec.build().eval()
     if not pretrained:
         return model, "random initialisation"
     if w is None:
@@ -72,7 +73,11 @@ def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module",
     if not cache_path(w).is_file():
         return model, (f"random initialisation: {type(w).__name__}.{w.name} is not cached on this machine "
                        f"(expected at {cache_path(w)})")
-    model.load_state_dict(w.get_state_dict(progress=False, check_hash=False))
+    # torchvision's own builder with its weights: it handles quirks such as GoogLeNet's auxiliary
+    # classifiers in the checkpoint and its transform_input flag.
+    from torchvision.models import get_model
+
+    model = get_model(spec.torchvision_name, weights=w, progress=False).eval()
     return model, f"ImageNet weights {type(w).__name__}.{w.name}"
 
 

@@ -45,7 +45,7 @@ jr = runner()
 
 st.title("Transfer Learning Studio")
 st.caption("Train a classifier on a small dataset from a pretrained (or random) encoder, the lecture's way. "
-           f"Runs happen in a separate process on the {device().label}; this page only watches.")
+           f"Training runs in a separate process on the {device().label}; this page shows its progress.")
 
 with st.expander("Which scenario? The lecture's advice", expanded=False):
     a1, a2 = st.columns(2)
@@ -111,7 +111,7 @@ with st.sidebar:
         lr_body = st.number_input("LR of the first stage (slice lo)", 1e-6, 1.0, 3e-4, format="%.0e", key="tr_lrb")
     if scenario == "3":
         clf = st.radio("Classifier on the features", ["logreg", "knn"], key="tr_clf",
-                       format_func={"logreg": "logistic regression", "knn": "k-nearest neighbours (k=5)"}.get)
+                       format_func={"logreg": "logistic regression", "knn": "k-nearest neighbours (k = 5, fewer if fewer images)"}.get)
     else:
         epochs = st.slider("Epochs", 1, 30, 5, key="tr_ep")
         bs = st.select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="tr_bs")
@@ -140,6 +140,15 @@ cfg = TrainConfig(dataset=ds, arch=arch, weights=weights, scenario=scenario, lab
                   **({} if scenario == "3" else dict(epochs=int(epochs), batch_size=int(bs), lr=float(lr),
                                                       augment=bool(augment))))
 
+try:
+    from core.training import check_input
+
+    check_input(cfg)
+    size_error = None
+except ValueError as e:
+    size_error = str(e)
+    st.error(size_error)
+
 # --- data preview ------------------------------------------------------------------------------------
 data = None
 if ds == "zip" and zip_bytes is None:
@@ -162,8 +171,8 @@ if data is not None:
              caption=[data.classes[int(data.labels[i])] for i in first])
     n_val = sum(max(1, round(v * cfg.val_fraction)) for v in counts.values())
     n_tr = sum(min(v - max(1, round(v * cfg.val_fraction)), lpc or 10**9) for v in counts.values())
-    st.caption(f"Stratified split: {n_tr} training images ({'all' if not lpc else lpc} per class), {n_val} for "
-               f"validation (20% of each class).")
+    st.caption(f"Stratified split: {n_tr} training images ({'all' if not lpc else f'at most {lpc}'} per class), "
+               f"{n_val} for validation (20% of each class, at least one).")
 
 # --- jobs ---------------------------------------------------------------------------------------------
 mine = jr.jobs_of(ss["sid"])
@@ -179,9 +188,9 @@ def _submit(kind: str) -> None:
         ss["tr_error"] = str(e)
 
 
-b1.button("Train", type="primary", disabled=data is None or active is not None, on_click=_submit, args=("train",),
-          key="tr_go")
-b2.button("Find a learning rate", disabled=data is None or active is not None or scenario == "3",
+blocked = data is None or active is not None or size_error is not None
+b1.button("Train", type="primary", disabled=blocked, on_click=_submit, args=("train",), key="tr_go")
+b2.button("Find a learning rate", disabled=blocked or scenario == "3",
           on_click=_submit, args=("lr_find",), key="tr_lrfind")
 if active is not None:
     b3.button("Cancel", on_click=lambda: jr.cancel(active.id), key="tr_cancel")
@@ -215,7 +224,7 @@ def live() -> None:
     stt = jr.status(job_id)
     ev = jr.events(job_id)
     if stt.state == "queued":
-        st.info(f"Queued: position {stt.position}. Runs start one at a time on this machine.")
+        st.info(f"Queued: position {stt.position}. This machine runs {jr.max_concurrent} job(s) at a time.")
     steps = [e for e in ev if e["type"] == "step"]
     if steps:
         last = steps[-1]

@@ -72,3 +72,21 @@ def test_diverged_and_lr_find_jobs(runner):
     assert runner.wait(f, 120).state == "done"
     found = [e for e in runner.events(f) if e["type"] == "lr_find"]
     assert found and found[0]["suggestion"] > 0
+
+
+def test_lr_finder_can_be_cancelled_and_finished_jobs_release_their_pipes(runner):
+    import os
+
+    slow = TrainConfig(dataset="shapes", shapes_classes=3, shapes_per_class=40, weights="random",
+                       scenario="finetune", batch_size=64, image_size=64)
+    f = runner.submit("erin", slow, kind="lr_find")
+    deadline = time.time() + 60
+    while not runner.events(f) and time.time() < deadline:
+        time.sleep(0.1)
+    runner.cancel(f)
+    assert runner.wait(f, 60).state == "cancelled"
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        assert runner.wait(runner.submit("erin", FAST), 120).state == "done"
+    time.sleep(0.3)
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2   # no pipes left behind per job

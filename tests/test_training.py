@@ -221,3 +221,36 @@ def test_folder_upload_goes_through_the_zip_checks():
     assert data.classes == ["cat", "dog"]
     with pytest.raises(D.DatasetError, match="unsafe path"):
         D.from_zip(D.files_to_zip([("../x/a.png", png)]))
+
+
+def test_a_last_batch_of_one_does_not_break_batchnorm():
+    data = D.shapes(classes=3, per_class=14, seed=0, size=32)       # 33 training images
+    cfg = TrainConfig(dataset="shapes", weights="random", scenario="finetune", epochs=1, batch_size=16, augment=True)
+    assert fit(cfg, data).val_acc >= 0
+
+
+def test_too_small_image_size_is_refused_with_the_layer():
+    from core.training import check_input
+
+    with pytest.raises(ValueError, match="cannot train at 32x32.*features.12"):
+        check_input(TrainConfig(arch="alexnet_torchvision", image_size=32))
+    check_input(TrainConfig(arch="alexnet_torchvision", image_size=96))
+
+
+def test_zip_with_broken_entries_a_stray_file_and_too_many_pixels(monkeypatch):
+    png = _png()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("data/cat/a.png", "data/cat/b.png", "data/dog/c.png", "data/dog/d.png", "data/dog/e.png"):
+            z.writestr(name, png)
+        z.writestr("data/README.txt", b"a stray file next to the class folders")
+    raw = bytearray(buf.getvalue())
+    # corrupt the deflate stream of e.png (its local header is the last one before the text file)
+    pos = raw.rfind(b"data/dog/e.png", 0, raw.find(b"data/README.txt")) + len("data/dog/e.png") + 5
+    raw[pos:pos + 20] = b"\xff" * 20
+    data = D.from_zip(bytes(raw))
+    assert data.classes == ["cat", "dog"] and data.counts() == {"cat": 2, "dog": 2}
+    assert any("corrupt" in n for n in data.notes)
+    monkeypatch.setattr(D, "MAX_TOTAL_PIXELS", 3 * 32 * 32)
+    with pytest.raises(D.DatasetError, match="megapixels"):
+        D.from_zip(_zip({"cat/a.png": png, "cat/b.png": png, "dog/c.png": png, "dog/d.png": png}))

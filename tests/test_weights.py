@@ -35,3 +35,19 @@ def test_missing_weights_fall_back_to_random_with_a_reason(tmp_path, monkeypatch
     assert "not cached" in note and str(tmp_path) in note
     _, note = build_model("lenet5", pretrained=True)
     assert "no torchvision ImageNet weights" in note
+
+
+def test_googlenet_checkpoint_with_auxiliary_classifiers_loads(tmp_path, monkeypatch):
+    """torchvision's GoogLeNet checkpoint holds aux1/aux2 weights; loading goes through
+    torchvision's own builder, which knows what to do with them."""
+    from torchvision.models import googlenet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    state = googlenet(weights=None, aux_logits=True, init_weights=False).state_dict()
+    path = cache_path(default_weights("googlenet"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    model, note = build_model("googlenet", pretrained=True)
+    assert note.startswith("ImageNet weights GoogLeNet_Weights")
+    assert torch.equal(model.conv1.conv.weight, state["conv1.conv.weight"]) and model.aux1 is None
