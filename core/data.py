@@ -236,6 +236,13 @@ def limit_per_class(idx: torch.Tensor, labels: torch.Tensor, k: int | None, seed
 TORCHVISION_SETS = {"cifar10": "CIFAR-10", "flowers102": "Oxford Flowers-102", "pets": "Oxford-IIIT Pet"}
 
 
+def data_root() -> str:
+    """Where torchvision datasets are stored: $CONVNETLAB_DATA or ~/.cache/convnetlab/data."""
+    import os
+
+    return os.environ.get("CONVNETLAB_DATA", os.path.expanduser("~/.cache/convnetlab/data"))
+
+
 def from_torchvision(name: str, root: str, size: int = 32, per_class: int = 100, download: bool = True) -> ImageSet:
     """A class-balanced subset (at most `per_class` images per class) of a torchvision dataset,
     from `root`, downloading it there first when allowed. Offline and not yet downloaded, this

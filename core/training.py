@@ -498,8 +498,9 @@ def advise(similar: bool, lots_of_data: bool) -> tuple[str, str]:
     return table[(similar, lots_of_data)]
 
 
-def load_dataset(cfg: TrainConfig, zip_bytes: bytes | None = None) -> ImageSet:
-    """The dataset a config names (a zip's bytes for "zip")."""
+def load_dataset(cfg: TrainConfig, zip_bytes: bytes | None = None, download: bool = True) -> ImageSet:
+    """The dataset a config names (a zip's bytes for "zip"); `download=False` never touches the
+    network (the page's preview), leaving downloads to the training worker."""
     from core import data as d
 
     if cfg.dataset == "digits":
@@ -507,10 +508,7 @@ def load_dataset(cfg: TrainConfig, zip_bytes: bytes | None = None) -> ImageSet:
     if cfg.dataset == "shapes":
         return d.shapes(cfg.shapes_classes, cfg.shapes_per_class, cfg.seed, cfg.image_size)
     if cfg.dataset in d.TORCHVISION_SETS:
-        import os
-
-        root = os.environ.get("CONVNETLAB_DATA", os.path.expanduser("~/.cache/convnetlab/data"))
-        return d.from_torchvision(cfg.dataset, root, cfg.image_size)
+        return d.from_torchvision(cfg.dataset, d.data_root(), cfg.image_size, download=download)
     if cfg.dataset == "zip":
         if zip_bytes is None:
             raise ValueError("the zip dataset needs the zip's bytes")

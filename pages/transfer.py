@@ -34,7 +34,7 @@ def runner() -> JobRunner:
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the data...")
 def dataset(cfg: TrainConfig, zip_digest: str, _zip: bytes | None):
-    return load_dataset(cfg, _zip)
+    return load_dataset(cfg, _zip, download=False)  # downloads happen in the worker, not here
 
 
 # The session's identity lives in the URL, so a reload finds its jobs again.
@@ -150,7 +150,7 @@ except ValueError as e:
     st.error(size_error)
 
 # --- data preview ------------------------------------------------------------------------------------
-data = None
+data, tv_pending = None, False
 if ds == "zip" and zip_bytes is None:
     st.info("Upload a zip (or a folder) with one sub-folder per class (ImageFolder layout) in the sidebar.")
 else:
@@ -158,7 +158,12 @@ else:
         data = dataset(TrainConfig(dataset=ds, image_size=cfg.image_size, shapes_classes=sh_c,
                                    shapes_per_class=sh_n, seed=cfg.seed), zip_digest, zip_bytes)
     except (DatasetError, ValueError) as e:
-        st.error(str(e))
+        if ds in TORCHVISION_SETS:
+            st.info(f"{TORCHVISION_SETS[ds]} is not on this machine yet: the training run will try to download it "
+                    "(this needs a network; offline the run stops with a clear message).")
+            tv_pending = True
+        else:
+            st.error(str(e))
 if data is not None:
     for n in data.notes:
         st.warning(n)
@@ -188,7 +193,7 @@ def _submit(kind: str) -> None:
         ss["tr_error"] = str(e)
 
 
-blocked = data is None or active is not None or size_error is not None
+blocked = (data is None and not tv_pending) or active is not None or size_error is not None
 b1.button("Train", type="primary", disabled=blocked, on_click=_submit, args=("train",), key="tr_go")
 b2.button("Find a learning rate", disabled=blocked or scenario == "3",
           on_click=_submit, args=("lr_find",), key="tr_lrfind")

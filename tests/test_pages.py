@@ -219,3 +219,19 @@ def test_transfer_studio_runs_a_tiny_job():
     # a reload (a new session with the same URL) finds the run again
     again = _page("pages/transfer.py", sid=sid)
     assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
+
+
+def test_transfer_studio_offline_torchvision_dataset_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNETLAB_DATA", str(tmp_path))
+    at = _page("pages/transfer.py")
+    at.radio(key="tr_ds").set_value("cifar10").run()
+    assert any("not on this machine yet" in i.value for i in at.info)
+    at.radio(key="tr_scenario").set_value("3").run()
+    at.button(key="tr_go").click().run()
+    for _ in range(120):
+        if any("The run failed" in e.value for e in at.error):
+            break
+        time.sleep(0.5)
+        at.run()
+    assert any("The run failed" in e.value and "CIFAR-10" in e.value and "network" in e.value for e in at.error)
+    assert not at.exception
