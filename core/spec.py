@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from torch import nn
 
@@ -64,6 +64,31 @@ class OptionSpec:
         return value
 
 
+NoteText = Union[str, Callable[[], str]]
+
+
+@dataclass(frozen=True)
+class Note:
+    """One variant note: where our numbers, the slide and the paper differ, and why.
+
+    Attributes:
+        text: the sentence, or a function that writes it with numbers computed by the analysis
+            engine (called when the note is shown, never at import time).
+        slip: True for a slip on the lecture's slide (a wrong number or claim the tool flags),
+            False for a difference between variants (ours, torchvision's, the paper's).
+        layer: module path of the layer the note is about (the step-through shows the note on
+            that layer's card); None for the whole architecture.
+    """
+
+    text: NoteText
+    slip: bool = False
+    layer: str | None = None
+
+    def render(self) -> str:
+        """The note's sentence, computing its numbers if it has to."""
+        return self.text() if callable(self.text) else self.text
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """Everything the dashboard knows about one architecture.
@@ -81,7 +106,7 @@ class ArchSpec:
         options: option name -> OptionSpec.
         num_inputs: how many images one forward pass takes (2 for a Siamese network).
         torchvision_name: name of the torchvision builder whose ImageNet weights fit, if any.
-        notes: variant notes: where our numbers differ from the slide or the paper, and why.
+        notes: variant notes and slide slips (`Note`; a plain string is a variant note).
         train_mode_option: a bool option that, when on, makes the analysis run the forward pass
             in training mode (GoogLeNet's auxiliary classifiers only run while training).
         input_multiple: height and width must be divisible by this (U-Net: 16).
@@ -100,10 +125,15 @@ class ArchSpec:
     options: dict[str, OptionSpec] = field(default_factory=dict)
     num_inputs: int = 1
     torchvision_name: str | None = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note | str, ...] = ()
     train_mode_option: str | None = None
     input_multiple: int = 1
     input_multiple_why: str = ""
+
+    @property
+    def all_notes(self) -> tuple[Note, ...]:
+        """`notes` with plain strings wrapped as variant notes."""
+        return tuple(n if isinstance(n, Note) else Note(n) for n in self.notes)
 
     def resolve_options(self, raw: dict[str, Any] | None = None) -> dict[str, Any]:
         """Returns every option with its value: the defaults overridden by `raw`, parsed."""

@@ -56,3 +56,30 @@ def test_option_parsing_and_errors():
         registry.get("resnet50").resolve_options({"stride_in": "5x5"})
     with pytest.raises(OptionError, match="at most"):
         registry.get("mobilenet_v1").resolve_options({"width_mult": "9"})
+
+
+def _alternative(opt) -> object:
+    """A value other than the default: the other bool, another choice, or half/double a number."""
+    d = opt.default
+    if isinstance(d, bool):
+        return not d
+    if opt.choices:
+        return next(c for c in opt.choices if c != d)
+    low = opt.min_value if opt.min_value is not None else d / 2
+    return type(d)(max(low, d / 2))
+
+
+@pytest.mark.parametrize("name,option", [(n, o) for n in registry.names() for o in registry.get(n).options])
+def test_every_option_changes_something(name, option):
+    """An option the picker offers must change the network (its layers, shapes, strides,
+    parameters or operations); ResNet-18/34's "stride in" changed nothing and was offered anyway."""
+    from core.analysis import summarize
+
+    def fingerprint(s):
+        return (s.totals.params, s.totals.macs,
+                [(r.name, r.type, r.output_shape, r.stride, r.kernel) for r in s.layers])
+
+    spec = registry.get(name)
+    alt = _alternative(spec.options[option])
+    assert alt != spec.options[option].default
+    assert fingerprint(summarize(name)) != fingerprint(summarize(name, options={option: alt}))

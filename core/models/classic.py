@@ -38,19 +38,20 @@ def _alexnet_like(conv1: nn.Conv2d, conv2_stride: int, conv2_pad: int,
     """The CONV1-POOL1-NORM1-CONV2-POOL2-NORM2-CONV3-CONV4-CONV5-POOL3-FC6-FC7-FC8 layout."""
     c1, c2, c3, c4, c5 = widths
 
-    def norm() -> nn.Module:
-        # Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75.
-        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
+    def norm(name: str) -> list[tuple[str, nn.Module]]:
+        # Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75. Without LRN the
+        # layer is left out, not replaced by an Identity that the layer table would still list.
+        return [(name, nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))] if lrn else []
 
     return nn.Sequential(OrderedDict([
         ("conv1", conv1),
         ("relu1", nn.ReLU(inplace=True)),
         ("pool1", nn.MaxPool2d(3, 2, ceil_mode=pool_ceil)),
-        ("norm1", norm()),
+        *norm("norm1"),
         ("conv2", nn.Conv2d(c1, c2, 5, stride=conv2_stride, padding=conv2_pad, groups=groups)),
         ("relu2", nn.ReLU(inplace=True)),
         ("pool2", nn.MaxPool2d(3, 2, ceil_mode=pool_ceil)),
-        ("norm2", norm()),
+        *norm("norm2"),
         ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
         ("relu3", nn.ReLU(inplace=True)),
         ("conv4", nn.Conv2d(c3, c4, 3, padding=1, groups=groups)),

@@ -10,13 +10,23 @@ from torch import nn
 from core.models.blocks import Concat
 
 
-def conv_autoencoder() -> nn.Sequential:
+def conv_autoencoder(listing: str = "first") -> nn.Sequential:
     """The lecture's Keras autoencoder for 28x28x1 images, layer for layer.
 
     Keras "same" padding for a stride-2 3x3 transposed convolution doubles the size; in PyTorch
     that is padding=1 with output_padding=1: (7 - 1) * 2 - 2 + 3 + 1 = 14. Keras applies the
     activation inside the layer, before the BatchNormalization that follows it.
+
+    Args:
+        listing: which of the slides' two Keras listings. "first": every decoder layer has
+            'same' padding and an activation. "second": the two stride-2 transposed convolutions
+            have no activation, and the last two layers use Keras' default 'valid' padding, so
+            the third transposed convolution gives 30x30x32 (the summary printed beside that
+            listing says 28x28x32, copied from the first) and the last convolution 28x28x1.
+            The parameters are the same.
     """
+    same = listing == "first"
+    act = (lambda name: [(name, nn.ReLU(inplace=True))]) if same else (lambda name: [])
     return nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(1, 32, 3)),                   # (N, 32, 26, 26)
         ("relu1", nn.ReLU(inplace=True)),
@@ -31,14 +41,14 @@ def conv_autoencoder() -> nn.Sequential:
         ("relu4", nn.ReLU(inplace=True)),
         ("reshape", nn.Unflatten(1, (1, 7, 7))),          # (N, 1, 7, 7)
         ("tconv1", nn.ConvTranspose2d(1, 64, 3, stride=2, padding=1, output_padding=1)),
-        ("relu5", nn.ReLU(inplace=True)),                 # (N, 64, 14, 14)
+        *act("relu5"),                                    # (N, 64, 14, 14)
         ("bn1", nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)),  # Keras' defaults
         ("tconv2", nn.ConvTranspose2d(64, 64, 3, stride=2, padding=1, output_padding=1)),
-        ("relu6", nn.ReLU(inplace=True)),                 # (N, 64, 28, 28)
+        *act("relu6"),                                    # (N, 64, 28, 28)
         ("bn2", nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)),
-        ("tconv3", nn.ConvTranspose2d(64, 32, 3, padding=1)),
-        ("relu7", nn.ReLU(inplace=True)),                 # (N, 32, 28, 28)
-        ("conv4", nn.Conv2d(32, 1, 3, padding=1)),        # (N, 1, 28, 28)
+        ("tconv3", nn.ConvTranspose2d(64, 32, 3, padding=1 if same else 0)),
+        ("relu7", nn.ReLU(inplace=True)),                 # (N, 32, 28, 28); 30x30 when 'valid'
+        ("conv4", nn.Conv2d(32, 1, 3, padding=1 if same else 0)),  # (N, 1, 28, 28)
         ("sigmoid", nn.Sigmoid()),
     ]))
 
