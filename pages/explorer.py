@@ -12,7 +12,8 @@ from plotly.subplots import make_subplots
 
 from core import registry
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
-from core.explain import check_answer, layer_card, quiz_questions
+from core.explain import (DEFAULT_QUIZ_KINDS, QUIZ_KINDS, ShownNote, block_fields, check_answer, fields_of_view,
+                          is_quizzed, layer_card, next_quizzed, quiz_questions, shown_warnings, variant_notes)
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
 from core.spec import ArchSpec, OptionError
 from pages.common import require_router, cached_summary
@@ -54,6 +55,12 @@ def _init_from_url() -> None:
 
 def _on_arch_change() -> None:
     ss["layer"] = 0
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _notes(arch: str) -> list[ShownNote]:
+    """The architecture's variant notes and slide slips (computed notes run the engine)."""
+    return variant_notes(arch)
 
 
 def _option_widgets(spec: ArchSpec) -> dict[str, object]:
@@ -112,7 +119,7 @@ except (AnalysisError, OptionError) as e:
 
 layers = summary.layers
 t = summary.totals
-for w_ in summary.warnings:
+for w_ in shown_warnings(summary):
     st.warning(w_)
 
 # --- totals ------------------------------------------------------------------------------------
@@ -144,6 +151,11 @@ b1, b2, b3, b4 = st.columns([1.4, 1.4, 6, 2])
 b1.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss["layer"] == 0, width="stretch")
 b2.button("Next ▶", on_click=_step, args=(1,), disabled=ss["layer"] == n - 1, width="stretch")
 b4.toggle("Quiz mode", key="quiz", help="Answer a question about each layer before its arithmetic is shown.")
+if ss["quiz"]:
+    if "quiz_kinds" not in ss:
+        ss["quiz_kinds"] = list(DEFAULT_QUIZ_KINDS)
+    st.multiselect("Quiz me on", list(QUIZ_KINDS), key="quiz_kinds", format_func=QUIZ_KINDS.get,
+                   help="The other layers show their arithmetic straight away.")
 if n > 1:
     b3.slider("Layer", 0, n - 1, key="layer", label_visibility="collapsed",
               format="%d", help="Drag to any layer")
@@ -152,7 +164,8 @@ rec = layers[i]
 title, steps = layer_card(summary, i)
 reveal_key = f"{arch}|{size}|{sorted(options.items())}|{i}"
 revealed = ss.setdefault("revealed", set())
-hidden = ss["quiz"] and reveal_key not in revealed
+kinds = ss.get("quiz_kinds", list(DEFAULT_QUIZ_KINDS))
+hidden = ss["quiz"] and is_quizzed(rec, kinds) and reveal_key not in revealed
 st.caption(f"Layer #{i} of #0-#{n - 1}: input {fmt_shape(rec.input_shape)}"
            + ("" if hidden else f" -> output {fmt_shape(rec.output_shape)}"))
 with st.container(border=True):
@@ -180,8 +193,15 @@ with st.container(border=True):
             (st.success if last[1] else st.error)(last[2])
         st.markdown(f"#### {title}")
         st.markdown("\n".join(f"- **{s.label}:** {s.text}" for s in steps))
-if ss["quiz"] and ss.get("quiz_score"):
-    st.caption(f"Quiz score this session: {ss['quiz_score'][0]} of {ss['quiz_score'][1]}")
+        for note in (n for n in _notes(arch) if n.layer == rec.module):
+            (st.warning if note.slip else st.info)(("**Slide slip.** " if note.slip else "") + note.text)
+if ss["quiz"]:
+    nq = next_quizzed(summary, i, kinds)
+    q1, q2 = st.columns([2, 6])
+    q1.button("Next question ▶", disabled=nq is None, key="quiz_next",
+              on_click=lambda n=nq: ss.update(layer=n), help="Jump to the next layer the quiz asks about.")
+    if ss.get("quiz_score"):
+        q2.caption(f"Quiz score this session: {ss['quiz_score'][0]} of {ss['quiz_score'][1]}")
 
 # --- details -------------------------------------------------------------------------------------
 tab_chart, tab_struct, tab_table, tab_mem, tab_notes = st.tabs(
@@ -210,10 +230,10 @@ with tab_struct:
         depth = st.slider("Grouping depth", 1, max_depth, min(2, max_depth), key=f"block_depth_{arch}",
                           help="1 = top-level stages; deeper = blocks inside them")
     blocks = summary.blocks(depth)
-    st.dataframe(pd.DataFrame([{"block": b["name"], "type": b["type"], "layers": b["layers"],
-                                "input": fmt_shape(b["input_shape"]), "output": fmt_shape(b["output_shape"]),
-                                "params": b["params"], "MACs": b["macs"], "receptive field": b["rf"],
-                                "jump": b["jump"]} for b in blocks]),
+    st.dataframe(pd.DataFrame([{"block": b.name, "type": b.type, "layers": b.layers,
+                                "input": fmt_shape(b.input_shape), "output": fmt_shape(b.output_shape),
+                                "params": b.params, "MACs": b.macs, "receptive field": f.label(),
+                                "jump": f.jump} for b, f in zip(blocks, block_fields(summary, blocks))]),
                  hide_index=True, width="stretch",
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 "MACs": st.column_config.NumberColumn(format="localized")})
@@ -221,11 +241,13 @@ with tab_struct:
 with tab_table:
     df = pd.DataFrame([{"#": r.index, "layer": r.name, "type": r.type, "output": fmt_shape(r.output_shape),
                         "params": r.params, "MACs": r.macs, "activations": r.activation_elems,
-                        "memory (bytes)": r.activation_bytes, "receptive field": r.rf, "jump": r.jump}
-                       for r in layers])
+                        "memory (bytes)": r.activation_bytes, "receptive field": f.label(), "jump": f.jump}
+                       for r, f in zip(layers, fields_of_view(summary))])
     st.dataframe(df, hide_index=True, width="stretch", height=420,
                  column_config={c: st.column_config.NumberColumn(format="localized")
                                 for c in ("params", "MACs", "activations", "memory (bytes)")})
+    st.caption("Receptive field in input pixels, unclipped; \"whole input\" once a fully connected layer or a "
+               "global pooling has mixed all positions (from there a growing number would mean nothing).")
     st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch}_{'x'.join(map(str, size))}.csv",
                        mime="text/csv", icon=":material/download:")
 
@@ -246,11 +268,16 @@ with tab_mem:
                "allocator fragmentation and a few extra tensors some layers keep for backward.")
 
 with tab_notes:
-    if spec.notes:
-        for note in spec.notes:
-            st.info(note)
-    else:
-        st.write("Our numbers for this architecture match the paper and the slides.")
+    notes = _notes(arch)
+    for note in (n for n in notes if not n.slip):
+        st.info(note.text)
+    slips = [n for n in notes if n.slip]
+    if slips:
+        st.markdown("**Slide slips** (where the lecture's slides are wrong or loose)")
+        for note in slips:
+            st.warning(note.text + (f" (layer {note.layer})" if note.layer else ""))
+    if not notes:
+        st.write("No variant notes for this architecture.")
 
 # --- mirror the state in the URL ------------------------------------------------------------------
 params = {"arch": arch, "layer": str(i)}
