@@ -158,26 +158,32 @@ class BlockCost:
     shortcut_params: int
 
 
-def residual_blocks(c_in: int = 256, width: int = 64, stride: int = 1, fmap: int = 56) -> list[BlockCost]:
-    """A basic block (two 3x3 at `width * 4` channels, as ResNet-34 would need for the same output
-    depth) and a bottleneck block (1x1 to `width`, 3x3, 1x1 to `4 * width`) from `c_in` channels.
+def residual_blocks(c_in: int = 256, width: int = 64, stride: int = 1, fmap: int = 56,
+                    basic_channels: int = 64) -> list[BlockCost]:
+    """A basic block (two 3x3 convolutions, `basic_channels` in and out) and a bottleneck block
+    (1x1 from `c_in` to `width`, 3x3, 1x1 to `4 * width`). The defaults are the ResNet paper's
+    Figure 5: a 64-channel basic block (ResNet-34) next to a 256-channel bottleneck (ResNet-50),
+    which cost about the same.
 
-    The shortcut is an identity when the block keeps the shape (stride 1 and c_in == c_out);
-    otherwise a 1x1 convolution with the block's stride projects it (the lecture's "type 2").
-    MACs assume the stride sits in the first convolution (the paper's placement), so every
-    convolution runs at the output map size. No biases (BatchNorm follows every convolution).
+    A block's shortcut is an identity when the block keeps the shape (stride 1 and as many
+    channels out as in); otherwise a 1x1 convolution with the block's stride projects it (the
+    lecture's "type 2"). MACs assume the stride sits in the first convolution (the paper's
+    placement), so every convolution runs at the output map size. No biases (BatchNorm follows
+    every convolution).
     """
-    c_out = 4 * width
     out = max(1, math.ceil(fmap / stride))
-    projection = stride != 1 or c_in != c_out
-    sc = c_in * c_out if projection else 0
-    sc_name = f"projection (1x1, stride {stride})" if projection else "identity"
-    basic = 9 * c_in * c_out + 9 * c_out * c_out
-    bottleneck = c_in * width + 9 * width * width + width * c_out
+
+    def block(name: str, convs: int, b_in: int, b_out: int) -> BlockCost:
+        projection = stride != 1 or b_in != b_out
+        sc = b_in * b_out if projection else 0
+        sc_name = f"projection (1x1, stride {stride})" if projection else "identity"
+        return BlockCost(name, convs + sc, out * out * (convs + sc), sc_name, sc)
+
+    b = basic_channels
+    c_out = 4 * width
     return [
-        BlockCost("basic (3x3, 3x3)", basic + sc, out * out * basic + out * out * sc, sc_name, sc),
-        BlockCost("bottleneck (1x1, 3x3, 1x1)", bottleneck + sc,
-                  out * out * bottleneck + out * out * sc, sc_name, sc),
+        block("basic (3x3, 3x3)", 9 * b * b + 9 * b * b, b, b),
+        block("bottleneck (1x1, 3x3, 1x1)", c_in * width + 9 * width * width + width * c_out, c_in, c_out),
     ]
 
 

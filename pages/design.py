@@ -156,9 +156,7 @@ with tabs[2]:
         f"{a.layers[-1].output_shape[0]} (128 + 192 + 96 + 256: the pooling branch keeps all 256 channels); "
         f"with reductions {fmt_count(b.totals.macs)} MACs, output depth {b.layers[-1].output_shape[0]} "
         f"(128 + 192 + 96 + 64).")
-    st.warning("The slide says 358M for the module with reductions. Its six rows add up to "
-               f"{fmt_count(b.totals.macs)}; 358M is that plus the 3x3 row (28×28×192×3×3×64 = 86.7M) a "
-               "second time.")
+    st.warning(registry.inception_358m_note())  # both readings of the slide's 358M, computed
     st.info("A cheap 1x1 layer shrinks the depth before the expensive spatial filter sees it: most of the "
             "cost of a convolution is input depth × kernel area.")
 
@@ -181,17 +179,20 @@ with tabs[3]:
 # --- 5 -----------------------------------------------------------------------------------------
 with tabs[4]:
     st.subheader("Plain vs residual")
-    c = st.columns(4)
-    rin = c[0].number_input("input channels", 1, 4096, 256, key="res_in")
-    rw = c[1].number_input("bottleneck width", 1, 1024, 64, key="res_w")
-    rs = c[2].selectbox("stride", [1, 2], key="res_s")
-    rd = c[3].number_input("map size", 1, 224, 56, key="res_d")
-    blocks = residual_blocks(rin, rw, rs, rd)
-    st.markdown(f"Output: {4 * rw} channels. **Shortcut**: {blocks[0].shortcut}"
-                + (f", {fmt_int(blocks[0].shortcut_params)} weights: the shapes differ (stride {rs}, "
-                   f"{rin} → {4 * rw} channels), so x must be projected before it can be added."
-                   if blocks[0].shortcut_params else ": input and output have the same shape, so x is "
-                   "added as it is (the lecture's type 1)."))
+    st.caption("Defaults: the ResNet paper's Figure 5, a 64-channel basic block (ResNet-34) next to a "
+               "256-channel bottleneck block (ResNet-50), which cost about the same.")
+    c = st.columns(5)
+    rb = c[0].number_input("basic block channels", 1, 4096, 64, key="res_b")
+    rin = c[1].number_input("bottleneck input channels", 1, 4096, 256, key="res_in")
+    rw = c[2].number_input("bottleneck width", 1, 1024, 64, key="res_w")
+    rs = c[3].selectbox("stride", [1, 2], key="res_s")
+    rd = c[4].number_input("map size", 1, 224, 56, key="res_d")
+    blocks = residual_blocks(rin, rw, rs, rd, basic_channels=rb)
+    for blk, (b_in, b_out) in zip(blocks, [(rb, rb), (rin, 4 * rw)]):
+        st.markdown(f"- **{blk.name}**: {b_in} → {b_out} channels; shortcut: {blk.shortcut}"
+                    + (f", {fmt_int(blk.shortcut_params)} weights: the shapes differ, so x must be projected "
+                       "before it can be added." if blk.shortcut_params else
+                       ": input and output have the same shape, so x is added as it is (the lecture's type 1)."))
     st.dataframe(pd.DataFrame([{"block": b.name, "weights": b.params, "MACs": b.macs} for b in blocks]),
                  hide_index=True, column_config={"weights": st.column_config.NumberColumn(format="localized"),
                                                  "MACs": st.column_config.NumberColumn(format="localized")})
