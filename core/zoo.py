@@ -59,6 +59,15 @@ class ZooModel:
     in_lecture: bool
     rf: int | None          # receptive field (pixels) at the last feature map; None: attention
     rf_whole: bool          # that map already depends on the whole image (e.g. squeeze-excitation)
+    resolution: int         # side of the square crop the weights use; `gmacs` is for one such image
+
+
+def weights_resolution(weights: torchvision.models.WeightsEnum) -> int:
+    """The side of the square crop a model's weights are evaluated at (their transforms'
+    `crop_size`): 224 for most, 299 for Inception v3, 518 for ViT-H/14. torchvision counts its
+    `_ops` at this size."""
+    crop = weights.transforms.keywords["crop_size"]
+    return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
 
 
 def classification_models() -> list[str]:
@@ -117,7 +126,7 @@ def zoo_models() -> list[ZooModel]:
                             gmacs=float(m["_ops"]), acc1=float(acc.get("acc@1", float("nan"))),
                             acc5=float(acc.get("acc@5", float("nan"))), file_mb=float(m["_file_size"]),
                             in_lecture=fam in LECTURE_FAMILIES, rf=rf[0] if rf else None,
-                            rf_whole=bool(rf[1]) if rf else False))
+                            rf_whole=bool(rf[1]) if rf else False, resolution=weights_resolution(w)))
     return out
 
 

@@ -20,10 +20,14 @@ def _zoo() -> pd.DataFrame:
 
 
 st.title("Model Zoo")
+df = _zoo()
+others = df[df.resolution != 224]
 st.caption("Top-1 ImageNet accuracy against operations for one forward pass, blob size proportional to "
            "parameters, as on the lecture's \"comparing complexity\" slide. Numbers are torchvision's weights "
-           "metadata (read offline); its \"GFLOPS\" are multiply-accumulates, shown here as GMACs.")
-df = _zoo()
+           "metadata (read offline); its \"GFLOPS\" are multiply-accumulates, shown here as GMACs, each for one "
+           f"image at the resolution the model's weights use: 224x224 for {len(df) - len(others)} of the "
+           f"{len(df)} models, {others.resolution.min()} to {others.resolution.max()} pixels square for the "
+           "others (the table's \"resolution\" column).")
 c = st.columns([3, 1, 1])
 y0, y1 = int(df.year.min()), int(df.year.max())
 years = c[0].slider("Published", y0, y1, (y0, y1), key="zoo_years")
@@ -37,16 +41,19 @@ if view.empty:
     st.info("No model in this range of years.")
 else:
     fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name",
-                     hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False},
-                     log_x=logx, size_max=45, color_discrete_map={"other (not in the lecture)": "#c8c8c8"}, labels={"gmacs": "GMACs (one 224x224 image)", "acc1": "top-1 (%)"})
+                     hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False,
+                                 "resolution": True},
+                     log_x=logx, size_max=45, color_discrete_map={"other (not in the lecture)": "#c8c8c8"},
+                     labels={"gmacs": "GMACs (one image at the model's own resolution)", "acc1": "top-1 (%)",
+                             "resolution": "input (pixels)"})
     fig.update_layout(height=560, font=dict(size=15), legend_title_text="")
     st.plotly_chart(fig, width="stretch", key="zoo_scatter")
 
 st.subheader("All models")
 table = view.rename(columns={"name": "model", "gmacs": "GMACs", "acc1": "acc@1", "acc5": "acc@5",
                              "file_mb": "file (MB)", "rf": "receptive field"})
-table = table[["model", "family", "year", "params", "GMACs", "acc@1", "acc@5", "file (MB)", "receptive field",
-               "rf_whole"]].rename(columns={"rf_whole": "SE: sees whole image"})
+table = table[["model", "family", "year", "resolution", "params", "GMACs", "acc@1", "acc@5", "file (MB)",
+               "receptive field", "rf_whole"]].rename(columns={"rf_whole": "SE: sees whole image"})
 st.dataframe(table, hide_index=True, width="stretch", height=420,
              column_config={"params": st.column_config.NumberColumn(format="localized")})
 st.caption("Receptive field: at the last feature map before global pooling, from our analysis engine (unclipped, "
