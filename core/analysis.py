@@ -21,19 +21,19 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from core import registry
-from core.formatting import fmt_shape
+from core.formatting import fmt_bytes, fmt_shape
 from core.receptive_field import RF, RFTracker
 from core.spec import ArchSpec
 
 BYTES_FP32 = 4
 MAX_SIDE = 4096          # refuse inputs larger than this on a side: nobody teaches with them
-WARN_ACTIVATION_BYTES = 8 * 1024**3  # warn above 8 GiB of activations per image
+WARN_ACTIVATION_BYTES = 8 * 10**9  # warn above 8 GB (decimal, as fmt_bytes prints) per image
 
 
 class AnalysisError(ValueError):
@@ -102,9 +102,9 @@ class LayerRecord:
         return 2 * self.macs
 
     @property
-    def block(self) -> str:
-        """The module path (the same for every call of a module)."""
-        return self.module
+    def stage(self) -> str:
+        """The top-level module this layer belongs to (ResNet's "layer4", VGG's "features")."""
+        return self.module.split(".")[0]
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived byte counts, JSON-ready."""
@@ -170,6 +170,22 @@ class TrainingMemory:
 OPTIMIZER_STATES = {"sgd": 0, "sgd_momentum": 1, "adam": 2}
 
 
+@dataclass(frozen=True)
+class Block:
+    """Consecutive layers under one module path prefix (a stage or a block), for one image."""
+
+    name: str                  # module path prefix, e.g. "layer1" or "layer1.0"
+    type: str                  # class name of that module, e.g. "BasicBlock"
+    layers: int                # layer records (calls) inside it
+    input_shape: list[int]     # of its first record
+    output_shape: list[int]    # of its last record
+    params: int
+    macs: int
+    activation_elems: int
+    rf: int                    # receptive field of its output, input pixels
+    jump: float
+
+
 @dataclass
 class Summary:
     """What `summarize` returns: the records, the totals and how they were made."""
@@ -184,32 +200,30 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     train_mode: bool = False
 
-    def blocks(self, depth: int) -> list[dict[str, Any]]:
+    def blocks(self, depth: int) -> list[Block]:
         """Layers grouped by the first `depth` components of their module path.
 
         Consecutive records with the same prefix form one block; its output and receptive
         field are those of its last record, its counts the sums of its records.
         """
-        groups: list[dict[str, Any]] = []
+        groups: list[list[LayerRecord]] = []
+        keys: list[str] = []
         for r in self.layers:
-            parts = r.block.split(".")
-            key = ".".join(parts[:depth])
-            if groups and groups[-1]["name"] == key:
-                g = groups[-1]
+            key = ".".join(r.module.split(".")[:depth])
+            if keys and keys[-1] == key:
+                groups[-1].append(r)
             else:
-                g = {"name": key, "type": self.module_types.get(key, r.type), "layers": 0,
-                     "input_shape": r.input_shape, "params": 0, "macs": 0, "activation_elems": 0}
-                groups.append(g)
-            g["layers"] += 1
-            g["params"] += r.params
-            g["macs"] += r.macs
-            g["activation_elems"] += r.activation_elems
-            g.update(output_shape=r.output_shape, rf=r.rf, jump=r.jump)
-        return groups
+                keys.append(key)
+                groups.append([r])
+        return [Block(name=key, type=self.module_types.get(key, rs[0].type), layers=len(rs),
+                      input_shape=rs[0].input_shape, output_shape=rs[-1].output_shape,
+                      params=sum(r.params for r in rs), macs=sum(r.macs for r in rs),
+                      activation_elems=sum(r.activation_elems for r in rs), rf=rs[-1].rf, jump=rs[-1].jump)
+                for key, rs in zip(keys, groups)]
 
     def max_depth(self) -> int:
         """Deepest module path among the layers."""
-        return max((r.block.count(".") + 1 for r in self.layers), default=1)
+        return max((r.module.count(".") + 1 for r in self.layers), default=1)
 
     def training_memory(self, batch: int, optimizer: str = "adam") -> TrainingMemory:
         """Estimates training memory for a batch; see `TrainingMemory`."""
@@ -241,6 +255,28 @@ class Summary:
             d["input_shape"], d["output_shape"] = fmt_shape(r.input_shape), fmt_shape(r.output_shape)
             w.writerow(["x".join(map(str, v)) if isinstance(v, list) else v for v in (d[c] for c in cols)])
         return buf.getvalue()
+
+
+def is_spatial(shape: Sequence[int]) -> bool:
+    """A feature map with more than one position: (C, H, W) with H * W > 1."""
+    return len(shape) == 3 and shape[1] * shape[2] > 1
+
+
+def last_spatial_layer(layers: Sequence[LayerRecord]) -> LayerRecord:
+    """The last layer whose output is a feature map larger than 1x1: where Grad-CAM looks and
+    whose receptive field the Model Zoo reports (ResNet-18 at 224: layer4's last ReLU, 7x7;
+    at 32, where layer4 is 1x1, layer3's).
+
+    Args:
+        layers: records in call order, e.g. `Summary.layers`.
+
+    Raises:
+        AnalysisError: no layer outputs a spatial map (a network of vectors only).
+    """
+    for r in reversed(layers):
+        if is_spatial(r.output_shape):
+            return r
+    raise AnalysisError("No layer of this network outputs a feature map larger than 1x1.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,5 +538,5 @@ def analyze_model(model: nn.Module, size: tuple[int, int, int], num_inputs: int 
     if totals.unused_params:
         warnings.append(f"{totals.unused_params:,} parameters belong to layers this forward pass does not run.")
     if totals.forward_bytes > WARN_ACTIVATION_BYTES:
-        warnings.append(f"At this input size one image needs {totals.forward_bytes / 1e9:,.1f} GB of activations.")
+        warnings.append(f"At this input size one image needs {fmt_bytes(totals.forward_bytes)} of activations.")
     return layers, totals, {n: type(m).__name__ for n, m in model.named_modules() if n}, warnings

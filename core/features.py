@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.analysis import Summary
+from core.analysis import Summary, is_spatial, last_spatial_layer
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,6 @@ class FeatureLayer:
     stage: str         # top-level module it belongs to
     label: str         # "layer1.0 (BasicBlock) 56x56x64"
     channels: int
-
-
-def _is_map(shape: list[int]) -> bool:
-    return len(shape) == 3 and shape[1] * shape[2] > 1
 
 
 def feature_layers(summary: Summary) -> list[FeatureLayer]:
@@ -45,10 +41,10 @@ def feature_layers(summary: Summary) -> list[FeatureLayer]:
     found: dict[str, tuple[str, list[int]]] = {}
     for depth in (1, 2):
         for b in summary.blocks(depth):
-            if b["layers"] > 1 and _is_map(b["output_shape"]):
-                found.setdefault(b["name"], (b["type"], b["output_shape"]))
+            if b.layers > 1 and is_spatial(b.output_shape):
+                found.setdefault(b.name, (b.type, b.output_shape))
     for r in summary.layers:
-        if calls[r.module] == 1 and _is_map(r.output_shape):
+        if calls[r.module] == 1 and is_spatial(r.output_shape):
             found.setdefault(r.module, (r.type, r.output_shape))
     order = sorted(found, key=lambda p: (last[p], -p.count(".")))
     return [FeatureLayer(p, p.split(".")[0], f"{p} ({found[p][0]}) {fmt_shape(found[p][1])}", found[p][1][0])
@@ -144,5 +140,4 @@ def top_k(logits: torch.Tensor, categories: list[str] | None, k: int = 5) -> lis
 def gradcam_layer(summary: Summary) -> str:
     """The stage Grad-CAM should look at: the top-level module holding the last feature map
     that is larger than 1x1 (ResNet's layer4, VGG's features, GoogLeNet's inception5b)."""
-    last = [r for r in summary.layers if len(r.output_shape) == 3 and r.output_shape[1] * r.output_shape[2] > 1]
-    return last[-1].module.split(".")[0]
+    return last_spatial_layer(summary.layers).stage

@@ -17,7 +17,7 @@ import torch
 import torchvision
 from torchvision.models import get_model, get_model_weights, list_models
 
-from core.analysis import analyze_model
+from core.analysis import analyze_model, last_spatial_layer
 
 RF_FILE = Path(__file__).resolve().parents[1] / "assets" / "zoo_rf.json"
 
@@ -88,8 +88,7 @@ def last_feature_map_rf(name: str, size: int = 224) -> tuple[int, bool] | None:
         # RegNet's initialiser copies values, which meta tensors cannot hold: build it for real.
         model = get_model(name, weights=None, **kwargs).to("meta")
     layers, *_ = analyze_model(model, (3, size, size))
-    spatial = [r for r in layers if len(r.output_shape) == 3 and r.output_shape[1] * r.output_shape[2] > 1]
-    last = spatial[-1]
+    last = last_spatial_layer(layers)
     return last.rf, last.whole_input
 
 

@@ -15,10 +15,12 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from core import registry
-from core.analysis import AnalysisError, InputTooSmallError, summarize
+from core.analysis import AnalysisError, InputTooSmallError, analyze_model, last_spatial_layer, summarize
+from core.features import gradcam_layer
 from tests.conftest import ROOT
 
 NAMES = registry.names()
@@ -35,12 +37,11 @@ def _meta_model(name, options=None):
 def test_params_match_numel_and_layers_add_up(name):
     s = summarize(name)
     _, model = _meta_model(name)
-    assert s.totals.params == sum(p.numel() for p in model.parameters())
-    assert sum(r.params for r in s.layers) + s.totals.unused_params == s.totals.params
-    assert s.totals.unused_params == 0
-    assert sum(r.trainable_params + r.frozen_params for r in s.layers) == sum(r.params for r in s.layers)
-    assert sum(r.macs for r in s.layers) == s.totals.macs
-    assert sum(r.activation_elems for r in s.layers) == s.totals.activation_elems
+    numel = sum(p.numel() for p in model.parameters())
+    assert s.totals.params == numel
+    # counted per layer at each module's first call, they must add up to the model's own count
+    assert sum(r.params for r in s.layers) == numel and s.totals.unused_params == 0
+    assert sum(r.trainable_params for r in s.layers) == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,7 +56,7 @@ def test_macs_match_flop_counter(name):
     root = type(model).__name__
     by_module: dict[str, int] = {}
     for r in s.layers:
-        by_module[r.block] = by_module.get(r.block, 0) + r.macs
+        by_module[r.module] = by_module.get(r.module, 0) + r.macs
     for block, macs in by_module.items():
         counted = sum(per_module.get(f"{root}.{block}", {}).values())
         assert 2 * macs == counted, block
@@ -167,9 +168,104 @@ def test_json_and_csv_are_complete():
     assert len(lines) == len(s.layers) + 1 and lines[1].split(",")[4] == "28x28x6"
 
 
-def test_training_memory_estimate_adds_up():
+def _storage_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind these tensors (views and in-place results count once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("optimizer,torch_opt", [
+    ("sgd", lambda p: torch.optim.SGD(p, lr=0.1)),
+    ("sgd_momentum", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    ("adam", lambda p: torch.optim.Adam(p)),
+])
+def test_training_memory_against_a_real_training_step(optimizer, torch_opt):
+    """Every part of the estimate against the tensors a real step on the CPU allocates."""
+    spec, model = _meta_model("lenet5")
+    model = model.to_empty(device="cpu").train()
+    x = torch.randn(3, *spec.input_size)
+    outputs = [x]
+    hooks = [m.register_forward_hook(lambda m, a, o: outputs.append(o)) for n, m in model.named_modules()
+             if n and next(m.children(), None) is None]
+    try:
+        loss = model(x).square().sum()
+    finally:
+        for h in hooks:
+            h.remove()
+    opt = torch_opt(model.parameters())
+    loss.backward()
+    opt.step()
+    m = summarize("lenet5").training_memory(batch=3, optimizer=optimizer)
+    assert m.activations == _storage_bytes(outputs)
+    assert m.params == _storage_bytes(list(model.parameters()))
+    assert m.grads == _storage_bytes([p.grad for p in model.parameters()])
+    state = [t for st in opt.state.values() for k, t in st.items() if k != "step"]
+    assert m.optimizer == _storage_bytes(state)
+
+
+def _real_leaf_outputs(name, size):
+    """(module path, output shape) of every leaf-module call, from a real forward pass on the CPU."""
+    spec, model = _meta_model(name)
+    model = model.to_empty(device="cpu").eval()
+    calls, handles = [], []
+    for n, m in model.named_modules():
+        if n and next(m.children(), None) is None:
+            handles.append(m.register_forward_hook(lambda m, a, o, n=n: calls.append((n, list(o.shape[1:])))))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("side,stage,shape", [(224, "layer4", [512, 7, 7]), (32, "layer3", [256, 2, 2])])
+def test_last_spatial_layer_against_a_real_forward_pass(side, stage, shape):
+    """ResNet-18's last map larger than 1x1: layer4 at 224; at 32 layer4 is 1x1, so layer3."""
+    s = summarize("resnet18", (3, side, side))
+    last = last_spatial_layer(s.layers)
+    real = [(n, out) for n, out in _real_leaf_outputs("resnet18", (3, side, side))
+            if len(out) == 3 and out[1] * out[2] > 1][-1]
+    assert (last.module, last.output_shape) == real
+    assert last.stage == stage and last.output_shape == shape
+    assert gradcam_layer(s) == stage
+
+
+def test_last_spatial_layer_refuses_a_network_without_maps():
+    layers, *_ = analyze_model(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), (3, 2, 2))
+    with pytest.raises(AnalysisError, match="larger than 1x1"):
+        last_spatial_layer(layers)
+
+
+def test_blocks_against_the_modules_they_group():
+    """Depth 1 groups ResNet-18 by top-level module: parameters against the module's own count,
+    MACs against the FLOP counter per module, output shapes against a real forward pass."""
     s = summarize("resnet18")
-    m = s.training_memory(batch=32, optimizer="adam")
-    assert m.activations == 32 * s.totals.forward_bytes
-    assert m.grads == 4 * s.totals.trainable_params and m.optimizer == 2 * m.grads
-    assert m.total == m.activations + m.params + m.grads + m.optimizer
+    _, model = _meta_model("resnet18")
+    blocks = s.blocks(1)
+    assert [b.name for b in blocks] == [n for n, _ in model.named_children()]
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.empty(1, 3, 224, 224, device="meta"))
+    counts = fc.get_flop_counts()
+    real = dict(_real_leaf_outputs("resnet18", (3, 224, 224)))
+    for b in blocks:
+        module = model.get_submodule(b.name)
+        assert b.type == type(module).__name__
+        assert b.params == sum(p.numel() for p in module.parameters()), b.name
+        assert 2 * b.macs == sum(counts.get(f"ResNet.{b.name}", {}).values()), b.name
+        last_leaf = [n for n in real if n == b.name or n.startswith(b.name + ".")][-1]
+        assert b.output_shape == real[last_leaf], b.name
+    layer1 = [b for b in s.blocks(2) if b.name.startswith("layer1")]
+    assert [(b.name, b.type, b.input_shape, b.output_shape) for b in layer1] == [
+        ("layer1.0", "BasicBlock", [64, 56, 56], [64, 56, 56]), ("layer1.1", "BasicBlock", [64, 56, 56], [64, 56, 56])]
+
+
+def test_activation_memory_warning_in_decimal_gigabytes():
+    """The warning fires above 8 GB (10^9 bytes, the unit fmt_bytes prints), not 8 GiB, and states
+    the size: at 2592x2592 VGG-16 needs 8.2 GB, between the two."""
+    small, big = summarize("vgg16", (3, 224, 224)), summarize("vgg16", (3, 2592, 2592))
+    assert small.totals.forward_bytes < 8e9 < big.totals.forward_bytes < 8 * 2**30
+    assert not any("activations" in w for w in small.warnings)
+    gb = big.totals.forward_bytes / 1e9
+    assert any(f"{gb:.1f} GB of activations" in w for w in big.warnings)

@@ -104,7 +104,7 @@ def test_receptive_field_matches_gradient(name):
     for rec in _sample(s.layers):
         c, h, w = rec.output_shape
         unit = (h // 2, w // 2)
-        (r0, r1), (c0, c1) = _support(model, spec, size, rec.block, unit)
+        (r0, r1), (c0, c1) = _support(model, spec, size, rec.module, unit)
         if rec.whole_input:
             assert (r0, r1, c0, c1) == (0, size[1] - 1, 0, size[2] - 1), rec.name
             continue
@@ -124,7 +124,7 @@ def test_transposed_convolution_bound(name):
         widths = []
         for i in range(h // 2 - 2, h // 2 + 2):
             model.zero_grad()
-            (r0, r1), _ = _support(model, spec, size, rec.block, (i, i))
+            (r0, r1), _ = _support(model, spec, size, rec.module, (i, i))
             widths.append(r1 - r0 + 1)
         if rec.whole_input:
             # Everything here depends on all that reached the bottleneck; floor-mode pooling may
