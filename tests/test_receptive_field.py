@@ -23,10 +23,19 @@ class _Stop(Exception):
     pass
 
 
-def _positive_model(name):
+def _positive_model(name, layers):
+    """The measurement model, built on the meta device; only the modules of `layers` (the records
+    up to the deepest one measured) get real memory, every value of which is set below. VGG's
+    120M-parameter classifier, which no measurement reaches, is never allocated; a call into a
+    module left out would fail on the meta device rather than pass unnoticed."""
     spec = registry.get(name)
-    torch.manual_seed(0)
-    model = spec.build().double().eval()
+    with torch.device("meta"):
+        model = spec.build()
+    running = {r.module for r in layers}
+    for path, m in model.named_modules():
+        if path in running:
+            m.to_empty(device="cpu", recurse=False)
+    model = model.double().eval().requires_grad_(False)  # only the input's gradient is measured
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.MaxPool2d):
@@ -46,30 +55,35 @@ def _positive_model(name):
     return spec, model
 
 
-def _support(model, spec, size, layer, unit):
-    """Rows and columns of input pixels with a non-zero gradient of one output unit."""
-    target = model.get_submodule(layer)
+def _supports(model, spec, size, targets):
+    """For each (layer, unit) in `targets`: rows and columns of input pixels with a non-zero
+    gradient of that output unit. One forward pass, stopped once every layer has run."""
+    x = torch.full((1, *size), 0.01, dtype=torch.float64, requires_grad=True)
+    layers = {layer for layer, _ in targets}
     got = {}
 
-    def hook(m, a, o):
-        got["out"] = o
-        raise _Stop
+    def hook(m, a, o, layer):
+        got.setdefault(layer, o)  # the first call, as in the records measured
+        if got.keys() == layers:
+            raise _Stop
 
-    h = target.register_forward_hook(hook)
-    x = torch.full((1, *size), 0.01, dtype=torch.float64, requires_grad=True)
+    handles = [model.get_submodule(layer).register_forward_hook(
+        lambda m, a, o, layer=layer: hook(m, a, o, layer)) for layer in layers]
     try:
         model(*([x] * spec.num_inputs))
     except _Stop:
         pass
     finally:
-        h.remove()
-    out = got["out"]
-    i, j = unit
-    out[0, 0, i, j].backward()
-    g = x.grad[0].abs().sum(0)
-    rows = torch.nonzero(g.sum(1)).flatten()
-    cols = torch.nonzero(g.sum(0)).flatten()
-    return (int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))
+        for h in handles:
+            h.remove()
+    found = []
+    for layer, (i, j) in targets:
+        g, = torch.autograd.grad(got[layer][0, 0, i, j], x, retain_graph=True)
+        g = g[0].abs().sum(0)  # (H, W)
+        rows = torch.nonzero(g.sum(1)).flatten()
+        cols = torch.nonzero(g.sum(0)).flatten()
+        found.append(((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))))
+    return found
 
 
 def _theory(rec, n, unit_index, axis):
@@ -98,13 +112,13 @@ EXACT = [n for n in registry.names() if n not in {"conv_autoencoder", "unet"}]
 
 @pytest.mark.parametrize("name", EXACT)
 def test_receptive_field_matches_gradient(name):
-    spec, model = _positive_model(name)
     size = _size(name)
     s = summarize(name, size)
-    for rec in _sample(s.layers):
-        c, h, w = rec.output_shape
-        unit = (h // 2, w // 2)
-        (r0, r1), (c0, c1) = _support(model, spec, size, rec.module, unit)
+    sample = _sample(s.layers)
+    spec, model = _positive_model(name, s.layers[:sample[-1].index + 1])
+    units = [(rec.output_shape[1] // 2, rec.output_shape[2] // 2) for rec in sample]
+    supports = _supports(model, spec, size, [(rec.module, unit) for rec, unit in zip(sample, units)])
+    for rec, unit, ((r0, r1), (c0, c1)) in zip(sample, units, supports):
         if rec.whole_input:
             assert (r0, r1, c0, c1) == (0, size[1] - 1, 0, size[2] - 1), rec.name
             continue
@@ -116,16 +130,15 @@ def test_receptive_field_matches_gradient(name):
 def test_transposed_convolution_bound(name):
     """Behind a transposed convolution units differ in how many inputs they see; the recorded
     field is the largest, so no measured support may exceed it and some unit must reach it."""
-    spec, model = _positive_model(name)
+    spec = registry.get(name)
     size = spec.input_size if name == "conv_autoencoder" else (1, 64, 64)
     s = summarize(name, size)
-    for rec in [r for r in s.layers if r.type == "ConvTranspose2d"]:
+    tconvs = [r for r in s.layers if r.type == "ConvTranspose2d"]
+    _, model = _positive_model(name, s.layers[:tconvs[-1].index + 1])
+    for rec in tconvs:
         h = rec.output_shape[1]
-        widths = []
-        for i in range(h // 2 - 2, h // 2 + 2):
-            model.zero_grad()
-            (r0, r1), _ = _support(model, spec, size, rec.module, (i, i))
-            widths.append(r1 - r0 + 1)
+        supports = _supports(model, spec, size, [(rec.module, (i, i)) for i in range(h // 2 - 2, h // 2 + 2)])
+        widths = [r1 - r0 + 1 for (r0, r1), _ in supports]
         if rec.whole_input:
             # Everything here depends on all that reached the bottleneck; floor-mode pooling may
             # have dropped the last rows, so compare with what the flatten step covered.
