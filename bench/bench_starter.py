@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data import digits  # noqa: E402
-from core.training import TrainConfig, fit  # noqa: E402
+from core.train.data import digits  # noqa: E402
+from core.train.transfer import TrainConfig, fit  # noqa: E402
 
 
 def main() -> int:

@@ -5,7 +5,9 @@ on the same device, model, images and batch size, in one run.
   CPU-side RandomResizedCrop + flip + ToTensor + Normalize, fp32 (the PyTorch transfer-learning
   tutorial, at a sensible batch size).
 - ours: images decoded once into a uint8 tensor on the device, augmentation there, channels_last
-  and bf16 autocast on CUDA (core.training.fit, full fine-tuning).
+  and bf16 autocast on CUDA (core.train.transfer.fit, full fine-tuning).
+- frozen: the same path with the encoder frozen (scenario 1 with augmentation, so the encoder
+  still runs on every step, forward only).
 - ceiling: random tensors already on the device, no data pipeline, same precision as ours.
 
     .venv/bin/python bench/bench_train.py [--images 512 --size 64 --input 64 --batch 64 --device cpu]
@@ -26,8 +28,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data import ImageSet, shapes  # noqa: E402
-from core.training import TrainConfig, fit  # noqa: E402
+from core.train.data import ImageSet, shapes  # noqa: E402
+from core.train.events import Epoch, Step  # noqa: E402
+from core.train.transfer import TrainConfig, fit  # noqa: E402
 
 
 def write_jpegs(n: int, size: int, root: Path, seed: int = 0) -> ImageSet:
@@ -80,13 +83,14 @@ def ours_to_target(data: ImageSet, input_size: int, batch: int, device: str, tar
     """The same for our engine: training time of the epochs up to the first that reaches target."""
     cfg = TrainConfig(dataset="shapes", arch="resnet18", weights="random", scenario="finetune", epochs=max_epochs,
                       batch_size=batch, image_size=input_size, augment=True, lr=1e-3, lr_body=1e-3, log_every=10_000)
-    hist = fit(cfg, data, device).history
+    hist = []
+    fit(cfg, data, device, on_event=hist.append)
     spent_epoch, acc = 0.0, 0.0
     for e in hist:
-        if e["type"] == "step":
-            spent_epoch = e["elapsed"]
-        if e["type"] == "epoch":
-            acc = e["val_acc"]
+        if isinstance(e, Step):
+            spent_epoch = e.elapsed
+        if isinstance(e, Epoch):
+            acc = e.metrics["acc"]
             if acc >= target:
                 return spent_epoch, acc
     return None, acc
@@ -117,13 +121,15 @@ def tutorial(root: Path, input_size: int, batch: int, device: str, workers: int,
     return seen / (time.perf_counter() - t)
 
 
-def ours(data: ImageSet, input_size: int, batch: int, device: str, epochs: int) -> float:
-    cfg = TrainConfig(dataset="shapes", arch="resnet18", weights="random", scenario="finetune", epochs=epochs + 1,
+def ours(data: ImageSet, input_size: int, batch: int, device: str, epochs: int, scenario: str = "finetune") -> float:
+    """Training images per second of our loop, mean over the epochs after a warm-up epoch."""
+    cfg = TrainConfig(dataset="shapes", arch="resnet18", weights="random", scenario=scenario, epochs=epochs + 1,
                       batch_size=batch, image_size=input_size, augment=True, val_fraction=0.05,
                       log_every=10_000)
-    rates = [e["images_per_s"] for e in fit(cfg, data, device).history if e["type"] == "step"]
-    # the last logged step of each epoch carries that epoch's training-only rate; skip the warm-up epoch
-    return sum(rates[1:]) / max(1, len(rates[1:]))
+    epochs_seen: list[Epoch] = []
+    fit(cfg, data, device, on_event=lambda e: epochs_seen.append(e) if isinstance(e, Epoch) else None)
+    rates = [e.images_per_s for e in epochs_seen[1:]]  # training time only; skip the warm-up epoch
+    return sum(rates) / max(1, len(rates))
 
 
 def ceiling(input_size: int, batch: int, device: str, steps: int) -> float:
@@ -164,6 +170,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--target", type=float, default=0.8, help="validation accuracy for the time-to-target race")
     ap.add_argument("--max-epochs", type=int, default=15)
+    ap.add_argument("--json-out", help="also write the figures as JSON to this file")
     a = ap.parse_args()
     workers = min(4, os.cpu_count() or 1)
     name = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
@@ -174,10 +181,13 @@ def main() -> int:
                                                                        workers, a.epochs)),
                 ("ours (decoded once, on-device augmentation)", ours(data, a.input, a.batch, a.device, a.epochs)),
                 ("synthetic ceiling (random tensors on device)", ceiling(a.input, a.batch, a.device,
-                                                                         max(5, a.images // a.batch)))]
+                                                                         max(5, a.images // a.batch))),
+                ("ours, frozen encoder (scenario 1, augmented)", ours(data, a.input, a.batch, a.device, a.epochs,
+                                                                      scenario="1"))]
     base = rows[0][1]
     for label, rate in rows:
         print(f"{label:48} {rate:9.0f} img/s  {rate / base:5.2f}x tutorial  {rate / rows[2][1]:6.1%} of ceiling")
+    print(f"frozen encoder vs full fine-tune: {rows[3][1] / rows[1][1]:.2f}x")
     with tempfile.TemporaryDirectory() as tmp:
         train = write_jpegs(a.images, a.size, Path(tmp) / "train", seed=0)
         write_jpegs(max(64, a.images // 4), a.size, Path(tmp) / "val", seed=1)
@@ -188,6 +198,14 @@ def main() -> int:
         print(f"time to {a.target:.0%} validation accuracy, {label:8}: "
               + (f"{t:6.1f} s of training" if t is not None else f"not reached in {a.max_epochs} epochs "
                                                                   f"(best {acc:.1%})"))
+    if a.json_out:
+        import json
+
+        Path(a.json_out).write_text(json.dumps({
+            "device": name, "torch": torch.__version__, "images": a.images, "size": a.size, "input": a.input,
+            "batch": a.batch, "tutorial_img_s": rows[0][1], "ours_img_s": rows[1][1], "ceiling_img_s": rows[2][1],
+            "frozen_img_s": rows[3][1], "target": a.target, "tutorial_s_to_target": t_tut,
+            "ours_s_to_target": t_our}, indent=1))
     return 0
 
 

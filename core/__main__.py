@@ -1,7 +1,9 @@
-"""Command line: `python -m core archs`, `summary NAME [...]`, `zoo`, `weights list|prefetch NAME...`.
+"""Command line: `python -m core archs | summary NAME | zoo | weights list|prefetch NAME... |
+train [...] | pretrain [...]`.
 
-Everything the Architecture Explorer shows is available here, for scripts and for checking the
-dashboard's numbers without a browser.
+Everything the Architecture Explorer shows, and every run the Transfer Learning Studio starts,
+is available here, for scripts and for checking the dashboard's numbers without a browser.
+Bad options end with one line on stderr and exit code 2, before any data is loaded.
 """
 
 from __future__ import annotations
@@ -44,30 +46,47 @@ def _table(summary) -> str:
 
 def _train(a: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
-    from core import training
-
-    cfg = training.TrainConfig(dataset=a.dataset, arch=a.arch, weights=a.weights, scenario=a.scenario,
-                               epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                               labels_per_class=a.labels_per_class, image_size=a.image_size)
-
-    def show(e: dict) -> None:
-        if e["type"] == "epoch":
-            print(json.dumps(e) if a.json else
-                  f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}  val loss {e['val_loss']:.4f}  "
-                  f"val acc {e['val_acc']:.2%}  {e['images_per_s']:.0f} img/s")
-        elif e["type"] == "info" and "weights" in e and not a.json:
-            print(f"{cfg.arch}, {e['weights']}; {e['train']} train / {e['val']} val images; "
-                  f"{e['trainable']:,} trainable, {e['frozen']:,} frozen parameters")
+    from core.train import transfer
+    from core.train.data import DatasetError, load_dataset
+    from core.train.events import Cancelled, Diverged, Epoch, Event, RunInfo, as_dict
 
     try:
-        registry.get(cfg.arch)
-        data = training.load_dataset(cfg)
-        res = training.fit(cfg, data, a.device, on_event=show)
-    except (UnknownArchitectureError, ValueError, training.Diverged) as e:
+        zip_bytes = Path(a.zip).read_bytes() if a.zip else None
+        if (a.dataset == "zip") != bool(a.zip):
+            raise ValueError("--zip FILE goes with --dataset zip (and only with it)")
+        cfg = transfer.TrainConfig(
+            dataset=a.dataset, arch=a.arch, weights=a.weights, scenario=a.scenario, epochs=a.epochs,
+            batch_size=a.batch_size, lr=a.lr, lr_body=a.lr_body, unfreeze_from=a.unfreeze_from,
+            labels_per_class=a.labels_per_class, val_fraction=a.val_fraction, image_size=a.image_size,
+            shapes_classes=a.shapes_classes, shapes_per_class=a.shapes_per_class, classifier=a.classifier,
+            augment=a.augment, seed=a.seed)
+        transfer.check_input(cfg)
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    final = {"type": "final", "val_acc": res.val_acc, "val_loss": res.val_loss, "seconds": round(res.seconds, 2)}
+
+    def show(e: Event) -> None:
+        if a.json and isinstance(e, Epoch):
+            print(json.dumps(as_dict(e)), flush=True)
+        elif isinstance(e, Epoch):
+            speed = f"  {e.images_per_s:.0f} img/s" if e.images_per_s else ""
+            print(f"epoch {e.epoch}: train loss {e.train_loss:.4f}  val loss {e.val_loss:.4f}  "
+                  f"val acc {e.metrics['acc']:.2%}{speed}", flush=True)
+        elif isinstance(e, RunInfo) and not a.json:
+            print(f"{cfg.arch}, {e.weights.sentence()}; {e.n_train} train / {e.n_val} val images; "
+                  f"{e.trainable:,} trainable, {e.frozen:,} frozen parameters", flush=True)
+
+    try:
+        data = load_dataset(cfg.dataset, cfg.image_size, shapes_classes=cfg.shapes_classes,
+                            shapes_per_class=cfg.shapes_per_class, seed=cfg.seed, zip_bytes=zip_bytes)
+        res = transfer.fit(cfg, data, a.device, on_event=show)
+    except (DatasetError, Diverged, Cancelled, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    final = {"type": "final", "val_acc": res.val_acc, "val_loss": res.val_loss, "seconds": round(res.seconds, 2),
+             "weights": res.weights.kind}
     print(json.dumps(final) if a.json else f"done: validation accuracy {res.val_acc:.2%} in {res.seconds:.1f} s")
     return 0
 
@@ -109,6 +128,37 @@ def _zoo(write: bool, as_csv: bool) -> int:
     return 0
 
 
+def _train_options(tp: argparse.ArgumentParser) -> None:
+    from core.train.data import BUILTIN_SETS, TORCHVISION_SETS
+    from core.train.transfer import ENCODERS, SCENARIO_KEYS, TrainConfig
+
+    d = TrainConfig()
+    tp.add_argument("--dataset", default=d.dataset, choices=[*BUILTIN_SETS, *TORCHVISION_SETS],
+                    help="torchvision sets download on first use (need a network)")
+    tp.add_argument("--zip", metavar="FILE", help="with --dataset zip: a zip of class folders")
+    tp.add_argument("--arch", default=d.arch, choices=ENCODERS)
+    tp.add_argument("--weights", default=d.weights, choices=["imagenet", "starter", "random"],
+                    help="imagenet: torchvision's weights when cached (else random, said so); "
+                         "starter: ConvNet Lab's ResNet-18")
+    tp.add_argument("--scenario", default=d.scenario, choices=SCENARIO_KEYS)
+    tp.add_argument("--classifier", default=d.classifier, choices=["logreg", "knn"], help="scenario 3")
+    tp.add_argument("--unfreeze-from", default=d.unfreeze_from, metavar="STAGE",
+                    help="fine-tuning: first stage to train (default: all)")
+    tp.add_argument("--lr-body", type=float, default=d.lr_body, help="fine-tuning: peak LR of the first stage")
+    tp.add_argument("--epochs", type=int, default=d.epochs)
+    tp.add_argument("--batch-size", type=int, default=d.batch_size)
+    tp.add_argument("--lr", type=float, default=d.lr, help="peak LR of the one-cycle schedule")
+    tp.add_argument("--labels-per-class", type=int, default=d.labels_per_class, help="0 = all")
+    tp.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    tp.add_argument("--image-size", type=int, default=d.image_size)
+    tp.add_argument("--shapes-classes", type=int, default=d.shapes_classes)
+    tp.add_argument("--shapes-per-class", type=int, default=d.shapes_per_class)
+    tp.add_argument("--augment", action="store_true", help="random shifts")
+    tp.add_argument("--seed", type=int, default=d.seed)
+    tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Lab from the command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -129,19 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     wsub.add_parser("list", help="which registry entries have weights, and which are cached")
     pf = wsub.add_parser("prefetch", help="download weights ahead of an offline lecture")
     pf.add_argument("names", nargs="+")
-    tp = sub.add_parser("train", help="a transfer-learning run, headless")
-    tp.add_argument("--dataset", default="digits", choices=["digits", "shapes"])
-    tp.add_argument("--arch", default="resnet18")
-    tp.add_argument("--weights", default="imagenet", choices=["imagenet", "random"],
-                    help="imagenet: torchvision's weights when cached (else random, said so)")
-    tp.add_argument("--scenario", default="1", choices=["1", "2", "3", "finetune"])
-    tp.add_argument("--epochs", type=int, default=3)
-    tp.add_argument("--batch-size", type=int, default=64)
-    tp.add_argument("--lr", type=float, default=3e-3)
-    tp.add_argument("--labels-per-class", type=int, default=0)
-    tp.add_argument("--image-size", type=int, default=32)
-    tp.add_argument("--device", default="cpu")
-    tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    tp = sub.add_parser("train", help="a transfer-learning run, headless (every option the Studio offers)")
+    _train_options(tp)
     pp = sub.add_parser("pretrain", help="pre-train the starter encoder on formula-driven images")
     pp.add_argument("--classes", type=int, default=256)
     pp.add_argument("--per-class", type=int, default=40)
@@ -151,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     if a.cmd == "pretrain":
-        from core import pretrain
+        from core.train import pretrain
 
         cfg = pretrain.PretrainConfig(classes=a.classes, per_class=a.per_class, epochs=a.epochs, size=a.size,
                                       seed=a.seed)
-        model, metrics = pretrain.pretrain(cfg, on_epoch=lambda r: print(
-            f"epoch {r['epoch']}: loss {r['train_loss']:.3f}, fractal val acc {r['val_acc']:.1%}, "
-            f"{r['seconds']:.0f} s", flush=True))
+        model, metrics = pretrain.pretrain(cfg, on_epoch=lambda e: print(
+            f"epoch {e.epoch}: loss {e.train_loss:.3f}, fractal val acc {e.metrics['acc']:.1%}, "
+            f"{e.elapsed:.0f} s", flush=True))
         pretrain.save_starter(model, cfg, metrics)
         print(f"wrote {pretrain.STARTER} and {pretrain.STARTER_CARD}")
         return 0

@@ -21,6 +21,11 @@ def fmt_num(x: float) -> str:
     return f"{x:,.3f}".rstrip("0").rstrip(".")
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 image', '2 images', '1,797 images'; `many` for irregular plurals ('class', 'classes')."""
+    return f"{fmt_int(n)} {word if n == 1 else (many or word + 's')}"
+
+
 def fmt_count(n: float, digits: int = 1) -> str:
     """Short count with K/M/G suffixes as on the slides: 112_896_000 -> '112.9M'."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):

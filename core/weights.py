@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torchvision.models import get_model_weights
@@ -56,29 +57,58 @@ def weights_status() -> list[WeightsStatus]:
     return out
 
 
-def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module", str]:
-    """A CPU model of a registry entry in eval mode, with ImageNet weights when asked for and
-    cached on this machine, else randomly initialised. Returns the model and a sentence saying
-    which weights it has."""
-    from core import registry as _registry
+WeightsKind = Literal["imagenet", "starter", "random", "user"]
 
-    spec = _registry.get(name)
+
+@dataclass(frozen=True)
+class WeightsUsed:
+    """Which weights a model really has, and why when that is not what was asked for."""
+
+    kind: WeightsKind            # what the model has
+    requested: WeightsKind       # what was asked for
+    name: str = ""               # e.g. "ResNet18_Weights.IMAGENET1K_V1"; "" for random
+    reason: str = ""             # why the request was not met ("" when it was)
+
+    @property
+    def trained(self) -> bool:
+        """True when the weights were learnt (ImageNet or the starter encoder), not random."""
+        return self.kind != "random"
+
+    @property
+    def fell_back(self) -> bool:
+        return self.kind != self.requested
+
+    def describe(self) -> str:
+        """A short name for captions and tables: 'ImageNet weights (ResNet18_Weights.IMAGENET1K_V1)'."""
+        return {"imagenet": f"ImageNet weights ({self.name})", "random": "random initialisation",
+                "starter": "ConvNet Lab starter weights (ResNet-18 pre-trained on generated fractals, "
+                           "no photographs)", "user": f"your weights ({self.name})"}[self.kind]
+
+    def sentence(self) -> str:
+        """describe() plus the reason for a fallback, for a warning."""
+        return self.describe() + (f": {self.reason}" if self.reason else "")
+
+
+def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module", WeightsUsed]:
+    """A CPU model of a registry entry in eval mode, with ImageNet weights when asked for and
+    cached on this machine, else randomly initialised; and which weights it got."""
+    spec = registry.get(name)
     w = default_weights(name)
-    if not (pretrained and w is not None and cache_path(w).is_file()):
-        model = spec.build().eval()
+    requested: WeightsKind = "imagenet" if pretrained else "random"
     if not pretrained:
-        return model, "random initialisation"
+        return spec.build().eval(), WeightsUsed("random", requested)
     if w is None:
-        return model, f"random initialisation ({spec.title} has no torchvision ImageNet weights)"
+        return spec.build().eval(), WeightsUsed("random", requested,
+                                                reason=f"{spec.title} has no torchvision ImageNet weights")
+    wname = f"{type(w).__name__}.{w.name}"
     if not cache_path(w).is_file():
-        return model, (f"random initialisation: {type(w).__name__}.{w.name} is not cached on this machine "
-                       f"(expected at {cache_path(w)})")
+        return spec.build().eval(), WeightsUsed("random", requested, reason=(
+            f"{wname} is not cached on this machine (expected at {cache_path(w)})"))
     # torchvision's own builder with its weights: it handles quirks such as GoogLeNet's auxiliary
     # classifiers in the checkpoint and its transform_input flag.
     from torchvision.models import get_model
 
-    model = get_model(spec.torchvision_name, weights=w, progress=False).eval()
-    return model, f"ImageNet weights {type(w).__name__}.{w.name}"
+    return get_model(spec.torchvision_name, weights=w, progress=False).eval(), WeightsUsed("imagenet", requested, wname)
 
 
 class WeightsError(ValueError):

@@ -18,7 +18,7 @@ from core.attribution import METHODS, SLOW, attribute_all, overlay
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
 from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_image
-from core.weights import (WeightsError, apply_user_weights, build_model, cache_path, default_weights,
+from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, cache_path, default_weights,
                           read_user_weights)
 from pages.common import cached_summary, require_router
 
@@ -29,21 +29,22 @@ ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_siz
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the model...")
-def shared_model(name: str, pretrained: bool) -> tuple[torch.nn.Module, str, threading.Lock]:
+def shared_model(name: str, pretrained: bool) -> tuple[torch.nn.Module, WeightsUsed, threading.Lock]:
     """One model per (architecture, weights) for every user. Its parameters never change; the lock
     keeps one user's hooks from seeing another user's forward pass."""
-    model, note = build_model(name, pretrained)
+    model, used = build_model(name, pretrained)
     model.requires_grad_(False)
-    return model, note, threading.Lock()
+    return model, used, threading.Lock()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading your weights...")
-def uploaded_model(name: str, digest: str, _data: bytes, filename: str) -> tuple[torch.nn.Module, str, threading.Lock]:
+def uploaded_model(name: str, digest: str, _data: bytes, filename: str) -> tuple[torch.nn.Module, WeightsUsed,
+                                                                                threading.Lock]:
     """A model with user-uploaded weights, keyed by the file's hash."""
     model, _ = build_model(name, False)
     apply_user_weights(model, read_user_weights(_data, filename))
     model.requires_grad_(False)
-    return model, f"your weights ({filename})", threading.Lock()
+    return model, WeightsUsed("user", "user", name=filename), threading.Lock()
 
 
 st.title("Inside the network")
@@ -71,7 +72,7 @@ try:
 except WeightsError as e:
     st.error(str(e))
     model, wnote, lock = shared_model(arch, False)
-trained = not wnote.startswith("random")
+trained = wnote.trained
 if wchoice.startswith("ImageNet") and not trained:
     if weights is None:
         st.info(f"{spec.title} has no torchvision ImageNet weights: showing random initialisation.")
@@ -80,7 +81,7 @@ if wchoice.startswith("ImageNet") and not trained:
                    "this is a randomly initialised network: early filters look like noise. Ahead of a lecture, "
                    f"run `python -m core weights prefetch {arch}` on a machine with internet, or copy "
                    f"`{cache_path(weights).name}` to `{cache_path(weights).parent}`.")
-st.caption(f"{spec.title} with {wnote.split(':')[0]}.")
+st.caption(f"{spec.title} with {wnote.describe()}.")
 
 # --- the image ---------------------------------------------------------------------------------
 pixels, img_notes = None, []
@@ -192,7 +193,7 @@ with tab_attr:
         with lock:
             res = attribute_all(model, x, int(target), list(methods), gradcam_layer(summary),
                                 progress=lambda f, msg: bar.progress(f, msg))
-        ss["attr_result"] = (arch, wnote, int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
+        ss["attr_result"] = (arch, wnote.describe(), int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
     res = ss.get("attr_result")
     if res and res[0] == arch:
         cols = st.columns(max(1, len(res[3])))

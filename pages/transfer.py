@@ -1,4 +1,4 @@
-"""Transfer Learning Studio: a real training run in a worker process, with live curves."""
+"""Transfer Learning Studio: a real training run through the job runner, with live curves."""
 
 from __future__ import annotations
 
@@ -13,28 +13,40 @@ import torch
 from plotly.subplots import make_subplots
 
 from core import registry
-from core.analysis import summarize
-from core.attribution import attribute, overlay
-from core.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip
-from core.jobs import ACTIVE, JobError, JobRunner
-from core.results import load_results
-from core.training import ENCODERS, SCENARIOS, TrainConfig, advise, build_transfer_model, load_dataset, normalise
+from core.formatting import plural
+from core.train.advice import SCENARIOS, TABLE, advise
+from core.train.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip, load_dataset, split_sizes
+from core.train.events import (ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, Phase, RunInfo,
+                               Step)
+from core.train.jobs import JobError, JobSpec, JobStatus, Runner, make_runner
+from core.train.results import DOWNLOADS
+from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from pages.common import device, require_router
 
 require_router()
 ss, qp = st.session_state, st.query_params
+LR_DEFAULT = 3e-3
 
 
 @st.cache_resource
-def runner() -> JobRunner:
-    """One runner per server: one job at a time on the CPU (it uses every core), two on a GPU."""
-    dev = device()
-    return JobRunner(max_concurrent=2 if dev.kind == "cuda" else 1, device="cuda" if dev.kind == "cuda" else "cpu")
+def runner() -> Runner:
+    """One runner per server, chosen by configuration (CONVNETLAB_RUNNER)."""
+    return make_runner()
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the data...")
-def dataset(cfg: TrainConfig, zip_digest: str, _zip: bytes | None):
-    return load_dataset(cfg, _zip, download=False)  # downloads happen in the worker, not here
+def dataset(name: str, size: int, shapes_classes: int, shapes_per_class: int, seed: int, zip_digest: str,
+            _zip: bytes | None):
+    return load_dataset(name, size, shapes_classes=shapes_classes, shapes_per_class=shapes_per_class, seed=seed,
+                        zip_bytes=_zip, download=False)  # downloads happen in the worker, not here
+
+
+def events_of(job_id: str) -> list[Event]:
+    """The job's events, fetching only the new ones from the runner."""
+    cache = ss.setdefault("tr_events", {})
+    got = cache.setdefault(job_id, [])
+    got.extend(jr.events(job_id, since=len(got)))
+    return got
 
 
 # The session's identity lives in the URL, so a reload finds its jobs again.
@@ -52,12 +64,7 @@ with st.expander("Which scenario? The lecture's advice", expanded=False):
     similar = a1.toggle("My images are similar to ImageNet (photos of everyday things)", key="adv_sim")
     lots = a2.toggle("I have a lot of labelled data", key="adv_lots")
     rec_key, rec_text = advise(similar, lots)
-    st.dataframe(pd.DataFrame({"": ["Very little data", "A lot of data"],
-                               "Very similar dataset": ["Replace top layer (last FC)",
-                                                        "Replace top layer + fine-tune a few layers"],
-                               "Very different dataset": ["Replace more FC layers",
-                                                          "Replace more FC layers + fine-tune many layers"]}),
-                 hide_index=True)
+    st.dataframe(pd.DataFrame(TABLE), hide_index=True)
     st.info(f"{rec_text} Suggested scenario: **{SCENARIOS[rec_key]}**.")
     st.button("Use this scenario", on_click=lambda: ss.update(tr_scenario=rec_key))
 
@@ -77,14 +84,14 @@ with st.sidebar:
         up = st.file_uploader("Zip of class folders (class_a/img.jpg ...)", type=["zip"], key="tr_zip")
         if up is not None:
             zip_bytes = up.getvalue()
-            zip_digest = hashlib.sha256(zip_bytes).hexdigest()
     elif ds == "folder":
         files = st.file_uploader("A folder with one sub-folder per class", accept_multiple_files="directory",
                                  type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="tr_dir")
         if files:
             # The same safety checks as a zip: pack the files into one and read it back.
             zip_bytes = files_to_zip([(f.name, f.getvalue()) for f in files])
-            zip_digest = hashlib.sha256(zip_bytes).hexdigest()
+    if zip_bytes is not None:
+        zip_digest = hashlib.sha256(zip_bytes).hexdigest()
     lpc = st.select_slider("Training labels per class", [0, 1, 2, 5, 10, 20, 50, 100], 0, key="tr_lpc",
                            format_func=lambda v: "all" if v == 0 else str(v))
     size = st.select_slider("Image size (pixels)", [32, 64, 96, 128], 32, key="tr_size")
@@ -97,29 +104,29 @@ with st.sidebar:
     if weights == "starter":
         st.caption("Our own ResNet-18, pre-trained on formula-driven fractal images (no photos), shipped with "
                    "the dashboard: `python -m core pretrain` reproduces it.")
-    if "tr_scenario" not in ss:
-        ss["tr_scenario"] = "1"
     scenario = st.radio("Scenario", list(SCENARIOS), key="tr_scenario", format_func=lambda k: f"{k}: {SCENARIOS[k]}"
                         if k != "finetune" else SCENARIOS[k])
-    unfreeze, clf, lr_body = "", "logreg", 3e-4
+    d = TrainConfig()
+    opts: dict = {}
     if scenario == "finetune":
-        with torch.device("meta"):
-            stage_names = [n for n, m in registry.get(arch).build().named_children()
-                           if any(True for _ in m.parameters())]
-        unfreeze = st.selectbox("Unfreeze from stage", [""] + stage_names[:-1], key=f"tr_unf_{arch}",
-                                format_func=lambda n: n or "all stages")
-        lr_body = st.number_input("LR of the first stage (slice lo)", 1e-6, 1.0, 3e-4, format="%.0e", key="tr_lrb")
+        opts["unfreeze_from"] = st.selectbox("Unfreeze from stage", [""] + stage_names(arch)[:-1],
+                                             key=f"tr_unf_{arch}", format_func=lambda n: n or "all stages")
+        opts["lr_body"] = st.number_input("LR of the first stage (slice lo)", 1e-6, 1.0, d.lr_body, format="%.0e",
+                                          key="tr_lrb")
     if scenario == "3":
-        clf = st.radio("Classifier on the features", ["logreg", "knn"], key="tr_clf",
-                       format_func={"logreg": "logistic regression", "knn": "k-nearest neighbours (k = 5, fewer if fewer images)"}.get)
+        opts["classifier"] = st.radio("Classifier on the features", ["logreg", "knn"], key="tr_clf", format_func={
+            "logreg": "logistic regression", "knn": "k-nearest neighbours (k = 5, fewer if fewer images)"}.get)
     else:
-        epochs = st.slider("Epochs", 1, 30, 5, key="tr_ep")
-        bs = st.select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="tr_bs")
-        if "tr_lr" not in ss:
-            ss["tr_lr"] = 3e-3
-        lr = st.number_input("Peak learning rate (one-cycle)", 1e-6, 10.0, key="tr_lr", format="%.0e")
-        augment = st.toggle("Augment (random shifts)", value=scenario == "finetune", key=f"tr_aug_{scenario}",
-                            help="Off: scenarios 1 and 2 compute the frozen features once and train only the head.")
+        opts["epochs"] = st.slider("Epochs", 1, 30, 5, key="tr_ep")
+        opts["batch_size"] = st.select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="tr_bs")
+        # The LR finder's "Use" button sets a new default and a new key: the box then shows it,
+        # and no value is ever seeded through session state before the widget.
+        lr_version = ss.get("tr_lr_version", 0)
+        opts["lr"] = st.number_input("Peak learning rate (one-cycle)", 1e-6, 10.0, ss.get("tr_lr_value", LR_DEFAULT),
+                                     key=f"tr_lr_{lr_version}", format="%.1e")
+        opts["augment"] = st.toggle("Augment (random shifts)", value=scenario == "finetune", key=f"tr_aug_{scenario}",
+                                    help="Off: scenarios 1 and 2 compute the frozen features once and train only "
+                                         "the head.")
 
 if weights == "imagenet":
     from core.weights import cache_path, default_weights
@@ -129,76 +136,67 @@ if weights == "imagenet":
         st.warning(f"ImageNet weights for {registry.get(arch).title} are not cached on this machine, so this run "
                    f"starts from random weights (training from scratch). Ahead of a lecture: "
                    f"`python -m core weights prefetch {arch}`.")
-if weights == "starter" and arch != "resnet18":
-    st.error("The starter weights are a ResNet-18: choose ResNet-18 as the encoder (or another starting point).")
-    st.stop()
-if ds == "folder":
-    ds = "zip"  # a folder travels as a zip from here on
-cfg = TrainConfig(dataset=ds, arch=arch, weights=weights, scenario=scenario, labels_per_class=int(lpc),
-                  image_size=int(size), shapes_classes=sh_c, shapes_per_class=sh_n, classifier=clf,
-                  unfreeze_from=unfreeze, lr_body=float(lr_body),
-                  **({} if scenario == "3" else dict(epochs=int(epochs), batch_size=int(bs), lr=float(lr),
-                                                      augment=bool(augment))))
-
+cfg, config_error = None, None
 try:
-    from core.training import check_input
-
+    cfg = TrainConfig(dataset="zip" if ds == "folder" else ds, arch=arch, weights=weights, scenario=scenario,
+                      labels_per_class=int(lpc), image_size=int(size), shapes_classes=sh_c, shapes_per_class=sh_n,
+                      **opts)
     check_input(cfg)
-    size_error = None
 except ValueError as e:
-    size_error = str(e)
-    st.error(size_error)
+    config_error = str(e)
+    st.error(config_error)
 
 # --- data preview ------------------------------------------------------------------------------------
 data, tv_pending = None, False
-if ds == "zip" and zip_bytes is None:
+if ds in ("zip", "folder") and zip_bytes is None:
     st.info("Upload a zip (or a folder) with one sub-folder per class (ImageFolder layout) in the sidebar.")
-else:
+elif cfg is not None:
     try:
-        data = dataset(TrainConfig(dataset=ds, image_size=cfg.image_size, shapes_classes=sh_c,
-                                   shapes_per_class=sh_n, seed=cfg.seed), zip_digest, zip_bytes)
-    except (DatasetError, ValueError) as e:
+        data = dataset(cfg.dataset, cfg.image_size, sh_c, sh_n, cfg.seed, zip_digest, zip_bytes)
+    except DatasetError as e:
         if ds in TORCHVISION_SETS:
             st.info(f"{TORCHVISION_SETS[ds]} is not on this machine yet: the training run will try to download it "
                     "(this needs a network; offline the run stops with a clear message).")
             tv_pending = True
         else:
             st.error(str(e))
-if data is not None:
+if data is not None and cfg is not None:
     for n in data.notes:
         st.warning(n)
     c1, c2 = st.columns([1, 2])
     counts = data.counts()
     c1.plotly_chart(go.Figure(go.Bar(x=list(counts), y=list(counts.values()))).update_layout(
-        height=260, margin=dict(t=30, b=10), title=f"{len(data.labels)} images, {len(counts)} classes"), key="tr_counts")
+        height=260, margin=dict(t=30, b=10), title=f"{plural(len(data.labels), 'image')}, "
+                                                   f"{plural(len(counts), 'class', 'classes')}",
+        xaxis_title="class", yaxis_title="images"), key="tr_counts")
     first = [int(torch.nonzero(data.labels == i)[0]) for i in range(len(data.classes))][:12]
     c2.image([data.images[i].permute(1, 2, 0).numpy() for i in first], width=64,
              caption=[data.classes[int(data.labels[i])] for i in first])
-    n_val = sum(max(1, round(v * cfg.val_fraction)) for v in counts.values())
-    n_tr = sum(min(v - max(1, round(v * cfg.val_fraction)), lpc or 10**9) for v in counts.values())
-    st.caption(f"Stratified split: {n_tr} training images ({'all' if not lpc else f'at most {lpc}'} per class), "
-               f"{n_val} for validation (20% of each class, at least one).")
+    n_tr, n_val = split_sizes(data.labels, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
+    st.caption(f"Stratified split: {plural(n_tr, 'training image')} "
+               f"({'all' if not lpc else f'at most {lpc}'} per class), {n_val} for validation "
+               f"({cfg.val_fraction:.0%} of each class, at least one).")
 
 # --- jobs ---------------------------------------------------------------------------------------------
 mine = jr.jobs_of(ss["sid"])
-active = next((j for j in mine if j.state in ACTIVE), None)
+active = next((j for j in mine if j.state in ACTIVE_STATES), None)
 b1, b2, b3 = st.columns(3)
 
 
 def _submit(kind: str) -> None:
     try:
-        ss["tr_job"] = jr.submit(ss["sid"], cfg, kind, zip_bytes)
+        ss["tr_job"] = jr.submit(ss["sid"], JobSpec(kind, cfg, zip_bytes))
         qp["job"] = ss["tr_job"]
     except JobError as e:
         ss["tr_error"] = str(e)
 
 
-blocked = (data is None and not tv_pending) or active is not None or size_error is not None
+blocked = cfg is None or (data is None and not tv_pending) or active is not None
 b1.button("Train", type="primary", disabled=blocked, on_click=_submit, args=("train",), key="tr_go")
 b2.button("Find a learning rate", disabled=blocked or scenario == "3",
           on_click=_submit, args=("lr_find",), key="tr_lrfind")
 if active is not None:
-    b3.button("Cancel", on_click=lambda: jr.cancel(active.id), key="tr_cancel")
+    b3.button("Cancel", on_click=jr.cancel, args=(active.id,), key="tr_cancel")
 if "tr_error" in ss:
     st.error(ss.pop("tr_error"))
 
@@ -207,19 +205,63 @@ if job_id and job_id not in {j.id for j in mine}:
     job_id = None  # a link to someone else's (or a finished server's) job
 
 
-def _curves(events: list[dict]) -> go.Figure:
-    steps = [e for e in events if e["type"] == "step" and e.get("loss") == e.get("loss")]
-    epochs = [e for e in events if e["type"] == "epoch"]
+def describe_config(c: TrainConfig) -> str:
+    """One line that says what a run trained, for a run shown under a different sidebar."""
+    data_name = {"digits": "digits", "shapes": f"shapes ({c.shapes_classes} classes)", "zip": "your images"}.get(
+        c.dataset, TORCHVISION_SETS.get(c.dataset, c.dataset))
+    parts = [data_name, registry.get(c.arch).title, f"scenario {SCENARIOS[c.scenario]}",
+             f"{c.image_size} px", f"labels per class: {c.labels_per_class or 'all'}"]
+    if c.scenario != "3":
+        parts += [plural(c.epochs, "epoch"), f"batch {c.batch_size}", f"peak LR {c.lr:.1e}"]
+    return " · ".join(parts)
+
+
+def curves(events: list[Event]) -> go.Figure:
+    steps = [e for e in events if isinstance(e, Step)]
+    epochs = [e for e in events if isinstance(e, Epoch)]
     fig = make_subplots(rows=1, cols=3, subplot_titles=("training loss per step", "validation per epoch",
-                                                        "learning rate"))
-    fig.add_scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], name="train loss", row=1, col=1)
-    fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e["val_loss"] for e in epochs], name="val loss",
+                                                        "learning rate per stage"),
+                        specs=[[{}, {"secondary_y": True}, {}]])
+    fig.add_scatter(x=[e.step for e in steps], y=[e.loss for e in steps], name="train loss", row=1, col=1)
+    fig.add_scatter(x=[e.epoch for e in epochs], y=[e.val_loss for e in epochs], name="val loss",
                     mode="lines+markers", row=1, col=2)
-    fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs], name="val accuracy",
-                    mode="lines+markers", row=1, col=2)
-    fig.add_scatter(x=[e["step"] for e in steps], y=[e["lr"] for e in steps], name="LR", row=1, col=3)
-    fig.update_layout(height=330, margin=dict(t=40, b=10), legend=dict(orientation="h"))
+    fig.add_scatter(x=[e.epoch for e in epochs], y=[e.metrics["acc"] for e in epochs], name="val accuracy",
+                    mode="lines+markers", row=1, col=2, secondary_y=True)
+    groups = len(steps[0].lrs) if steps else 0
+    for g in range(groups):
+        fig.add_scatter(x=[e.step for e in steps], y=[e.lrs[g] for e in steps], row=1, col=3,
+                        name="LR" if groups == 1 else f"LR, stage {g + 1} of {groups}")
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=3)
+    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
+    fig.update_yaxes(title_text="val loss", row=1, col=2)
+    fig.update_yaxes(title_text="val accuracy", tickformat=".0%", range=[0, 1.02], row=1, col=2, secondary_y=True)
+    fig.update_yaxes(title_text="learning rate", type="log" if groups > 1 else "linear", row=1, col=3)
+    fig.update_layout(height=360, margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def progress_line(st_: JobStatus, ev: list[Event]) -> None:
+    """The newest phase or step of a running job, as a progress bar."""
+    last = next((e for e in reversed(ev) if isinstance(e, (Phase, Step, LRPoint))), None)
+    if isinstance(last, Step):
+        speed = f" · {last.images_per_s:,.0f} training images/s" if last.images_per_s else " · head on cached features"
+        st.progress(min(1.0, last.step / max(1, last.total_steps)),
+                    f"step {last.step} of {last.total_steps}{speed} · about {last.eta:.0f} s left")
+    elif isinstance(last, LRPoint):
+        st.progress(min(1.0, last.step / last.total_steps), f"LR finder: step {last.step} of at most {last.total_steps}")
+    elif isinstance(last, Phase) and last.total:
+        st.progress(min(1.0, last.done / last.total), f"{last.phase}: {last.done} of {last.total} images")
+    elif isinstance(last, Phase):
+        st.progress(0.0, f"{last.phase}...")
+    else:
+        st.progress(0.0, "starting the worker...")
+
+
+def use_lr(value: float) -> None:
+    ss["tr_lr_value"], ss["tr_lr_version"] = value, ss.get("tr_lr_version", 0) + 1
+    ss["tr_lr_applied"] = True
 
 
 @st.fragment(run_every=1.0)
@@ -227,32 +269,44 @@ def live() -> None:
     if not job_id:
         return
     stt = jr.status(job_id)
-    ev = jr.events(job_id)
+    ev = events_of(job_id)
     if stt.state == "queued":
-        st.info(f"Queued: position {stt.position}. This machine runs {jr.max_concurrent} job(s) at a time.")
-    steps = [e for e in ev if e["type"] == "step"]
-    if steps:
-        last = steps[-1]
-        frac = min(1.0, last["step"] / max(1, last["total_steps"]))
-        st.progress(frac, f"{stt.kind}: step {last['step']} of {last['total_steps']}"
-                    + (f" · {last['images_per_s']:.0f} img/s · ETA {last['eta']:.0f} s" if "eta" in last else ""))
+        st.info(f"Queued: position {stt.position}. This machine runs "
+                f"{plural(jr.limits().max_concurrent, 'job')} at a time.")
+    elif stt.state == "running":
+        progress_line(stt, ev)
+    cfg_run: TrainConfig = stt.config
+    if cfg_run != cfg:
+        st.caption(f"Showing run {stt.id}: {describe_config(cfg_run)} (the sidebar has changed since).")
+    for n in (e for e in ev if isinstance(e, Note)):
+        st.info(n.message)
     if stt.kind == "lr_find":
-        found = next((e for e in ev if e["type"] == "lr_find"), None)
-        pts = found or {"lrs": [e["lr"] for e in steps], "losses": [e["loss"] for e in steps], "suggestion": None}
-        fig = go.Figure(go.Scatter(x=pts["lrs"], y=pts["losses"], mode="lines"))
-        if pts["suggestion"]:
-            fig.add_vline(x=pts["suggestion"], line_dash="dash", annotation_text=f"suggested {pts['suggestion']:.1e}")
-        st.plotly_chart(fig.update_layout(xaxis_type="log", height=320, title="Loss vs learning rate",
-                                          xaxis_title="learning rate", yaxis_title="smoothed loss"), key="tr_lrplot")
+        found = next((e for e in ev if isinstance(e, LRFound)), None)
+        pts = [e for e in ev if isinstance(e, LRPoint)]
+        lrs, losses = (found.lrs, found.losses) if found else ([p.lr for p in pts], [p.loss for p in pts])
+        if lrs:
+            fig = go.Figure(go.Scatter(x=lrs, y=losses, mode="lines"))
+            if found:
+                fig.add_vline(x=found.suggestion, line_dash="dash",
+                              annotation_text=f"suggested {found.suggestion:.1e}")
+            st.plotly_chart(fig.update_layout(xaxis_type="log", height=320, title="Loss vs learning rate",
+                                              xaxis_title="learning rate", yaxis_title="smoothed loss"),
+                            key="tr_lrplot")
         if found:
-            st.button(f"Use {found['suggestion']:.1e}", on_click=lambda: ss.update(tr_lr=float(found["suggestion"])),
-                      key="tr_use_lr")
-    elif steps or any(e["type"] == "epoch" for e in ev):
-        st.plotly_chart(_curves(ev), key="tr_curves")
-    info = next((e for e in ev if e["type"] == "info" and "weights" in e), None)
+            st.success(f"LR finder {stt.message}.")
+            st.button(f"Use {found.suggestion:.1e} as the peak learning rate", key="tr_use_lr",
+                      on_click=use_lr, args=(float(f"{found.suggestion:.1e}"),))
+            if ss.pop("tr_lr_applied", False):
+                st.rerun(scope="app")  # redraw the sidebar's box now, not at the next full run
+    elif any(isinstance(e, (Step, Epoch)) for e in ev) and not (cfg_run.scenario == "3"):
+        st.plotly_chart(curves(ev), key="tr_curves")
+    info = next((e for e in ev if isinstance(e, RunInfo)), None)
     if info:
-        st.caption(f"{stt.config.arch} with {info['weights'].split(':')[0]}: {info['trainable']:,} trainable and "
-                   f"{info['frozen']:,} frozen parameters; {info['train']} training / {info['val']} validation images.")
+        if info.weights.fell_back:
+            st.warning(f"This run started from {info.weights.sentence()}.")
+        st.caption(f"{registry.get(cfg_run.arch).title} with {info.weights.describe()}: {info.trainable:,} trainable "
+                   f"and {info.frozen:,} frozen parameters; {plural(info.n_train, 'training image')} / "
+                   f"{plural(info.n_val, 'validation image')}.")
     if stt.state == "done" and stt.kind == "train":
         st.success(f"Done: {stt.message}.")
     elif stt.state == "diverged":
@@ -261,7 +315,7 @@ def live() -> None:
         st.error(f"The run failed: {stt.message}")
     elif stt.state == "cancelled":
         st.warning("Cancelled.")
-    if stt.state not in ACTIVE and ss.get("tr_shown") != job_id:
+    if stt.state not in ACTIVE_STATES and ss.get("tr_shown") != job_id:
         ss["tr_shown"] = job_id
         st.rerun()  # once, so the results below render
 
@@ -269,68 +323,52 @@ def live() -> None:
 live()
 
 # --- results --------------------------------------------------------------------------------------------
-if job_id and jr.status(job_id).state == "done" and jr.status(job_id).kind == "train":
-    res = load_results(jr.status(job_id).out_dir)
-    if res is not None:
-        st.subheader("Results")
-        s = res.summary
-        m1, m2, m3 = st.columns(3)
-        m1.metric("Validation accuracy", f"{s['val_acc']:.1%}")
-        m2.metric("Validation loss", f"{s['val_loss']:.3f}")
-        m3.metric("Time", f"{s['seconds']:.1f} s")
-        c1, c2 = st.columns(2)
-        cm = np.array(s["confusion"])
-        c1.plotly_chart(go.Figure(go.Heatmap(z=cm, x=s["classes"], y=s["classes"], colorscale="Blues",
-                                             text=cm, texttemplate="%{text}"))
-                        .update_layout(height=380, title="Confusion matrix", xaxis_title="predicted",
-                                       yaxis_title="true", yaxis_autorange="reversed"), key="tr_cm")
-        pairs = res.most_confused()
-        c2.markdown("**Most confused**\n\n" + ("\n".join(f"- {t} taken for {p}: {n}x" for t, p, n in pairs)
-                                                if pairs else "No mistakes on the validation set."))
-        top = res.top_losses(8)
-        st.markdown("**Top losses** (the validation images the model got most wrong)")
-        st.image([res.val_images[i].permute(1, 2, 0).numpy() for i in top], width=72,
-                 caption=[f"{s['classes'][int(res.val_labels[i])]}→{s['classes'][s['val_pred'][i]]} "
-                          f"({s['val_losses'][i]:.2f})" for i in top])
-        if (res.folder / "model.safetensors").is_file():
-            if st.button("Grad-CAM on four validation images", key="tr_cam"):
-                from safetensors.torch import load_file
-
-                rc = TrainConfig(**res.model_info["config"])
-                tm = build_transfer_model(TrainConfig(**{**res.model_info["config"], "weights": "random"}),
-                                          len(s["classes"]))
-                tm.model.load_state_dict(load_file(str(res.folder / "model.safetensors")))
-                sm = summarize(rc.arch, (3, rc.image_size, rc.image_size))
-                maps = [r for r in sm.layers if len(r.output_shape) == 3 and r.output_shape[1] >= 4]
-                stage = maps[-1].module.split(".")[0] if maps else sm.layers[0].module.split(".")[0]
-                imgs = []
-                for i in top[:4]:
-                    x = normalise(res.val_images[i:i + 1], rc.image_size)
-                    a = attribute(tm.model, x, int(s["val_pred"][i]), "Grad-CAM", stage)
-                    big = torch.nn.functional.interpolate(res.val_images[i:i + 1].float(), size=(128, 128))[0]
-                    heat = torch.nn.functional.interpolate(a.heat[None, None], size=(128, 128), mode="bilinear")[0, 0]
-                    imgs.append(overlay(big.permute(1, 2, 0).to(torch.uint8), heat).numpy())
-                st.image(imgs, width=128, caption=[f"stage {stage}, predicted class"] * len(imgs))
-        d1, d2, d3 = st.columns(3)
-        if (res.folder / "model.safetensors").is_file():
-            d1.download_button("Model (safetensors)", (res.folder / "model.safetensors").read_bytes(),
-                               "model.safetensors", icon=":material/download:")
-        d2.download_button("Model card (JSON: classes, preprocessing)", (res.folder / "model.json").read_text(),
-                           "model.json", icon=":material/download:")
-        d3.download_button("Metrics (CSV)", (res.folder / "metrics.csv").read_text(), "metrics.csv",
-                           icon=":material/download:")
+res = jr.results(job_id) if job_id and jr.status(job_id).kind == "train" else None
+if res is not None:
+    st.subheader("Results")
+    s = res.summary
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Validation accuracy", f"{s['val_acc']:.1%}")
+    m2.metric("Validation loss", f"{s['val_loss']:.3f}")
+    m3.metric("Time", f"{s['seconds']:.1f} s")
+    c1, c2 = st.columns(2)
+    cm = np.array(s["confusion"])
+    c1.plotly_chart(go.Figure(go.Heatmap(z=cm, x=s["classes"], y=s["classes"], colorscale="Blues",
+                                         text=cm, texttemplate="%{text}"))
+                    .update_layout(height=380, title="Confusion matrix", xaxis_title="predicted",
+                                   yaxis_title="true", yaxis_autorange="reversed",
+                                   xaxis=dict(type="category", dtick=1), yaxis=dict(type="category", dtick=1)),
+                    key="tr_cm")
+    pairs = res.most_confused()
+    c2.markdown("**Most confused**\n\n" + ("\n".join(f"- {t} taken for {p}: {n}x" for t, p, n in pairs)
+                                            if pairs else "No mistakes on the validation set."))
+    top = res.top_losses(8)
+    st.markdown("**Top losses** (the validation images the model got most wrong: true → predicted, loss)")
+    st.image([res.val_images[i].permute(1, 2, 0).numpy() for i in top], width=72,
+             caption=[f"{s['classes'][int(res.val_labels[i])]}→{s['classes'][s['val_pred'][i]]} "
+                      f"({s['val_losses'][i]:.2f})" for i in top])
+    if res.has_model and st.button("Grad-CAM on four validation images", key="tr_cam"):
+        views = res.gradcam(top[:4])
+        st.image([v.image for v in views], width=128,
+                 caption=[f"true {v.true}, predicted {v.predicted} (Grad-CAM at {v.stage})" for v in views])
+    cols = st.columns(len(DOWNLOADS))
+    for col, (name, label) in zip(cols, DOWNLOADS.items()):
+        if name != "model.safetensors" or res.has_model:
+            col.download_button(label, res.file_bytes(name), name, icon=":material/download:", key=f"tr_dl_{name}")
 
 # --- this session's runs ----------------------------------------------------------------------------------
 rows = []
 for j in jr.jobs_of(ss["sid"]):
     if j.kind != "train":
         continue
-    r = load_results(j.out_dir) if j.state == "done" else None
-    rows.append({"run": j.id, "state": j.state, "dataset": j.config.dataset, "encoder": j.config.arch,
-                 "weights": j.config.weights, "scenario": SCENARIOS[j.config.scenario],
-                 "labels/class": j.config.labels_per_class or "all",
-                 "val accuracy": round(r.summary["val_acc"], 4) if r else None,
-                 "seconds": round(r.summary["seconds"], 1) if r else None})
+    info = next((e for e in events_of(j.id) if isinstance(e, RunInfo)), None)
+    done = next((e for e in events_of(j.id) if isinstance(e, Done)), None)
+    c: TrainConfig = j.config
+    rows.append({"run": j.id, "state": j.state, "dataset": c.dataset, "encoder": c.arch,
+                 "weights used": info.weights.kind if info else "-", "scenario": SCENARIOS[c.scenario],
+                 "labels/class": c.labels_per_class or "all", "peak LR": None if c.scenario == "3" else c.lr,
+                 "val accuracy": round(done.metrics["acc"], 4) if done else None,
+                 "seconds": round(done.seconds, 1) if done else None})
 if rows:
     st.subheader("This session's runs")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -235,3 +235,33 @@ def test_transfer_studio_offline_torchvision_dataset_fails_clearly(tmp_path, mon
         at.run()
     assert any("The run failed" in e.value and "CIFAR-10" in e.value and "network" in e.value for e in at.error)
     assert not at.exception
+
+
+def test_the_lr_finders_use_button_sets_the_peak_lr_the_next_run_uses():
+    at = _page("pages/transfer.py")
+    at.radio(key="tr_ds").set_value("shapes").run()
+    at.slider(key="tr_shn").set_value(10).run()
+    at.radio(key="tr_w").set_value("random").run()
+    at.selectbox(key="tr_arch").set_value("mobilenet_v3_small").run()
+    at.button(key="tr_lrfind").click().run()
+    for _ in range(240):
+        if any(b.key == "tr_use_lr" for b in at.button):
+            break
+        time.sleep(0.5)
+        at.run()
+    use = at.button(key="tr_use_lr")
+    suggested = float(use.label.split()[1])
+    assert any("LR finder finished" in s.value for s in at.success)
+    use.click().run()
+    box = next(n for n in at.number_input if n.label.startswith("Peak learning rate"))
+    assert box.value == pytest.approx(suggested) and suggested != pytest.approx(3e-3)
+    at.button(key="tr_go").click().run()
+    job = at.session_state["tr_job"]
+    for _ in range(120):
+        if any(m.label == "Validation accuracy" for m in at.metric) or at.error:
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    runs = at.dataframe[-1].value.set_index("run")
+    assert runs.loc[job, "peak LR"] == pytest.approx(suggested)   # what the run really used

@@ -21,8 +21,9 @@ def test_cached_weights_are_loaded_through_torchvision(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     state = _place_random_checkpoint("resnet18", seed=1)
     assert str(tmp_path) in str(cache_path(default_weights("resnet18")))
-    model, note = build_model("resnet18", pretrained=True)
-    assert note.startswith("ImageNet weights ResNet18_Weights")
+    model, used = build_model("resnet18", pretrained=True)
+    assert (used.kind, used.name, used.fell_back) == ("imagenet", "ResNet18_Weights.IMAGENET1K_V1", False)
+    assert used.trained and used.describe() == "ImageNet weights (ResNet18_Weights.IMAGENET1K_V1)"
     assert torch.equal(model.conv1.weight, state["conv1.weight"])
     assert not model.training
     cached = {s.arch for s in weights_status() if s.cached}
@@ -31,10 +32,11 @@ def test_cached_weights_are_loaded_through_torchvision(tmp_path, monkeypatch):
 
 def test_missing_weights_fall_back_to_random_with_a_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    model, note = build_model("vgg11", pretrained=True)
-    assert "not cached" in note and str(tmp_path) in note
-    _, note = build_model("lenet5", pretrained=True)
-    assert "no torchvision ImageNet weights" in note
+    model, used = build_model("vgg11", pretrained=True)
+    assert (used.kind, used.requested, used.fell_back, used.trained) == ("random", "imagenet", True, False)
+    assert "not cached" in used.reason and str(tmp_path) in used.reason and used.reason in used.sentence()
+    _, used = build_model("lenet5", pretrained=True)
+    assert used.kind == "random" and "no torchvision ImageNet weights" in used.reason
 
 
 def test_googlenet_checkpoint_with_auxiliary_classifiers_loads(tmp_path, monkeypatch):
@@ -48,6 +50,6 @@ def test_googlenet_checkpoint_with_auxiliary_classifiers_loads(tmp_path, monkeyp
     path = cache_path(default_weights("googlenet"))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    model, note = build_model("googlenet", pretrained=True)
-    assert note.startswith("ImageNet weights GoogLeNet_Weights")
+    model, used = build_model("googlenet", pretrained=True)
+    assert used.kind == "imagenet" and used.name.startswith("GoogLeNet_Weights")
     assert torch.equal(model.conv1.conv.weight, state["conv1.conv.weight"]) and model.aux1 is None

@@ -35,8 +35,6 @@ class ImageSet:
     def counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
 
-    def subset(self, idx: torch.Tensor) -> "ImageSet":
-        return ImageSet(self.images[idx], self.labels[idx], self.classes, self.name, self.notes)
 
 
 def digits(size: int = 32) -> ImageSet:
@@ -231,6 +229,13 @@ def limit_per_class(idx: torch.Tensor, labels: torch.Tensor, k: int | None, seed
     return torch.cat(out)
 
 
+def split_sizes(labels: torch.Tensor, val_fraction: float, labels_per_class: int, seed: int = 0) -> tuple[int, int]:
+    """(training, validation) image counts of the split a run will use, from the same two
+    functions the run calls."""
+    tr, va = stratified_split(labels, val_fraction, seed)
+    return len(limit_per_class(tr, labels, labels_per_class, seed)), len(va)
+
+
 # --- torchvision datasets (need a network the first time) -----------------------------------------
 
 TORCHVISION_SETS = {"cifar10": "CIFAR-10", "flowers102": "Oxford Flowers-102", "pets": "Oxford-IIIT Pet"}
@@ -283,3 +288,27 @@ def from_torchvision(name: str, root: str, size: int = 32, per_class: int = 100,
     remap = {c: i for i, c in enumerate(used)}
     return ImageSet(torch.stack(imgs), torch.tensor([remap[y] for y in labels]),
                     [classes[c] if c < len(classes) else str(c) for c in used], TORCHVISION_SETS[name])
+
+
+# --- by name ---------------------------------------------------------------------------------------
+
+BUILTIN_SETS = {"digits": "handwritten digits (scikit-learn)", "shapes": "generated shapes & textures",
+                "zip": "my images (zip of class folders)"}
+
+
+def load_dataset(name: str, image_size: int, *, shapes_classes: int = 6, shapes_per_class: int = 100,
+                 seed: int = 0, zip_bytes: bytes | None = None, download: bool = True) -> ImageSet:
+    """A dataset by name (see BUILTIN_SETS and TORCHVISION_SETS); "zip" reads `zip_bytes`.
+    `download=False` never touches the network (the page's preview), leaving downloads to the
+    training worker."""
+    if name == "digits":
+        return digits(image_size)
+    if name == "shapes":
+        return shapes(shapes_classes, shapes_per_class, seed, image_size)
+    if name in TORCHVISION_SETS:
+        return from_torchvision(name, data_root(), image_size, download=download)
+    if name == "zip":
+        if zip_bytes is None:
+            raise DatasetError("the zip dataset needs the zip's bytes")
+        return from_zip(zip_bytes, image_size)
+    raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join([*BUILTIN_SETS, *TORCHVISION_SETS])}")

@@ -27,10 +27,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import resnet18
 
-from core.data import ImageSet
-from core.images import IMAGENET_MEAN, IMAGENET_STD
+from core.train.data import ImageSet, stratified_split
+from core.train.events import Epoch, Event
+from core.train.loop import LoopConfig, Stepper, normalise, predict, run_loop
+from core.weights import WeightsUsed
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STARTER = ASSETS / "starter_resnet18.safetensors"
 STARTER_CARD = ASSETS / "starter_resnet18.json"
 
@@ -98,48 +100,39 @@ def fractals(classes: int = 64, per_class: int = 80, size: int = 32, points: int
     return ImageSet(x, torch.tensor(labels), [f"ifs{c}" for c in range(classes)], "fractals")
 
 
-def pretrain(cfg: PretrainConfig, on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, dict]:
-    """Trains a ResNet-18 from scratch to tell the fractal classes apart; returns it and metrics."""
-    from core.data import stratified_split
-
+def pretrain(cfg: PretrainConfig, on_epoch: Callable[[Epoch], None] | None = None) -> tuple[nn.Module, dict]:
+    """Trains a ResNet-18 from scratch to tell the fractal classes apart, on the shared loop;
+    returns it and metrics."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = fractals(cfg.classes, cfg.per_class, cfg.size, cfg.points, cfg.seed)
     tr, va = stratified_split(data.labels, 0.1, cfg.seed)
+    x_tr, y_tr, x_va, y_va = data.images[tr], data.labels[tr], data.images[va], data.labels[va]
     model = resnet18(num_classes=cfg.classes)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    g_flip = torch.Generator().manual_seed(cfg.seed + 1)
 
-    def prep(x: torch.Tensor) -> torch.Tensor:
-        return (x.float() / 255 - mean) / std
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        x = normalise(x_tr[idx], cfg.size)  # (B, 3, S, S)
+        if torch.rand(1, generator=g_flip) < 0.5:
+            x = x.flip(-1)
+        return F.cross_entropy(model(x), y_tr[idx])
 
-    steps = (len(tr) + cfg.batch_size - 1) // cfg.batch_size
+    def evaluate() -> tuple[float, dict[str, float]]:
+        logits = predict(model, x_va, cfg.size)
+        return float(F.cross_entropy(logits, y_va)), {"acc": float((logits.argmax(1) == y_va).float().mean())}
+
+    history: list[dict] = []
+
+    def emit(e: Event) -> None:
+        if isinstance(e, Epoch):
+            history.append({"epoch": e.epoch, "train_loss": e.train_loss, "val_acc": e.metrics["acc"],
+                            "seconds": e.elapsed})
+            if on_epoch:
+                on_epoch(e)
+
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs)
-    g = torch.Generator().manual_seed(cfg.seed)
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = tr[torch.randperm(len(tr), generator=g)]
-        total = 0.0
-        for b in range(steps):
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = prep(data.images[idx])
-            if torch.rand(1, generator=g) < 0.5:
-                x = x.flip(-1)
-            loss = F.cross_entropy(model(x), data.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        model.eval()
-        with torch.no_grad():
-            acc = float((model(prep(data.images[va])).argmax(1) == data.labels[va]).float().mean())
-        row = {"epoch": epoch, "train_loss": total / len(tr), "val_acc": acc, "seconds": time.perf_counter() - t0}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
+    stepper = Stepper(loss=loss, evaluate=evaluate, train_mode=model.train, n_train=len(tr), device=torch.device("cpu"))
+    run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, seed=cfg.seed), emit)
     return model, {"history": history, "fractal_val_acc": history[-1]["val_acc"],
                    "seconds": time.perf_counter() - t0}
 
@@ -155,7 +148,7 @@ def save_starter(model: nn.Module, cfg: PretrainConfig, metrics: dict, path: Pat
                                 "reproduce": "python -m core pretrain", "dtype": "float16"}, indent=1))
 
 
-def load_starter(model: nn.Module, path: Path = STARTER) -> str:
+def load_starter(model: nn.Module, path: Path = STARTER) -> WeightsUsed:
     """Loads the starter encoder into a torchvision ResNet-18 (its FC layer stays as it is).
 
     Raises FileNotFoundError when the file is missing.
@@ -164,4 +157,4 @@ def load_starter(model: nn.Module, path: Path = STARTER) -> str:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("fc.") for k in missing):
         raise ValueError(f"starter weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return "ConvNet Lab starter weights (ResNet-18 pre-trained on IFS fractals, no natural images)"
+    return WeightsUsed("starter", "starter", name=path.name)

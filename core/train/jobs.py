@@ -1,0 +1,337 @@
+"""Training jobs behind one interface, whatever runs them.
+
+`Runner` is what a page uses: submit a `JobSpec`, read a job's status (with its queue position)
+and its events since the last read, cancel it, fetch its results, know the runner's limits.
+`make_runner()` picks the backend from configuration (`CONVNETLAB_RUNNER`, default "local"), so
+a cluster backend can be added here without touching `pages/`.
+
+`run_job` is the backend-neutral part: it calls the handler a job's kind names (a dotted
+"module:function", e.g. `core.train.run:train`) and turns how it ended into a job state. The
+local backend runs it in a spawned process per job, so a crash or a hang cannot take the
+dashboard down: at most `max_concurrent` jobs run at once, the rest wait in a queue, one owner (a
+browser session) may have one active job, and events flow back through a multiprocessing queue
+and are kept in memory, so a reloaded page finds its job and replays its curves.
+
+This module imports neither torch nor the handlers: the runner's own tests use torch-free
+handlers, and a worker imports only what its handler needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
+
+if TYPE_CHECKING:
+    from core.train.results import Results
+
+HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find"}
+
+
+class JobError(RuntimeError):
+    """A request the runner refuses (e.g. a second active job for one owner), said for the user."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run: a kind (a key of the runner's handlers), its frozen config, and bytes that
+    travel with it (a zip dataset)."""
+
+    kind: str
+    config: Any
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler gets besides its spec."""
+
+    emit: Callable[[Event], None]
+    should_stop: Callable[[], bool]
+    out_dir: Path              # where the handler leaves its results
+    device: str                # "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    kind: str
+    state: JobState
+    message: str
+    position: int              # place in the queue (0 = running or finished)
+    config: Any
+    submitted: float           # time.time() at submission
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    max_concurrent: int        # jobs that run at once
+    device: str                # where they run
+
+
+class Runner(Protocol):
+    """The interface every backend fills; see the module doc."""
+
+    def limits(self) -> RunnerLimits: ...
+    def submit(self, owner: str, spec: JobSpec) -> str: ...
+    def status(self, job_id: str) -> JobStatus: ...
+    def jobs_of(self, owner: str) -> list[JobStatus]: ...
+    def events(self, job_id: str, since: int = 0) -> list[Event]: ...
+    def cancel(self, job_id: str) -> None: ...
+    def results(self, job_id: str) -> Results | None: ...
+    def shutdown(self) -> None: ...
+
+
+def _resolve(target: str) -> Callable[[JobSpec, JobContext], str]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_job(spec: JobSpec, ctx: JobContext, handlers: Mapping[str, str] = HANDLERS) -> tuple[JobState, str]:
+    """Runs a job's handler; returns how it ended and a sentence for the user."""
+    try:
+        return "done", _resolve(handlers[spec.kind])(spec, ctx)
+    except Cancelled:
+        return "cancelled", "cancelled"
+    except Diverged as e:
+        return "diverged", str(e)
+    except JobFailed as e:
+        return "failed", str(e)
+    except Exception as e:  # noqa: BLE001 - reported to the user, not swallowed
+        return "failed", f"{type(e).__name__}: {e}"
+
+
+def wait(runner: Runner, job_id: str, timeout: float = 120.0) -> JobStatus:
+    """Blocks until the job ends (tests and scripts)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st = runner.status(job_id)
+        if st.state not in ACTIVE_STATES:
+            return st
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} still {runner.status(job_id).state} after {timeout} s")
+
+
+# --- the local process backend -------------------------------------------------------------------
+
+def _worker(spec: JobSpec, handlers: Mapping[str, str], q: Any, cancel: Any, out_dir: str, device: str,
+            threads: int) -> None:
+    """Runs in the child process: the job, its events into the queue, then ("end", state, message)."""
+    # Before anything imports torch, which reads these once for its thread pools.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(max(1, threads))
+    state, message = run_job(spec, JobContext(q.put, cancel.is_set, Path(out_dir), device), handlers)
+    q.put(("end", state, message))
+
+
+@dataclass
+class _Job:
+    id: str
+    owner: str
+    spec: JobSpec | None            # dropped once the job has started (it may hold a zip's bytes)
+    kind: str
+    config: Any
+    out_dir: Path
+    state: JobState = "queued"
+    message: str = ""
+    events: list[Event] = field(default_factory=list)
+    submitted: float = field(default_factory=time.time)
+    process: Any = None
+    cancel: Any = None
+    queue: Any = None
+    cancel_at: float = 0.0
+
+
+class LocalRunner:
+    """Worker processes on this machine. Thread-safe; one instance serves every session of a server."""
+
+    CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
+    KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted
+
+    def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
+                 handlers: Mapping[str, str] = HANDLERS) -> None:
+        self._limits = RunnerLimits(max_concurrent, device)
+        self._handlers = dict(handlers)
+        self.root = Path(root or tempfile.mkdtemp(prefix="convnetlab-jobs-"))
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._ctx = mp.get_context("spawn")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+
+    # --- the interface --------------------------------------------------------------------------
+    def limits(self) -> RunnerLimits:
+        return self._limits
+
+    def submit(self, owner: str, spec: JobSpec) -> str:
+        """Queues a job; refuses a second active job for the same owner and unknown kinds."""
+        if spec.kind not in self._handlers:
+            raise JobError(f"unknown job kind {spec.kind!r}")
+        with self._lock:
+            if any(j.owner == owner and j.state in ACTIVE_STATES for j in self._jobs.values()):
+                raise JobError("You already have a run in progress: wait for it or cancel it first.")
+            jid = uuid.uuid4().hex[:12]
+            out = self.root / jid
+            out.mkdir(parents=True)
+            self._jobs[jid] = _Job(jid, owner, spec, spec.kind, spec.config, out)
+        return jid
+
+    def status(self, job_id: str) -> JobStatus:
+        with self._lock:
+            return self._status(self._get(job_id))
+
+    def jobs_of(self, owner: str) -> list[JobStatus]:
+        with self._lock:
+            return [self._status(j) for j in sorted(self._jobs.values(), key=lambda x: x.submitted)
+                    if j.owner == owner]
+
+    def events(self, job_id: str, since: int = 0) -> list[Event]:
+        with self._lock:
+            return list(self._get(job_id).events[since:])
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            j = self._get(job_id)
+            if j.state == "queued":
+                j.state, j.message, j.spec = "cancelled", "cancelled before it started", None
+            elif j.state == "running" and j.cancel is not None:
+                j.cancel.set()
+                j.cancel_at = time.time()
+
+    def results(self, job_id: str) -> Results | None:
+        """A finished job's results; None while it runs or when it left none (failed, LR finder)."""
+        from core.train.results import load_results
+
+        with self._lock:
+            j = self._get(job_id)
+            if j.state != "done":
+                return None
+            folder = j.out_dir
+        return load_results(folder)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with self._lock:
+            for j in self._jobs.values():
+                if j.process is not None and j.process.is_alive():
+                    j.process.terminate()
+                if j.process is not None:
+                    self._release(j)
+
+    # --- inside -------------------------------------------------------------------------------------
+    def _get(self, job_id: str) -> _Job:
+        if job_id not in self._jobs:
+            raise JobError(f"unknown job {job_id!r}")
+        return self._jobs[job_id]
+
+    def _status(self, j: _Job) -> JobStatus:
+        queued = sorted((x for x in self._jobs.values() if x.state == "queued"), key=lambda x: x.submitted)
+        pos = next((i + 1 for i, x in enumerate(queued) if x.id == j.id), 0)
+        return JobStatus(j.id, j.kind, j.state, j.message, pos, j.config, j.submitted)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._drain_and_reap()
+                running = sum(j.state == "running" for j in self._jobs.values())
+                for j in sorted(self._jobs.values(), key=lambda x: x.submitted):
+                    if running >= self._limits.max_concurrent:
+                        break
+                    if j.state == "queued":
+                        try:
+                            self._start(j)
+                            running += 1
+                        except OSError as e:  # e.g. out of processes or file descriptors
+                            j.state, j.message = "failed", f"could not start a worker process: {e}"
+                self._forget_old()
+            time.sleep(0.05)
+
+    def _start(self, j: _Job) -> None:
+        j.queue, j.cancel = self._ctx.Queue(), self._ctx.Event()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // self._limits.max_concurrent)
+        j.process = self._ctx.Process(target=_worker, daemon=True, args=(
+            j.spec, self._handlers, j.queue, j.cancel, str(j.out_dir), self._limits.device, threads))
+        j.process.start()
+        j.state, j.spec = "running", None
+
+    def _forget_old(self) -> None:
+        """Deletes the oldest finished jobs (events and result folder) beyond KEEP_FINISHED."""
+        done = sorted((j for j in self._jobs.values() if j.state not in ACTIVE_STATES), key=lambda x: x.submitted)
+        for j in done[:max(0, len(done) - self.KEEP_FINISHED)]:
+            shutil.rmtree(j.out_dir, ignore_errors=True)
+            del self._jobs[j.id]
+
+    @staticmethod
+    def _release(j: _Job) -> None:
+        """Joins the finished worker and closes its pipes (each holds file descriptors)."""
+        if j.process is not None:
+            j.process.join(timeout=1)
+            if j.process.is_alive():
+                j.process.kill()
+                j.process.join(timeout=1)
+            j.process.close()
+        if j.queue is not None:
+            j.queue.close()
+        j.process = j.queue = j.cancel = None
+
+    def _drain(self, j: _Job) -> None:
+        while True:
+            try:
+                item = j.queue.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            if isinstance(item, tuple) and item[0] == "end":
+                j.state, j.message = item[1], item[2]
+            else:
+                j.events.append(item)
+
+    def _drain_and_reap(self) -> None:
+        for j in self._jobs.values():
+            if j.state != "running":
+                continue
+            if j.cancel_at and time.time() - j.cancel_at > self.CANCEL_GRACE_S and j.process.is_alive():
+                j.process.terminate()  # it did not reach a cancellation point in time
+                j.state, j.message = "cancelled", "cancelled (the worker was stopped)"
+            self._drain(j)
+            if j.state == "running" and not j.process.is_alive():
+                time.sleep(0.05)  # the queue may still hold the last events of a process that just ended
+                self._drain(j)
+                if j.state == "running":
+                    j.state = "failed"
+                    j.message = f"the training process crashed (exit code {j.process.exitcode})"
+            if j.state != "running":
+                self._release(j)
+
+
+# --- choosing a backend --------------------------------------------------------------------------
+
+BACKENDS: dict[str, str] = {"local": "core.train.jobs:LocalRunner"}
+
+
+def make_runner(backend: str | None = None, device: str | None = None, **options: Any) -> Runner:
+    """The runner configuration asks for: `backend` or $CONVNETLAB_RUNNER (default "local"), on
+    `device` (default: CUDA when there is a GPU). One job at a time on a CPU (it uses every core),
+    two on a GPU."""
+    name = backend or os.environ.get("CONVNETLAB_RUNNER", "local")
+    if name not in BACKENDS:
+        raise JobError(f"unknown runner backend {name!r} (CONVNETLAB_RUNNER); available: {', '.join(BACKENDS)}")
+    if device is None:
+        from core.device import describe_device
+
+        device = "cuda" if describe_device().kind == "cuda" else "cpu"
+    options.setdefault("max_concurrent", 2 if device == "cuda" else 1)
+    cls = _resolve(BACKENDS[name])
+    return cls(device=device, **options)

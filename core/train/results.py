@@ -1,0 +1,138 @@
+"""What a finished run leaves on disk, and reading it back: the trained model as safetensors
+with a small JSON (classes, preprocessing), the per-epoch metrics as CSV, and the validation
+details the results view needs (confusion matrix, per-image losses, the images themselves)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from core.images import IMAGENET_MEAN, IMAGENET_STD
+from core.train.data import ImageSet
+from core.train.transfer import RunResult
+from core.weights import WeightsUsed
+
+DOWNLOADS = {"model.safetensors": "Model (safetensors)", "model.json": "Model card (JSON)",
+             "metrics.csv": "Metrics (CSV)"}
+
+
+def save_results(res: RunResult, data: ImageSet, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = res.config.to_dict()
+    if res.model is not None:
+        save_file({k: v.contiguous() for k, v in res.model.state_dict().items()}, str(out / "model.safetensors"))
+    (out / "model.json").write_text(json.dumps({
+        "arch": cfg["arch"], "scenario": cfg["scenario"], "classes": res.classes,
+        "weights": asdict(res.weights), "config": cfg,
+        "preprocessing": {"image_size": cfg["image_size"], "scale": "value / 255",
+                          "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        "val_acc": res.val_acc}, indent=1))
+    buf = io.StringIO()
+    rows = [{"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss,
+             **{f"val_{k}": v for k, v in e.metrics.items()}, "images_per_s": e.images_per_s,
+             "elapsed_s": e.elapsed} for e in res.epochs]
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "metrics.csv").write_text(buf.getvalue())
+    (out / "results.json").write_text(json.dumps({
+        "val_acc": res.val_acc, "val_loss": res.val_loss, "confusion": res.confusion, "val_losses": res.val_losses,
+        "val_pred": res.val_pred, "classes": res.classes, "seconds": res.seconds}))
+    torch.save({"images": data.images[res.val_idx].clone(), "labels": data.labels[res.val_idx].clone()},
+               out / "val.pt")
+
+
+@dataclass(frozen=True)
+class GradCamView:
+    """One validation image with the Grad-CAM map of its predicted class laid over it."""
+
+    image: np.ndarray      # (side, side, 3) uint8
+    true: str
+    predicted: str
+    stage: str             # the module whose feature map Grad-CAM used
+
+
+@dataclass
+class Results:
+    """A finished run read back from its folder."""
+
+    folder: Path
+    summary: dict[str, Any]
+    model_info: dict[str, Any]
+    val_images: torch.Tensor     # (N, 3, S, S) uint8
+    val_labels: torch.Tensor
+
+    @property
+    def weights(self) -> WeightsUsed:
+        """The weights the run really started from."""
+        return WeightsUsed(**self.model_info["weights"])
+
+    @property
+    def has_model(self) -> bool:
+        return (self.folder / "model.safetensors").is_file()
+
+    def file_bytes(self, name: str) -> bytes:
+        """One of the run's downloadable files: model.safetensors, model.json, metrics.csv."""
+        if name not in DOWNLOADS:
+            raise KeyError(name)
+        return (self.folder / name).read_bytes()
+
+    def trained_model(self) -> torch.nn.Module:
+        """The trained model, rebuilt from the card and loaded from model.safetensors (eval mode)."""
+        from safetensors.torch import load_file
+
+        from core.train.transfer import load_trained
+
+        return load_trained(self.model_info, load_file(str(self.folder / "model.safetensors")))
+
+    def gradcam(self, indices: list[int], side: int = 128) -> list[GradCamView]:
+        """Grad-CAM of the predicted class on some validation images, at the stage holding the last
+        spatial map (the rule `core.features.gradcam_layer` applies everywhere)."""
+        from core.analysis import summarize
+        from core.attribution import attribute, overlay
+        from core.features import gradcam_layer
+        from core.train.loop import normalise
+
+        size = int(self.model_info["config"]["image_size"])
+        stage = gradcam_layer(summarize(self.model_info["arch"], (3, size, size)))
+        model, names, pred = self.trained_model(), self.summary["classes"], self.summary["val_pred"]
+        out = []
+        for i in indices:
+            img = self.val_images[i:i + 1]                                             # (1, 3, S, S) uint8
+            heat = attribute(model, normalise(img, size), int(pred[i]), "Grad-CAM", stage).heat
+            big = F.interpolate(img.float(), size=(side, side))[0].permute(1, 2, 0).to(torch.uint8)
+            heat = F.interpolate(heat[None, None], size=(side, side), mode="bilinear")[0, 0]
+            out.append(GradCamView(overlay(big, heat).numpy(), names[int(self.val_labels[i])], names[int(pred[i])],
+                                   stage))
+        return out
+
+    def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
+        """(true, predicted, count) of the largest off-diagonal cells."""
+        cm, names = self.summary["confusion"], self.summary["classes"]
+        pairs = [(names[i], names[j], cm[i][j]) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i][j]]
+        return sorted(pairs, key=lambda t: -t[2])[:k]
+
+    def top_losses(self, k: int = 8) -> list[int]:
+        """Indices (into the validation set) of the k highest losses."""
+        losses = torch.tensor(self.summary["val_losses"])
+        return losses.argsort(descending=True)[:k].tolist()
+
+
+def load_results(folder: str | Path) -> Results | None:
+    """None when the run left no results (failed, cancelled, LR finder)."""
+    f = Path(folder)
+    if not (f / "results.json").is_file():
+        return None
+    val = torch.load(f / "val.pt", weights_only=True)
+    return Results(f, json.loads((f / "results.json").read_text()), json.loads((f / "model.json").read_text()),
+                   val["images"], val["labels"])
