@@ -7,8 +7,18 @@ fills only part of the theoretical receptive field, and training changes its sha
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 import torch
 from torch import nn
+
+from core.analysis import LayerRecord
+from core.images import sample_batch
+
+ErfSource = Literal["noise", "samples"]
 
 
 class _Stop(Exception):
@@ -71,3 +81,98 @@ def radius_containing(erf: torch.Tensor, fraction: float = 0.95) -> float:
         if float(box.sum()) >= fraction * total:
             return r + 0.5
     return max(h, w) / 2
+
+
+@dataclass(frozen=True)
+class ErfInput:
+    """The images the gradient is averaged over, and the first one as a picture."""
+
+    images: torch.Tensor    # (N, C, H, W) float
+    preview: np.ndarray     # (H, W, 3) uint8
+
+
+def erf_input_batch(size: tuple[int, int, int], source: ErfSource = "noise", n: int = 8,
+                    seed: int = 0) -> ErfInput:
+    """Inputs for `effective_rf`.
+
+    Args:
+        size: (C, H, W) of one image; "samples" needs 3 channels and H == W.
+        source: "noise" for standard normal noise, as Luo et al.; "samples" for the bundled
+            photos, ImageNet-normalised.
+        n: images of noise (the photos are as many as there are).
+        seed: seed of the noise, so that a page re-run shows the same map.
+    """
+    if source == "samples":
+        images, crops = sample_batch(size[1])
+        return ErfInput(images, crops[0])
+    if source != "noise":
+        raise ValueError(f"unknown source {source!r}; use 'noise' or 'samples'")
+    images = torch.randn(n, *size, generator=torch.Generator().manual_seed(seed))  # (n, C, H, W)
+    # N(0, 1) noise shown as a picture: [-2, 2] stretched to 0..255
+    preview = ((images[0, :3].permute(1, 2, 0).clamp(-2, 2) + 2) * 63.75).byte().numpy()  # (H, W, 3)
+    return ErfInput(images, preview)
+
+
+@dataclass(frozen=True)
+class RFBox:
+    """The theoretical receptive field of one unit on the input, unclipped (it may reach past
+    the image), in pixel coordinates: the box spans pixel centres x0..x1 and y0..y1."""
+
+    cx: float        # centre column of the field, start + column * jump
+    cy: float        # centre row
+    rf_h: float      # field height and width, pixels
+    rf_w: float
+
+    @property
+    def x0(self) -> float:
+        return self.cx - (self.rf_w - 1) / 2
+
+    @property
+    def x1(self) -> float:
+        return self.cx + (self.rf_w - 1) / 2
+
+    @property
+    def y0(self) -> float:
+        return self.cy - (self.rf_h - 1) / 2
+
+    @property
+    def y1(self) -> float:
+        return self.cy + (self.rf_h - 1) / 2
+
+
+def theoretical_box(record: LayerRecord, unit: tuple[int, int]) -> RFBox:
+    """Where the analysis engine places the field of `unit` (row, column) of `record`'s output."""
+    row, col = unit
+    return RFBox(cx=record.start + col * record.jump, cy=record.start + row * record.jump,
+                 rf_h=record.rf_hw[0], rf_w=record.rf_hw[1])
+
+
+def cross_section(erf: np.ndarray, row: float) -> np.ndarray:
+    """The effective field along the image row through the unit's centre; the maximum over
+    rows when that centre lies outside the image."""
+    i = int(round(row))
+    return erf[i] if 0 <= i < erf.shape[0] else erf.max(0)
+
+
+@dataclass(frozen=True)
+class GaussianFit:
+    """A Gaussian matched to a 1-D profile: its peak height, mean and standard deviation (pixels)."""
+
+    peak: float
+    mu: float
+    sigma: float
+
+    def curve(self, xs: np.ndarray) -> np.ndarray:
+        """The Gaussian at positions `xs`."""
+        return self.peak * np.exp(-((np.asarray(xs, dtype=float) - self.mu) ** 2) / (2 * self.sigma ** 2))
+
+
+def fit_gaussian(profile: np.ndarray) -> GaussianFit:
+    """Method of moments: the profile read as a distribution over its positions 0..n-1 (negative
+    values count as 0), its mean and standard deviation; the peak is the profile's maximum."""
+    p = np.clip(np.asarray(profile, dtype=float), 0, None)
+    xs = np.arange(len(p))
+    mass = float(p.sum()) or 1.0
+    mu = float((xs * p).sum() / mass)
+    sigma = max(1e-6, math.sqrt(float(((xs - mu) ** 2 * p).sum() / mass)))
+    return GaussianFit(peak=float(p.max(initial=0.0)), mu=mu, sigma=sigma)

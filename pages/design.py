@@ -3,19 +3,16 @@ substituted, a chart and one sentence of interpretation. Defaults are the slides
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from core import registry
 from core.design import (DEFAULT_STACK, LAYER_KINDS, PLAIN_VS_RESNET, analyze_stack, gap_vs_fc,
                          residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
                          stack_vs_large)
-from core.erf import effective_rf, radius_containing
-from core.images import sample_batch
+from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian, radius_containing,
+                      theoretical_box)
 from core.formatting import fmt_count, fmt_int, fmt_shape
 from core.measure import separable_timing
 from core.weights import build_model
@@ -260,30 +257,22 @@ with tabs[6]:
     u_row = uc[0].number_input("unit row", 0, oh - 1, oh // 2, key=f"erf_r_{e_arch}_{e_layer}")
     u_col = uc[1].number_input("unit col", 0, ow - 1, ow // 2, key=f"erf_c_{e_arch}_{e_layer}")
     pretrained = c[3].toggle("ImageNet weights", key="erf_pre", help="Used when cached on this machine.")
-    source = st.radio("Images", ["random noise (as Luo et al.)", "sample photos (scikit-image)"], horizontal=True,
-                      key="erf_src")
+    ERF_SOURCES = {"random noise (as Luo et al.)": "noise", "sample photos (scikit-image)": "samples"}
+    source = st.radio("Images", list(ERF_SOURCES), horizontal=True, key="erf_src")
     st.button("Compute the effective receptive field", key="erf_go",
               on_click=lambda: ss.update(erf_requested=True))
     if ss.pop("erf_requested", False):
         with st.spinner("Building the model and back-propagating from one unit..."):
             model, note = build_model(e_arch, pretrained)
-            size = registry.get(e_arch).input_size
-            if source.startswith("sample"):
-                batch, shown = sample_batch(size[1])
-            else:
-                torch.manual_seed(0)
-                batch = torch.randn(8, *size)  # (8, 3, H, W)
-                shown = ((batch[:1].permute(0, 2, 3, 1).clamp(-2, 2) + 2) * 63.75).byte().numpy()
-            erf, unit = effective_rf(model, e_layer, batch, (int(u_row), int(u_col)))
-        ss["erf_result"] = dict(key=(e_arch, e_layer), note=note, erf=erf.numpy(), image=shown[0], unit=unit,
-                                rf=rec.rf, start=rec.start, jump=rec.jump, radius=radius_containing(erf))
+            inp = erf_input_batch(tuple(registry.get(e_arch).input_size), ERF_SOURCES[source])
+            erf, unit = effective_rf(model, e_layer, inp.images, (int(u_row), int(u_col)))
+        ss["erf_result"] = dict(key=(e_arch, e_layer), note=note, erf=erf.numpy(), image=inp.preview, unit=unit,
+                                rf=rec.rf, box=theoretical_box(rec, unit), radius=radius_containing(erf))
     res = ss.get("erf_result")
     if res and res["key"] == (e_arch, e_layer):
         st.caption(f"Weights: {res['note']}. Unit {res['unit']} of layer {e_layer}.")
-        cy, cx = (res["start"] + u * res["jump"] for u in res["unit"])
-        half = (res["rf"] - 1) / 2
-        box = dict(type="rect", x0=cx - half, x1=cx + half, y0=cy - half, y1=cy + half,
-                   line=dict(color="#2ca02c", width=3))
+        b = res["box"]
+        box = dict(type="rect", x0=b.x0, x1=b.x1, y0=b.y0, y1=b.y1, line=dict(color="#2ca02c", width=3))
         left, right = st.columns(2)
         img = go.Figure(go.Image(z=res["image"])).add_shape(**box)
         img.update_layout(title=f"theoretical field: {res['rf']}x{res['rf']} (unclipped)", xaxis_range=[-20, 244],
@@ -292,15 +281,13 @@ with tabs[6]:
         heat = go.Figure(go.Heatmap(z=res["erf"], colorscale="Viridis", showscale=False)).add_shape(**box)
         heat.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x", title="effective field |d unit / d pixel|")
         right.plotly_chart(_fig(heat, 460), key="erf_plot")
-        prof = res["erf"][int(round(cy))] if 0 <= int(round(cy)) < res["erf"].shape[0] else res["erf"].max(0)
+        prof = cross_section(res["erf"], b.cy)
+        fit = fit_gaussian(prof)
         xs = list(range(len(prof)))
-        mass = float(prof.sum()) or 1.0
-        mu = sum(x * p for x, p in zip(xs, prof)) / mass
-        sd = max(1e-6, (sum((x - mu) ** 2 * p for x, p in zip(xs, prof)) / mass) ** 0.5)
-        gauss = [float(prof.max()) * math.exp(-((x - mu) ** 2) / (2 * sd * sd)) for x in xs]
         fig = go.Figure([go.Scatter(x=xs, y=prof, name="effective field (row through the unit)"),
-                         go.Scatter(x=xs, y=gauss, name=f"Gaussian, sigma = {sd:.1f} px", line=dict(dash="dash"))])
-        fig.add_vrect(x0=cx - half, x1=cx + half, fillcolor="#2ca02c", opacity=0.08, line_width=0)
+                         go.Scatter(x=xs, y=fit.curve(xs), name=f"Gaussian, sigma = {fit.sigma:.1f} px",
+                                    line=dict(dash="dash"))])
+        fig.add_vrect(x0=b.x0, x1=b.x1, fillcolor="#2ca02c", opacity=0.08, line_width=0)
         st.plotly_chart(_fig(fig.update_layout(title="Cross-section: roughly Gaussian, inside the theoretical field"),
                              300), key="erf_profile")
         side = 2 * res["radius"]

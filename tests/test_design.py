@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,7 +14,9 @@ from torchvision.models.resnet import Bottleneck
 from core.analysis import analyze_model
 from core.design import (StackLayer, analyze_stack, gap_vs_fc, residual_blocks, rf_grid, separable_cost,
                          stack_from_records, stack_from_text, stack_to_text, stack_vs_large)
-from core.erf import effective_rf, radius_containing
+from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian, radius_containing,
+                      theoretical_box)
+from core.images import IMAGENET_MEAN, IMAGENET_STD
 from core.measure import separable_timing
 
 
@@ -180,6 +183,57 @@ def test_effective_rf_restores_the_model():
     assert model.training
     assert not model[2]._forward_hooks
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_fit_gaussian_recovers_a_known_gaussian():
+    xs = np.arange(121)
+    peak, mu, sigma = 0.8, 47.3, 6.5
+    profile = peak * np.exp(-((xs - mu) ** 2) / (2 * sigma ** 2))
+    fit = fit_gaussian(profile)
+    assert fit.sigma == pytest.approx(sigma, rel=1e-4) and fit.mu == pytest.approx(mu, rel=1e-4)
+    assert fit.peak == pytest.approx(profile.max())
+    assert np.allclose(fit.curve(xs), profile, atol=1e-3)
+    wide = fit_gaussian(np.exp(-((xs - 60) ** 2) / (2 * 12.0 ** 2)))
+    assert wide.sigma == pytest.approx(12.0, rel=1e-3)
+
+
+def test_theoretical_box_is_the_engines_field_and_the_gradient_support():
+    """A stride-2 stack without padding in the first layer (so the field's centre is offset):
+    the box of an off-centre unit has the engine's size and sits exactly on the pixels with a
+    non-zero gradient (positive weights, field inside the image)."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3, padding=1),
+                          nn.Conv2d(1, 1, 5, padding=2)).double()
+    with torch.no_grad():
+        for m in model:
+            m.weight.fill_(1 / m.weight.numel())
+            m.bias.zero_()
+    layers, *_ = analyze_model(model, (1, 33, 33))
+    rec = layers[-1]
+    unit = (4, 5)
+    box = theoretical_box(rec, unit)
+    assert (box.y1 - box.y0 + 1, box.x1 - box.x0 + 1) == (rec.rf, rec.rf) == (15, 15)
+    erf, _ = effective_rf(model, "2", torch.zeros(1, 1, 33, 33, dtype=torch.float64), unit)
+    rows = torch.nonzero(erf.sum(1)).flatten()
+    cols = torch.nonzero(erf.sum(0)).flatten()
+    assert (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (box.y0, box.y1, box.x0, box.x1)
+    assert np.array_equal(cross_section(erf.numpy(), box.cy), erf.numpy()[int(box.cy)])
+    assert np.array_equal(cross_section(erf.numpy(), -9.0), erf.numpy().max(0))
+
+
+def test_erf_input_batch():
+    before = torch.random.get_rng_state()
+    noise = erf_input_batch((3, 32, 32), "noise", n=8)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator is left alone
+    assert tuple(noise.images.shape) == (8, 3, 32, 32) and noise.preview.shape == (32, 32, 3)
+    assert torch.equal(noise.images, erf_input_batch((3, 32, 32), "noise", n=8).images)
+    assert abs(float(noise.images.mean())) < 0.05 and abs(float(noise.images.std()) - 1) < 0.05
+    photos = erf_input_batch((3, 48, 48), "samples")
+    assert photos.images.shape[1:] == (3, 48, 48) and photos.preview.dtype == np.uint8
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    pixels = (photos.images[0] * std + mean) * 255  # undo the normalisation: the preview's pixels
+    assert torch.allclose(pixels, torch.from_numpy(photos.preview).permute(2, 0, 1).float(), atol=0.01)
+    with pytest.raises(ValueError, match="unknown source"):
+        erf_input_batch((3, 32, 32), "photos")
 
 
 def test_separable_timing_measures_both():
