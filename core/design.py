@@ -139,9 +139,20 @@ def separable_cost(m: int = 3, n: int = 128, dk: int = 3, df: int = 5) -> Separa
 # --- 4. global average pooling vs a fully connected head ---------------------------------------
 
 
-def gap_vs_fc(h: int = 7, w: int = 7, c: int = 1024, out: int = 1024) -> dict[str, int]:
+@dataclass(frozen=True)
+class GapVsFc:
+    """A classifier head on an h x w x c map: one FC layer on the flattened map, or global
+    average pooling (GoogLeNet's choice), which has no weights. Biases are left out."""
+
+    fc_inputs: int      # h * w * c
+    fc_weights: int     # h * w * c * out
+    gap_outputs: int    # c: one average per channel
+    gap_weights: int = 0
+
+
+def gap_vs_fc(h: int = 7, w: int = 7, c: int = 1024, out: int = 1024) -> GapVsFc:
     """Weights of an FC layer on a flattened h x w x c map vs global average pooling (none)."""
-    return {"fc_weights": h * w * c * out, "gap_weights": 0, "fc_inputs": h * w * c, "gap_outputs": c}
+    return GapVsFc(fc_inputs=h * w * c, fc_weights=h * w * c * out, gap_outputs=c)
 
 
 # --- 5. plain vs residual blocks ----------------------------------------------------------------

@@ -118,11 +118,11 @@ with tabs[1]:
         bar = st.progress(0.0, "starting")
         res = separable_timing(sorted(chans), 3, int(t_df), int(batch), dev.kind if dev.kind != "mps" else "cpu",
                                progress=lambda f, msg: bar.progress(f, msg))
-        ss["sep_result"] = (dev.label, [(t.channels, t.standard_s, t.separable_s, t.mac_ratio) for t in res])
+        ss["sep_result"] = (dev.label, [(t.channels, t.standard_s, t.separable_s, t.mac_ratio, t.time_ratio)
+                                        for t in res])
     if "sep_result" in ss:
         label, rows = ss["sep_result"]
-        df_t = pd.DataFrame(rows, columns=["channels", "standard (s)", "separable (s)", "MAC ratio"])
-        df_t["time ratio"] = df_t["separable (s)"] / df_t["standard (s)"]
+        df_t = pd.DataFrame(rows, columns=["channels", "standard (s)", "separable (s)", "MAC ratio", "time ratio"])
         fig = go.Figure([go.Scatter(x=df_t.channels, y=df_t["MAC ratio"], name="MAC ratio (theory)", mode="lines+markers"),
                          go.Scatter(x=df_t.channels, y=df_t["time ratio"], name="time ratio (measured)",
                                     mode="lines+markers")])
@@ -165,10 +165,10 @@ with tabs[3]:
     gc = c[1].number_input("channels", 1, 8192, 1024, key="gap_c")
     go_ = c[2].number_input("FC outputs", 1, 8192, 1024, key="gap_o")
     g = gap_vs_fc(gh, gh, gc, go_)
-    st.markdown(f"- **FC**: {gh}×{gh}×{gc} inputs × {go_} outputs = **{fmt_int(g['fc_weights'])}** weights "
-                f"({fmt_count(g['fc_weights'])})\n- **GAP**: average each {gh}x{gh} map to one number: "
-                f"**0** weights, {gc} outputs")
-    st.plotly_chart(_fig(go.Figure(go.Bar(x=["FC", "GAP"], y=[g["fc_weights"], 0])).update_layout(
+    st.markdown(f"- **FC**: {gh}×{gh}×{gc} inputs × {go_} outputs = **{fmt_int(g.fc_weights)}** weights "
+                f"({fmt_count(g.fc_weights)})\n- **GAP**: average each {gh}x{gh} map to one number: "
+                f"**{g.gap_weights}** weights, {g.gap_outputs} outputs")
+    st.plotly_chart(_fig(go.Figure(go.Bar(x=["FC", "GAP"], y=[g.fc_weights, g.gap_weights])).update_layout(
         title="Weights"), 280), key="gap")
     st.info("GoogLeNet replaced the FC layers with global average pooling: no weights to overfit, "
             "and the paper reports about 0.6% better top-1 accuracy.")

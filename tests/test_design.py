@@ -78,8 +78,13 @@ def test_separable_slide_example():
 
 def test_gap_vs_fc():
     g = gap_vs_fc()
-    assert g["fc_weights"] == nn.Linear(7 * 7 * 1024, 1024).weight.numel() == 51_380_224
-    assert g["gap_weights"] == sum(p.numel() for p in nn.AdaptiveAvgPool2d(1).parameters())
+    assert g.fc_weights == nn.Linear(7 * 7 * 1024, 1024, bias=False, device="meta").weight.numel() == 51_380_224
+    assert g.gap_weights == sum(p.numel() for p in nn.AdaptiveAvgPool2d(1).parameters())
+    x = torch.zeros(1, 256, 5, 3)  # (N, C, H, W)
+    g = gap_vs_fc(5, 3, 256, 10)
+    assert g.fc_inputs == nn.Flatten()(x).shape[1]
+    assert g.gap_outputs == nn.AdaptiveAvgPool2d(1)(x).flatten(1).shape[1]
+    assert g.fc_weights == nn.Linear(g.fc_inputs, 10, bias=False).weight.numel()
 
 
 @pytest.mark.parametrize("c_in,width,stride", [(256, 64, 1), (256, 128, 2), (64, 64, 1)])
