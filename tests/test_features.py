@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from core.__main__ import main
 from core.analysis import summarize
 from core.attribution import METHODS, attribute
 from core.features import capture, channel_stats, feature_layers, first_layer_filters, gradcam_layer, mosaic, top_k
 from core.weights import WeightsError, apply_user_weights, build_model, read_user_weights
-from tests.conftest import ROOT
 
 
 class _Boom(nn.Module):
@@ -65,7 +65,10 @@ def test_first_layer_filters_and_top_k():
     assert f.shape == (96, 11, 11, 3) and f.min() >= 0 and f.max() <= 1
     logits = torch.tensor([[0.0, 3.0, 1.0]])
     preds = top_k(logits, ["a", "b", "c"], 2)
-    assert [p[1] for p in preds] == ["b", "c"] and abs(sum(torch.softmax(logits[0], 0)).item() - 1) < 1e-6
+    z = 1 + math.exp(3) + math.exp(1)
+    assert [p[:2] for p in preds] == [(1, "b"), (2, "c")]
+    assert [p[2] for p in preds] == pytest.approx([math.exp(3) / z, math.exp(1) / z])
+    assert [p[1] for p in top_k(logits, None, 1)] == ["class 1"]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -102,11 +105,10 @@ def test_user_weights_never_unpickle_objects():
         apply_user_weights(model, {"fc.weight": torch.zeros(3, 3)})
 
 
-def test_weights_cli_offline(tmp_path):
-    env = {"TORCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "core", "weights", "list"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    assert out.returncode == 0 and "resnet18" in out.stdout and "not cached" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "core", "weights", "prefetch", "lenet5"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    assert out.returncode == 2 and "no torchvision ImageNet weights" in out.stderr
+def test_weights_cli_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "not cached" in out and str(tmp_path) in out
+    assert main(["weights", "prefetch", "lenet5"]) == 2
+    assert "no torchvision ImageNet weights" in capsys.readouterr().err
