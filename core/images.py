@@ -37,7 +37,6 @@ class LoadedImage:
     pixels: np.ndarray
     format: str
     original_mode: str
-    original_size: tuple[int, int]     # (width, height) as stored
     notes: list[str] = field(default_factory=list)
 
 
@@ -115,7 +114,7 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_B
         if "truncated" in msg.lower():
             raise ImageError("The image file is truncated: part of it is missing. Try saving it again.") from None
         raise ImageError(f"The image is corrupt and cannot be decoded ({msg[:120]}).") from None
-    return LoadedImage(pixels, fmt, mode, size, notes)
+    return LoadedImage(pixels, fmt, mode, notes)
 
 
 def sample_image(name: str) -> np.ndarray:
