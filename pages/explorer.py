@@ -166,12 +166,16 @@ reveal_key = f"{arch}|{size}|{sorted(options.items())}|{i}"
 revealed = ss.setdefault("revealed", set())
 kinds = ss.get("quiz_kinds", list(DEFAULT_QUIZ_KINDS))
 hidden = ss["quiz"] and is_quizzed(rec, kinds) and reveal_key not in revealed
-st.caption(f"Layer #{i} of #0-#{n - 1}: input {fmt_shape(rec.input_shape)}"
-           + ("" if hidden else f" -> output {fmt_shape(rec.output_shape)}"))
+def _shape(shape: list[int]) -> str:
+    return fmt_shape(shape) if len(shape) > 1 else f"{fmt_int(shape[0])} values"
+
+
+st.caption(f"Layer #{i} of #0-#{n - 1}: input {_shape(rec.input_shape)}"
+           + ("" if hidden else f" -> output {_shape(rec.output_shape)}"))
 with st.container(border=True):
     if hidden:
         st.markdown(f"#### {rec.name} ({rec.type})")
-        st.markdown(f"Input: **{fmt_shape(rec.input_shape)}**. "
+        st.markdown(f"Input: **{_shape(rec.input_shape)}**. "
                     + (f"Kernel {rec.kernel[0]}x{rec.kernel[1]}, stride {rec.stride[0]}, padding {rec.padding[0]}."
                        if rec.kernel else ""))
         q = st.radio("Question", quiz_questions(rec), horizontal=True, key=f"quiz_q_{i}")
