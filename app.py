@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
     st.Page("pages/transfer.py", title="Transfer Learning Studio", icon=":material/model_training:",
             url_path="transfer"),
+    st.Page("pages/lab.py", title="Training Lab", icon=":material/experiment:", url_path="lab"),
     st.Page("pages/design.py", title="Design Lab", icon=":material/science:", url_path="design"),
     st.Page("pages/zoo.py", title="Model Zoo", icon=":material/scatter_plot:", url_path="zoo"),
 ]

@@ -1,5 +1,5 @@
 """Command line: `python -m core archs | summary NAME | zoo | weights list|prefetch NAME... |
-train [...] | pretrain [...]`.
+train [...] | lab autoencoder|unet|siamese|depth [...] | pretrain [...]`.
 
 Everything the Architecture Explorer shows, and every run the Transfer Learning Studio starts,
 is available here, for scripts and for checking the dashboard's numbers without a browser.
@@ -159,6 +159,63 @@ def _train_options(tp: argparse.ArgumentParser) -> None:
     tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
 
 
+def _lab_options(lp: argparse.ArgumentParser) -> None:
+    """One sub-command per lab task, with an option per field of its Config."""
+    import importlib
+
+    from core.lab.common import TASKS, TITLES, options
+
+    tasks = lp.add_subparsers(dest="task", required=True)
+    for task, module in TASKS.items():
+        try:
+            cfg_cls = importlib.import_module(module).Config
+        except ModuleNotFoundError:
+            continue  # a task not built yet
+        tp = tasks.add_parser(task, help=TITLES[task])
+        for f in options(cfg_cls):
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(f.default, bool):
+                tp.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            else:
+                tp.add_argument(flag, type=type(f.default), default=f.default,
+                                choices=getattr(cfg_cls, "CHOICES", {}).get(f.name))
+        tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+        tp.add_argument("--json", action="store_true", help="one JSON object per epoch, the final metrics last")
+
+
+def _lab(a: argparse.Namespace) -> int:
+    import json
+
+    from core.lab.common import options, run_headless, task_module
+    from core.train.events import Cancelled, Diverged, Epoch, Event, Note, as_dict
+
+    module = task_module(a.task)
+    try:
+        cfg = module.Config(**{f.name: getattr(a, f.name) for f in options(module.Config)})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    def show(e: Event) -> None:
+        if isinstance(e, Epoch):
+            if a.json:
+                print(json.dumps(as_dict(e)), flush=True)
+            else:
+                metrics = "  ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
+                print(f"{e.series + ' ' if e.series else ''}epoch {e.epoch}: train loss {e.train_loss:.4f}  "
+                      f"val loss {e.val_loss:.4f}  {metrics}", flush=True)
+        elif isinstance(e, Note) and not a.json:
+            print(e.message, flush=True)
+
+    try:
+        final, _ = run_headless(cfg, a.device, show)
+    except (Diverged, Cancelled, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(final) if a.json else module.summary(final))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Lab from the command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -181,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("names", nargs="+")
     tp = sub.add_parser("train", help="a transfer-learning run, headless (every option the Studio offers)")
     _train_options(tp)
+    lp = sub.add_parser("lab", help="the lecture's last third, trained headless: autoencoder, unet, siamese, depth")
+    _lab_options(lp)
     pp = sub.add_parser("pretrain", help="pre-train the starter encoder on formula-driven images")
     pp.add_argument("--classes", type=int, default=256)
     pp.add_argument("--per-class", type=int, default=40)
@@ -203,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.cmd == "train":
         return _train(a)
+
+    if a.cmd == "lab":
+        return _lab(a)
 
     if a.cmd == "weights":
         return _weights(a.wcmd, getattr(a, "names", []))

@@ -6,6 +6,8 @@ import streamlit as st
 
 from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
+from core.train.events import Event, LRPoint, Phase, Step
+from core.train.jobs import Runner, make_runner
 from core.weights import WeightsStatus, weights_status
 
 
@@ -40,3 +42,47 @@ def device() -> DeviceInfo:
 @st.cache_data(ttl=60)
 def weights() -> list[WeightsStatus]:
     return weights_status()
+
+
+@st.cache_resource
+def runner() -> Runner:
+    """One job runner per server for every page that trains, chosen by configuration
+    (CONVNETLAB_RUNNER): one active job per session across the Studio and the Lab."""
+    return make_runner()
+
+
+def session_id() -> str:
+    """This browser session's id, kept in the URL (`sid=`) so that a reload finds its jobs."""
+    import uuid
+
+    ss, qp = st.session_state, st.query_params
+    if "sid" not in ss:
+        ss["sid"] = qp.get("sid") or uuid.uuid4().hex[:12]
+    qp["sid"] = ss["sid"]
+    return ss["sid"]
+
+
+def job_events(job_id: str) -> list[Event]:
+    """A job's events, fetching only the new ones from the runner."""
+    got = st.session_state.setdefault("job_events", {}).setdefault(job_id, [])
+    got.extend(runner().events(job_id, since=len(got)))
+    return got
+
+
+def progress_line(events: list[Event]) -> None:
+    """The newest phase or step of a running job, as a progress bar."""
+    last = next((e for e in reversed(events) if isinstance(e, (Phase, Step, LRPoint))), None)
+    if isinstance(last, Step):
+        speed = (f" · {last.images_per_s:,.0f} training images/s" if last.images_per_s
+                 else " · head on cached features")
+        who = f"{last.series}: " if last.series else ""
+        st.progress(min(1.0, last.step / max(1, last.total_steps)),
+                    f"{who}step {last.step} of {last.total_steps}{speed} · about {last.eta:.0f} s left")
+    elif isinstance(last, LRPoint):
+        st.progress(min(1.0, last.step / last.total_steps), f"LR finder: step {last.step} of at most {last.total_steps}")
+    elif isinstance(last, Phase) and last.total:
+        st.progress(min(1.0, last.done / last.total), f"{last.phase}: {last.done} of {last.total}")
+    elif isinstance(last, Phase):
+        st.progress(0.0, f"{last.phase}...")
+    else:
+        st.progress(0.0, "starting the worker...")

@@ -263,7 +263,8 @@ with tabs[6]:
               on_click=lambda: ss.update(erf_requested=True))
     if ss.pop("erf_requested", False):
         with st.spinner("Building the model and back-propagating from one unit..."):
-            model, note = build_model(e_arch, pretrained)
+            model, used = build_model(e_arch, pretrained)
+            note = used.sentence()
             inp = erf_input_batch(tuple(registry.get(e_arch).input_size), ERF_SOURCES[source])
             erf, unit = effective_rf(model, e_layer, inp.images, (int(u_row), int(u_col)))
         ss["erf_result"] = dict(key=(e_arch, e_layer), note=note, erf=erf.numpy(), image=inp.preview, unit=unit,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import numpy as np
 import pandas as pd
@@ -16,22 +15,15 @@ from core import registry
 from core.formatting import plural
 from core.train.advice import SCENARIOS, TABLE, advise
 from core.train.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip, load_dataset, split_sizes
-from core.train.events import (ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, Phase, RunInfo,
-                               Step)
-from core.train.jobs import JobError, JobSpec, JobStatus, Runner, make_runner
+from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, RunInfo, Step
+from core.train.jobs import JobError, JobSpec
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
-from pages.common import device, require_router
+from pages.common import device, job_events, progress_line, require_router, runner, session_id
 
 require_router()
 ss, qp = st.session_state, st.query_params
 LR_DEFAULT = 3e-3
-
-
-@st.cache_resource
-def runner() -> Runner:
-    """One runner per server, chosen by configuration (CONVNETLAB_RUNNER)."""
-    return make_runner()
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the data...")
@@ -41,18 +33,7 @@ def dataset(name: str, size: int, shapes_classes: int, shapes_per_class: int, se
                         zip_bytes=_zip, download=False)  # downloads happen in the worker, not here
 
 
-def events_of(job_id: str) -> list[Event]:
-    """The job's events, fetching only the new ones from the runner."""
-    cache = ss.setdefault("tr_events", {})
-    got = cache.setdefault(job_id, [])
-    got.extend(jr.events(job_id, since=len(got)))
-    return got
-
-
-# The session's identity lives in the URL, so a reload finds its jobs again.
-if "sid" not in ss:
-    ss["sid"] = qp.get("sid") or uuid.uuid4().hex[:12]
-qp["sid"] = ss["sid"]
+session_id()
 jr = runner()
 
 st.title("Transfer Learning Studio")
@@ -242,23 +223,6 @@ def curves(events: list[Event]) -> go.Figure:
     return fig
 
 
-def progress_line(st_: JobStatus, ev: list[Event]) -> None:
-    """The newest phase or step of a running job, as a progress bar."""
-    last = next((e for e in reversed(ev) if isinstance(e, (Phase, Step, LRPoint))), None)
-    if isinstance(last, Step):
-        speed = f" · {last.images_per_s:,.0f} training images/s" if last.images_per_s else " · head on cached features"
-        st.progress(min(1.0, last.step / max(1, last.total_steps)),
-                    f"step {last.step} of {last.total_steps}{speed} · about {last.eta:.0f} s left")
-    elif isinstance(last, LRPoint):
-        st.progress(min(1.0, last.step / last.total_steps), f"LR finder: step {last.step} of at most {last.total_steps}")
-    elif isinstance(last, Phase) and last.total:
-        st.progress(min(1.0, last.done / last.total), f"{last.phase}: {last.done} of {last.total} images")
-    elif isinstance(last, Phase):
-        st.progress(0.0, f"{last.phase}...")
-    else:
-        st.progress(0.0, "starting the worker...")
-
-
 def use_lr(value: float) -> None:
     ss["tr_lr_value"], ss["tr_lr_version"] = value, ss.get("tr_lr_version", 0) + 1
     ss["tr_lr_applied"] = True
@@ -269,12 +233,12 @@ def live() -> None:
     if not job_id:
         return
     stt = jr.status(job_id)
-    ev = events_of(job_id)
+    ev = job_events(job_id)
     if stt.state == "queued":
         st.info(f"Queued: position {stt.position}. This machine runs "
                 f"{plural(jr.limits().max_concurrent, 'job')} at a time.")
     elif stt.state == "running":
-        progress_line(stt, ev)
+        progress_line(ev)
     cfg_run: TrainConfig = stt.config
     if cfg_run != cfg:
         st.caption(f"Showing run {stt.id}: {describe_config(cfg_run)} (the sidebar has changed since).")
@@ -361,8 +325,8 @@ rows = []
 for j in jr.jobs_of(ss["sid"]):
     if j.kind != "train":
         continue
-    info = next((e for e in events_of(j.id) if isinstance(e, RunInfo)), None)
-    done = next((e for e in events_of(j.id) if isinstance(e, Done)), None)
+    info = next((e for e in job_events(j.id) if isinstance(e, RunInfo)), None)
+    done = next((e for e in job_events(j.id) if isinstance(e, Done)), None)
     c: TrainConfig = j.config
     rows.append({"run": j.id, "state": j.state, "dataset": c.dataset, "encoder": c.arch,
                  "weights used": info.weights.kind if info else "-", "scenario": SCENARIOS[c.scenario],

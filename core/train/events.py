@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "diverged"]
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
-JobKind = Literal["train", "lr_find"]
+JobKind = Literal["train", "lr_find", "lab"]
 
 
 class Cancelled(RuntimeError):
@@ -125,6 +125,17 @@ class LRFound:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """Pictures of the model at the end of an epoch (reconstructions, predicted masks), as small
+    numpy arrays keyed by what they show; the task's page knows how to draw them."""
+
+    epoch: int
+    arrays: dict[str, Any]          # name -> numpy array
+    series: str = ""
+    kind: str = field(default="snapshot", init=False)
+
+
+@dataclass(frozen=True)
 class Done:
     """A model finished training; `metrics` are its final validation metrics."""
 
@@ -134,7 +145,7 @@ class Done:
     kind: str = field(default="done", init=False)
 
 
-Event = Union[Phase, RunInfo, Note, Step, Epoch, LRPoint, LRFound, Done]
+Event = Union[Phase, RunInfo, Note, Step, Epoch, LRPoint, LRFound, Snapshot, Done]
 
 
 def as_dict(e: Event) -> dict[str, Any]:
@@ -142,4 +153,6 @@ def as_dict(e: Event) -> dict[str, Any]:
     d = asdict(e)
     if isinstance(e, RunInfo):
         d["weights"] = e.weights.describe()
+    if isinstance(e, Snapshot):
+        d["arrays"] = {k: list(getattr(v, "shape", ())) for k, v in e.arrays.items()}  # shapes only
     return {"type": d.pop("kind"), **d}

@@ -29,14 +29,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
 
-if TYPE_CHECKING:
-    from core.train.results import Results
-
-HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find"}
+HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find",
+                            "lab": "core.lab.common:run"}
+# How a finished job's folder is read back, per kind (kinds without an entry leave no results).
+RESULT_LOADERS: dict[str, str] = {"train": "core.train.results:load_results", "lab": "core.lab.common:load_results"}
 
 
 class JobError(RuntimeError):
@@ -89,7 +89,7 @@ class Runner(Protocol):
     def jobs_of(self, owner: str) -> list[JobStatus]: ...
     def events(self, job_id: str, since: int = 0) -> list[Event]: ...
     def cancel(self, job_id: str) -> None: ...
-    def results(self, job_id: str) -> Results | None: ...
+    def results(self, job_id: str) -> Any | None: ...
     def shutdown(self) -> None: ...
 
 
@@ -209,16 +209,15 @@ class LocalRunner:
                 j.cancel.set()
                 j.cancel_at = time.time()
 
-    def results(self, job_id: str) -> Results | None:
-        """A finished job's results; None while it runs or when it left none (failed, LR finder)."""
-        from core.train.results import load_results
-
+    def results(self, job_id: str) -> Any | None:
+        """A finished job's results (`core.train.results.Results` for "train", `core.lab.common.LabResults`
+        for "lab"); None while it runs or when it left none (failed, LR finder)."""
         with self._lock:
             j = self._get(job_id)
-            if j.state != "done":
+            if j.state != "done" or j.kind not in RESULT_LOADERS:
                 return None
-            folder = j.out_dir
-        return load_results(folder)
+            folder, kind = j.out_dir, j.kind
+        return _resolve(RESULT_LOADERS[kind])(folder)
 
     def shutdown(self) -> None:
         self._stop.set()

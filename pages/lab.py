@@ -1,0 +1,143 @@
+"""Training Lab: the lecture's last third trained live (autoencoder, U-Net vs autoencoder, Siamese
+one-shot learning, plain vs residual), through the same job runner as the Transfer Learning Studio.
+
+Each task's controls, live view and results live in `pages/lab_views/<task>.py`; this page holds
+what they share: the task choice (in the URL as `?task=`), the options in the URL, the buttons,
+the queue, the progress and the reload."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+import streamlit as st
+
+from core.lab.common import TASKS, TITLES, options, task_module, task_of
+from core.train.events import ACTIVE_STATES, Note, RunInfo
+from core.train.jobs import JobError, JobSpec
+from pages.common import device, job_events, progress_line, require_router, runner, session_id
+
+require_router()
+ss, qp = st.session_state, st.query_params
+
+
+def _available() -> dict[str, Any]:
+    """The tasks whose core module and page view exist, in the lecture's order."""
+    out = {}
+    for task in TASKS:
+        try:
+            task_module(task)
+            out[task] = importlib.import_module(f"pages.lab_views.{task}")
+        except ModuleNotFoundError:
+            continue
+    return out
+
+
+VIEWS = _available()
+sid = session_id()
+jr = runner()
+
+if "lab_task" not in ss:
+    ss["lab_task"] = qp.get("task") if qp.get("task") in VIEWS else list(VIEWS)[0]
+st.title("Training Lab")
+task = st.segmented_control("Task", list(VIEWS), format_func=TITLES.get, key="lab_task",
+                            label_visibility="collapsed") or list(VIEWS)[0]
+qp["task"] = task
+view, module = VIEWS[task], task_module(task)
+st.caption(view.INTRO + f" Training runs in a separate process on the {device().label}.")
+
+
+def url_default(field: dataclasses.Field) -> Any:
+    """A deep link's value for an option (`?task=unet&epochs=3`), else the Config's default."""
+    raw = qp.get(field.name)
+    if raw is None:
+        return field.default
+    try:
+        return type(field.default)(raw) if not isinstance(field.default, bool) else raw in ("1", "true", "True")
+    except ValueError:
+        return field.default
+
+
+defaults = {f.name: url_default(f) for f in options(module.Config)}
+with st.sidebar:
+    st.header(TITLES[task])
+    values = view.controls(defaults)
+cfg, problem = None, None
+try:
+    cfg = module.Config(**{**defaults, **values})
+except (TypeError, ValueError) as e:
+    problem = str(e)
+    st.error(f"These settings cannot train: {problem}")
+for k, v in values.items():
+    if v != module.Config.__dataclass_fields__[k].default:
+        qp[k] = str(v)
+    elif k in qp:
+        del qp[k]
+
+view.explain(cfg)
+
+mine = jr.jobs_of(sid)
+active = next((j for j in mine if j.state in ACTIVE_STATES), None)
+b1, b2, _ = st.columns([1, 1, 3])
+
+
+def _submit() -> None:
+    try:
+        ss.setdefault("lab_jobs", {})[task] = jr.submit(sid, JobSpec("lab", cfg))
+        qp["job"] = ss["lab_jobs"][task]
+    except JobError as e:
+        ss["lab_error"] = str(e)
+
+
+b1.button("Train", type="primary", disabled=cfg is None or active is not None, on_click=_submit, key="lab_go")
+if active is not None:
+    b2.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
+    if active.kind != "lab" or task_of(active.config) != task:
+        st.info("Your other run must finish (or be cancelled) before this one can start: one run at a time.")
+if "lab_error" in ss:
+    st.error(ss.pop("lab_error"))
+
+# The job to show: this task's newest in this session (a reload finds it through sid= and job=).
+ours = [j for j in mine if j.kind == "lab" and task_of(j.config) == task]
+wanted = ss.get("lab_jobs", {}).get(task) or qp.get("job")
+job = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    if job is None:
+        return
+    stt = jr.status(job.id)
+    ev = job_events(job.id)
+    if stt.state == "queued":
+        st.info(f"Queued: position {stt.position}. This machine runs {jr.limits().max_concurrent} at a time.")
+    elif stt.state == "running":
+        progress_line(ev)
+    if stt.config != cfg:
+        shown = ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(stt.config).items())
+        st.caption(f"Showing run {stt.id} ({shown}); the controls have changed since.")
+    for n in (e for e in ev if isinstance(e, Note)):
+        st.info(n.message)
+    info = next((e for e in ev if isinstance(e, RunInfo)), None)
+    if info:
+        st.caption(f"{info.trainable:,} trainable parameters; {info.n_train:,} training / {info.n_val:,} "
+                   "validation examples.")
+    view.live(ev, stt.config)
+    if stt.state == "done":
+        st.success(f"Done: {stt.message}.")
+    elif stt.state == "diverged":
+        st.error(f"Diverged: {stt.message}")
+    elif stt.state == "failed":
+        st.error(f"The run failed: {stt.message}")
+    elif stt.state == "cancelled":
+        st.warning("Cancelled.")
+    if stt.state not in ACTIVE_STATES and ss.get("lab_shown") != job.id:
+        ss["lab_shown"] = job.id
+        st.rerun()  # once, so the results below render
+
+
+live()
+res = jr.results(job.id) if job is not None else None
+if res is not None:
+    view.results(res)

@@ -1,0 +1,103 @@
+"""Training Lab: the lecture's convolutional autoencoder (layout only; see core.lab.autoencoder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.lab import autoencoder as ae
+from core.lab.common import LabResults
+from core.train.events import Event, Snapshot
+from pages.lab_views.charts import curves
+
+INTRO = ("An autoencoder squeezes each digit through a bottleneck of a few numbers and rebuilds it from them: "
+         "the smaller the bottleneck, the more detail is lost. The network is the lecture's Keras model "
+         "(28x28x1 -> Dense(49) -> 28x28x1); the bottleneck width is yours to choose.")
+WIDTHS = [1, 2, 4, 8, 16, 32, 49, 64, 128]
+
+
+def controls(d: dict[str, Any]) -> dict[str, Any]:
+    width = d["bottleneck"] if d["bottleneck"] in WIDTHS else 16
+    return {
+        "bottleneck": st.select_slider("Bottleneck (numbers in the code)", WIDTHS, width, key="ae_bottleneck",
+                                       help="49 is the lecture's Dense(49) reshaped to 7x7x1."),
+        "noise": st.slider("Input noise (denoising variant)", 0.0, 0.5, float(d["noise"]), 0.05, key="ae_noise",
+                           help="Gaussian noise added to the input; the target stays the clean digit."),
+        "epochs": st.slider("Epochs", 1, 30, int(d["epochs"]), key="ae_epochs"),
+        "batch_size": st.select_slider("Batch size", [16, 32, 64, 128, 256], int(d["batch_size"]) if
+                                       d["batch_size"] in (16, 32, 64, 128, 256) else 64, key="ae_bs"),
+        "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="ae_lr"),
+    }
+
+
+def explain(cfg: ae.Config | None) -> None:
+    with st.expander("Transposed convolution, by hand (the lecture's upsampling; \"sometimes mistakenly called "
+                     "deconvolution\")", expanded=False):
+        st.markdown("Each input value scatters a copy of the kernel, scaled by that value, into the output at "
+                    "`stride` steps; where copies overlap they add up. It is the gradient of a strided "
+                    "convolution, not its inverse: nothing is *de*-convolved.")
+        c1, c2, c3 = st.columns([1, 1, 1])
+        x = np.array(c1.data_editor(np.array([[1.0, 2.0], [3.0, 4.0]]), key="ae_tx", hide_index=True,
+                                    width="stretch"), dtype=float)
+        k = np.array(c2.data_editor(np.ones((3, 3)), key="ae_tk", hide_index=True, width="stretch"), dtype=float)
+        stride = c3.number_input("stride", 1, 3, 2, key="ae_ts")
+        pad = c3.number_input("padding", 0, 1, 0, key="ae_tp")
+        if not (np.isfinite(x).all() and np.isfinite(k).all()):
+            st.error("Every cell needs a number.")
+            return
+        tc = ae.transposed_conv(x, k, int(stride), int(pad))
+        st.markdown(f"Output size: {tc.size_formula} → **{tc.output.shape[0]}x{tc.output.shape[1]}**")
+        cols = st.columns(len(tc.pieces) + 1)
+        for col, (i, j, piece) in zip(cols, tc.pieces):
+            col.caption(f"input ({i},{j}) = {x[i, j]:g} × kernel")
+            col.dataframe(piece, hide_index=True)
+        cols[-1].caption("sum = output")
+        cols[-1].dataframe(tc.output, hide_index=True)
+
+
+def _grid(inputs: np.ndarray, outputs: np.ndarray, caption: str) -> None:
+    st.image([*(np.clip(inputs.astype(np.float32), 0, 1)), *(np.clip(outputs.astype(np.float32), 0, 1))], width=56,
+             caption=["input"] * len(inputs) + ["rebuilt"] * len(outputs))
+    st.caption(caption)
+
+
+def live(events: list[Event], cfg: ae.Config) -> None:
+    if any(e.kind in ("step", "epoch") for e in events):
+        st.plotly_chart(curves(events, "mse", "mean squared error", loss_title="binary cross-entropy"),
+                        key="ae_curves")
+    snap = next((e for e in reversed(events) if isinstance(e, Snapshot)), None)
+    if snap:
+        _grid(snap.arrays["input"], snap.arrays["output"],
+              f"Eight validation digits and their reconstructions after epoch {snap.epoch} "
+              f"(bottleneck {cfg.bottleneck}{', noisy inputs' if cfg.noise else ''}).")
+
+
+def results(res: LabResults) -> None:
+    st.subheader("The code space")
+    a = res.arrays
+    labels = a["labels"].astype(str)
+    how = "the code itself" if bool(a["projection"][0]) else "the first two principal components of the code"
+    fig = px.scatter(x=a["latent_2d"][:, 0], y=a["latent_2d"][:, 1], color=labels,
+                     category_orders={"color": [str(i) for i in range(10)]},
+                     labels={"x": "code 1" if "itself" in how else "PC 1", "y": "code 2" if "itself" in how else "PC 2",
+                             "color": "digit"})
+    fig.update_layout(height=420, title=f"Validation digits in the code space ({how})", margin=dict(t=50, b=10))
+    st.plotly_chart(fig, key="ae_latent")
+    st.subheader("Walking between two digits")
+    n = len(labels)
+    c1, c2 = st.columns(2)
+    i = c1.number_input("From validation image", 0, n - 1, 0, key="ae_i")
+    j = c2.number_input("To validation image", 0, n - 1, min(n - 1, 7), key="ae_j")
+    strip = ae.interpolate(res, int(i), int(j), 8)
+    st.image([np.clip(s, 0, 1) for s in strip], width=64,
+             caption=[f"{labels[int(i)]}"] + [""] * 6 + [f"{labels[int(j)]}"])
+    st.caption("The decoder's output for codes on the straight line between the two digits' codes.")
+    fig = go.Figure(go.Bar(x=["validation loss (BCE)", "mean squared error"],
+                           y=[res.final["val_loss"], res.final["val_mse"]]))
+    fig.update_layout(height=240, margin=dict(t=30, b=10), title=f"Final, bottleneck {res.final['bottleneck']}",
+                      yaxis_title="per pixel")
+    st.plotly_chart(fig, key="ae_final")
