@@ -185,6 +185,7 @@ def _lab_options(lp: argparse.ArgumentParser) -> None:
 
 def _lab(a: argparse.Namespace) -> int:
     import json
+    import tempfile
 
     from core.lab.common import options, run_headless, task_module
     from core.train.events import Cancelled, Diverged, Epoch, Event, Note, as_dict
@@ -208,7 +209,8 @@ def _lab(a: argparse.Namespace) -> int:
             print(e.message, flush=True)
 
     try:
-        final, _ = run_headless(cfg, a.device, show)
+        with tempfile.TemporaryDirectory(prefix="convnetlab-lab-") as tmp:
+            final, _ = run_headless(cfg, tmp, a.device, show)
     except (Diverged, Cancelled, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

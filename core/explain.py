@@ -432,6 +432,12 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
         chans = " + ".join(str(s[0]) for s in r.input_shapes)
         steps.append(Step("Output size", f"depths {chans} = {r.output_shape[0]} -> **{out}** "
                                          "(the maps are stacked along the channel axis)"))
+    elif t == "CenterCrop":
+        (c, h, w), (_, h2, w2) = r.input_shapes[0], r.output_shape
+        steps.append(Step("Output size", f"crop-and-copy: the encoder's {h}x{w} map is cut to its central "
+                                         f"{h2}x{w2}, ({h} - {h2})/2 = {fmt_num((h - h2) / 2)} pixels off each side, "
+                                         f"to match the up-convolution's output -> **{out}**; no parameters. The "
+                                         "unpadded convolutions lost those border pixels on the way down and up"))
     elif t in ADAPTIVE_TYPES:
         what = "averaged" if "Avg" in t else "max-pooled"
         h, o = r.input_shape[1], r.output_shape[1]
@@ -447,7 +453,7 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
         steps.append(Step("Output size", f"{how}; no parameters"))
     steps.append(Step("Receptive field", _rf_step(summary, index)))
     steps.append(Step("Memory", _memory_step(r)))
-    if t not in CONV_TYPES | TCONV_TYPES | POOL_TYPES | ADAPTIVE_TYPES | RESHAPE_TYPES | {"Concat"}:
+    if t not in CONV_TYPES | TCONV_TYPES | POOL_TYPES | ADAPTIVE_TYPES | RESHAPE_TYPES | {"Concat", "CenterCrop"}:
         steps.insert(0, Step("Output", f"{_shape_text(r.input_shape)} -> **{_shape_text(r.output_shape)}**"))
     return title, steps
 

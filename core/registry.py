@@ -588,16 +588,21 @@ register(ArchSpec(
 
 register(ArchSpec(
     name="unet", title="U-Net", family="Encoder-decoder", builder=encdec.unet,
-    input_size=(1, 128, 128), year=2015, input_multiple=16,
-    input_multiple_why="four 2x2 poolings down, then the maps are concatenated back up",
+    input_size=(1, 128, 128), year=2015, side_rule=encdec.unet_side_rule,
     paper="Ronneberger, Fischer & Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation",
     description="An encoder-decoder whose decoder concatenates the encoder's maps of the same size "
                 "(skip connections), so fine detail survives the bottleneck; built for segmentation.",
     options={"n_filters": OptionSpec(16, "filters of the first block (doubling at each level)",
                                      min_value=1, max_value=128),
-             "batchnorm": OptionSpec(True, "BatchNorm after every convolution")},
+             "batchnorm": OptionSpec(True, "BatchNorm after every convolution"),
+             "padding": OptionSpec("same", "same: the lecture's Keras U-Net (n_filters, batchnorm apply); valid: "
+                                           "the paper's network (unpadded convolutions, crop-and-copy, 64 filters, "
+                                           "no BatchNorm, 2x2 up-convolutions, 2 classes; try 1x572x572)",
+                                   choices=("same", "valid"))},
     notes=("The lecture's Keras version pads every convolution ('same'), so the output has the input's "
-           "size; the paper's original used unpadded convolutions and cropped the skip connections.",),
+           "size; the paper's original (option padding=valid) used unpadded convolutions: every block "
+           "loses 4 pixels, so the encoder's maps are centre-cropped before they are concatenated "
+           "(crop-and-copy), and 572x572 in gives 388x388 out.",),
 ))
 
 register(ArchSpec(

@@ -109,8 +109,8 @@ class ArchSpec:
         notes: variant notes and slide slips (`Note`; a plain string is a variant note).
         train_mode_option: a bool option that, when on, makes the analysis run the forward pass
             in training mode (GoogLeNet's auxiliary classifiers only run while training).
-        input_multiple: height and width must be divisible by this (U-Net: 16).
-        input_multiple_why: the reason, in a few words, for the error message.
+        side_rule: (side length, resolved options) -> why that height or width cannot work (with
+            one that can), or None; e.g. U-Net's multiples of 16.
     """
 
     name: str
@@ -127,8 +127,7 @@ class ArchSpec:
     torchvision_name: str | None = None
     notes: tuple[Note | str, ...] = ()
     train_mode_option: str | None = None
-    input_multiple: int = 1
-    input_multiple_why: str = ""
+    side_rule: Callable[[int, dict[str, Any]], str | None] | None = None
 
     @property
     def all_notes(self) -> tuple[Note, ...]:

@@ -3,7 +3,8 @@
 The model is the slide's Keras network (28x28x1 -> Dense(49) -> 28x28x1) split into `encode` and
 `decode`. The bottleneck width is the control: at 49 it is the lecture's model exactly; at any
 other width k the code is Dense(576 -> k) and the decoder starts with Dense(k -> 49), so the rest
-of the network stays the slide's (BatchNorm's running statistics are per epoch: see `train`). The code is linear (the ReLU the slide applies after Dense(49)
+of the network stays the slide's (BatchNorm's running statistics are per epoch: see
+`loop.restart_batchnorm`). The code is linear (the ReLU the slide applies after Dense(49)
 moves to the decoder's start), so a 2-number code can be drawn as it is. The denoising variant
 adds Gaussian noise to the input and keeps the clean image as the target.
 
@@ -27,7 +28,7 @@ from core.models.encdec import conv_autoencoder
 from core.train.data import digits, stratified_split
 from core.train.events import Done, Phase, RunInfo, Snapshot
 from core.train.jobs import JobContext
-from core.train.loop import LoopConfig, Stepper, run_loop
+from core.train.loop import LoopConfig, Stepper, restart_batchnorm, run_loop
 from core.weights import WeightsUsed
 
 LECTURE_CODE = 49    # the slide's Dense(49), reshaped to 7x7x1
@@ -75,18 +76,6 @@ class Autoencoder(nn.Module):
             dec.insert(0, ("dense", nn.Linear(bottleneck, LECTURE_CODE)))
         self.encoder = nn.Sequential(OrderedDict(enc))   # (N, 1, 28, 28) -> (N, bottleneck)
         self.decoder = nn.Sequential(OrderedDict(dec))   # (N, bottleneck) -> (N, 1, 28, 28), values 0..1
-
-    def train(self, mode: bool = True) -> "Autoencoder":
-        """Training mode starts an epoch: BatchNorm's running statistics restart and average the
-        epoch's batches equally, so evaluation uses this epoch's statistics (the decoder's
-        activations are ~100x smaller than the statistics' initial variance of 1, which Keras'
-        momentum, or PyTorch's, would take hundreds of steps to forget)."""
-        if mode:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.momentum = None  # cumulative average
-                    m.reset_running_stats()
-        return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -144,7 +133,11 @@ def train(cfg: Config, ctx: JobContext) -> dict:
         return float(F.binary_cross_entropy(out, x_va)), {"mse": float(F.mse_loss(out, x_va))}
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    stepper = Stepper(loss=loss, evaluate=evaluate, train_mode=model.train, n_train=len(tr), device=dev)
+    def train_mode() -> None:
+        restart_batchnorm(model)
+        model.train()
+
+    stepper = Stepper(loss=loss, evaluate=evaluate, train_mode=train_mode, n_train=len(tr), device=dev)
     last = run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, seed=cfg.seed), ctx.emit, ctx.should_stop)
 
     ctx.emit(Phase("projecting the validation codes"))

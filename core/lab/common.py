@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -50,15 +49,17 @@ def run(spec: JobSpec, ctx: JobContext) -> str:
     return module.summary(final)
 
 
-def run_headless(cfg: Any, device: str = "cpu", on_event: Callable[[Event], None] = lambda e: None,
+def run_headless(cfg: Any, out_dir: str | Path, device: str = "cpu",
+                 on_event: Callable[[Event], None] = lambda e: None,
                  should_stop: Callable[[], bool] = lambda: False) -> tuple[dict, "LabResults"]:
-    """A task in this process (the CLI, tests): its final metrics and its results."""
-    with tempfile.TemporaryDirectory(prefix="convnetlab-lab-") as tmp:
-        run(JobSpec("lab", cfg), JobContext(on_event, should_stop, Path(tmp), device))
-        res = load_results(tmp)
-        assert res is not None
-        res.arrays = {k: np.array(v) for k, v in res.arrays.items()}  # off the temporary folder
-        return res.final, res
+    """A task in this process (the CLI, tests), its results left in `out_dir`: the final metrics
+    and the results read back."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run(JobSpec("lab", cfg), JobContext(on_event, should_stop, out, device))
+    res = load_results(out)
+    assert res is not None
+    return res.final, res
 
 
 # --- results on disk -------------------------------------------------------------------------------

@@ -103,6 +103,92 @@ class UNet(nn.Module):
         return self.sigmoid(self.out(x))          # (N, 1, H, W)
 
 
-def unet(n_filters: int = 16, batchnorm: bool = True) -> UNet:
-    """Builds the lecture's U-Net; see `UNet`."""
+class CenterCrop(nn.Module):
+    """Crops a map to the centre `like`'s height and width: the paper's crop-and-copy, which
+    makes the encoder's larger map fit the decoder's (unpadded convolutions shrink every map)."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        dh, dw = x.shape[-2] - like.shape[-2], x.shape[-1] - like.shape[-1]
+        x = x.narrow(-2, dh // 2, like.shape[-2])
+        return x.narrow(-1, dw // 2, like.shape[-1])   # (N, C, h, w) of `like`
+
+
+def _valid_block(c_in: int, c_out: int) -> nn.Sequential:
+    """The paper's two unpadded 3x3 convolutions, each followed by a ReLU (no BatchNorm)."""
+    return nn.Sequential(OrderedDict([("conv1", nn.Conv2d(c_in, c_out, 3)), ("relu1", nn.ReLU(inplace=True)),
+                                      ("conv2", nn.Conv2d(c_out, c_out, 3)), ("relu2", nn.ReLU(inplace=True))]))
+
+
+class PaperUNet(nn.Module):
+    """U-Net as Ronneberger et al. (2015) drew it: unpadded 3x3 convolutions (each map loses two
+    pixels per side at every block), 64 filters doubling to 1024, 2x2 max-pooling, 2x2
+    up-convolutions halving the channels, the encoder's map centre-cropped and concatenated
+    (crop-and-copy), and a 1x1 convolution to 2 classes. 572x572 in, 388x388 out."""
+
+    def __init__(self, n_filters: int = 64, classes: int = 2, in_channels: int = 1) -> None:
+        super().__init__()
+        widths = [n_filters * 2 ** i for i in range(5)]
+        c_in = in_channels
+        for i, w in enumerate(widths, start=1):
+            setattr(self, f"c{i}", _valid_block(c_in, w))
+            if i < 5:
+                setattr(self, f"p{i}", nn.MaxPool2d(2))
+            c_in = w
+        for i, w in zip(range(6, 10), reversed(widths[:4])):
+            setattr(self, f"u{i}", nn.ConvTranspose2d(c_in, w, 2, stride=2))
+            setattr(self, f"crop{i}", CenterCrop())
+            setattr(self, f"cat{i}", Concat())
+            setattr(self, f"c{i}", _valid_block(2 * w, w))
+            c_in = w
+        self.out = nn.Conv2d(n_filters, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(1, 5):
+            x = getattr(self, f"c{i}")(x)
+            skips.append(x)
+            x = getattr(self, f"p{i}")(x)
+        x = self.c5(x)                            # (N, 1024, 28, 28) at 572x572
+        for i, skip in zip(range(6, 10), reversed(skips)):
+            up = getattr(self, f"u{i}")(x)
+            x = getattr(self, f"c{i}")(getattr(self, f"cat{i}")(getattr(self, f"crop{i}")(skip, up), up))
+        return self.out(x)                        # (N, 2, 388, 388) at 572x572: class scores
+
+
+def valid_unet_side(side: int) -> str | None:
+    """Why a side length cannot go through the paper's U-Net (None when it can)."""
+    if valid_unet_side_ok(side):
+        return None
+    near = min((n for n in range(max(1, side - 40), side + 41) if valid_unet_side_ok(n)),
+               key=lambda n: abs(n - side), default=572)
+    return (f"the paper's U-Net loses 4 pixels in every block and halves the map 4 times, which needs an even "
+            f"size before each pooling: {side} does not work, {near} does")
+
+
+def valid_unet_side_ok(side: int) -> bool:
+    """Every block loses 4 pixels, every pooling needs an even size, the bottom block keeps one."""
+    s = side
+    for _ in range(4):
+        s -= 4
+        if s < 2 or s % 2:
+            return False
+        s //= 2
+    return s - 4 >= 1
+
+
+def unet_side_rule(side: int, options: dict) -> str | None:
+    """Which heights and widths each form of U-Net takes (the registry's side rule)."""
+    if options.get("padding") == "valid":
+        return valid_unet_side(side)
+    if side % 16:
+        return (f"the lecture's U-Net needs sides divisible by 16 (four 2x2 poolings down, then the maps are "
+                f"concatenated back up): {side} does not work, {16 * max(1, round(side / 16))} does")
+    return None
+
+
+def unet(n_filters: int = 16, batchnorm: bool = True, padding: str = "same") -> nn.Module:
+    """The lecture's U-Net (padding "same", see `UNet`), or the paper's (padding "valid", see
+    `PaperUNet`: its own 64 filters, no BatchNorm)."""
+    if padding == "valid":
+        return PaperUNet()
     return UNet(n_filters, batchnorm)

@@ -57,6 +57,20 @@ def set_train_mode(model: nn.Module) -> None:
             m.eval()
 
 
+def restart_batchnorm(model: nn.Module) -> None:
+    """BatchNorm's running statistics restart and then average the coming batches equally.
+
+    Called at the start of every epoch of a short run from scratch, evaluation then uses that
+    epoch's statistics. With the usual exponential average, the initial variance of 1 lingers
+    for hundreds of steps when the real activations are far smaller (a decoder's often are), and
+    a model that trains well evaluates badly.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average
+            m.reset_running_stats()
+
+
 @dataclass
 class Stepper:
     """What the loop needs from a task."""

@@ -1,0 +1,89 @@
+"""Training Lab: U-Net vs autoencoder on thin structures (layout only; see core.lab.unet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.lab import unet as un
+from core.lab.common import LabResults
+from core.train.events import Event, Snapshot
+from pages.lab_views.charts import COLOURS, curves
+
+INTRO = ("The lecture: an autoencoder loses fine detail at its bottleneck; U-Net's skip connections hand the "
+         "decoder the encoder's full-resolution maps. Here both segment thin curves and small blobs. The two "
+         "networks are identical layer for layer; in the autoencoder the four concatenations receive zeros.")
+
+
+def controls(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "images": st.select_slider("Generated images", [100, 200, 400, 800, 1600], d["images"] if d["images"] in
+                                   (100, 200, 400, 800, 1600) else 400, key="un_images"),
+        "size": st.select_slider("Image size (pixels)", [16, 32, 48, 64], d["size"] if d["size"] in (16, 32, 48, 64)
+                                 else 32, key="un_size", help="A multiple of 16: U-Net halves it four times."),
+        "n_filters": st.select_slider("Filters in the first level", [4, 8, 16], d["n_filters"] if d["n_filters"] in
+                                      (4, 8, 16) else 8, key="un_f", help="The slide uses 16."),
+        "epochs": st.slider("Epochs (each network)", 1, 30, int(d["epochs"]), key="un_epochs"),
+        "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="un_lr"),
+    }
+
+
+def explain(cfg: un.Config | None) -> None:
+    if cfg is None:
+        return
+    with st.expander("The data: a few generated examples", expanded=False):
+        x, m, thin = un.thin_structures(4, cfg.size, cfg.seed)
+        st.image([*(x[:, 0].numpy()), *(m[:, 0].numpy().astype(np.float32))], width=96,
+                 caption=["image"] * 4 + ["mask"] * 4)
+        st.caption("Thin curves (1-2 pixels wide) and small blobs, brighter than a textured background, plus noise. "
+                   "The same seed gives the same images.")
+
+
+def _masks(snap_u: Snapshot | None, snap_a: Snapshot | None) -> None:
+    base = snap_u or snap_a
+    if base is None:
+        return
+    imgs, caps = [], []
+    for k in range(len(base.arrays["image"])):
+        imgs += [base.arrays["image"][k].astype(np.float32), base.arrays["truth"][k].astype(np.float32)]
+        caps += ["image", "truth"]
+        for name, snap in (("autoencoder", snap_a), ("U-Net", snap_u)):
+            if snap is not None:
+                imgs.append(snap.arrays["prediction"][k].astype(np.float32))
+                caps.append(f"{name}, epoch {snap.epoch}")
+    st.image(imgs, width=84, caption=caps)
+
+
+def live(events: list[Event], cfg: un.Config) -> None:
+    if any(e.kind in ("step", "epoch") for e in events):
+        st.plotly_chart(curves(events, "iou", "IoU", loss_title="binary cross-entropy"), key="un_curves")
+    last = {s: next((e for e in reversed(events) if isinstance(e, Snapshot) and e.series == s), None)
+            for s in un.SERIES}
+    _masks(last["unet"], last["autoencoder"])
+
+
+def results(res: LabResults) -> None:
+    f = res.final
+    u, a = f["unet"], f["autoencoder"]
+    st.subheader("What the skips keep")
+    c = st.columns(3)
+    c[0].metric("IoU, U-Net vs autoencoder", f"{u['iou']:.2f} vs {a['iou']:.2f}")
+    c[1].metric("Dice", f"{u['dice']:.2f} vs {a['dice']:.2f}")
+    c[2].metric("IoU on the thin curves", f"{u['thin_iou']:.2f} vs {a['thin_iou']:.2f}")
+    fig = go.Figure()
+    for name, vals in (("autoencoder", a), ("unet", u)):
+        fig.add_bar(x=["IoU", "Dice", "IoU, thin curves"], y=[vals["iou"], vals["dice"], vals["thin_iou"]],
+                    name="U-Net" if name == "unet" else "autoencoder", marker_color=COLOURS[name])
+    fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], title="score (1 = perfect)"),
+                      margin=dict(t=30, b=10), title="Validation masks, threshold 0.5")
+    st.plotly_chart(fig, key="un_final")
+    arr = res.arrays
+    imgs, caps = [], []
+    for k in range(min(6, len(arr["images"]))):
+        imgs += [arr["images"][k], arr["truth"][k].astype(np.float32), arr["autoencoder"][k].astype(np.float32),
+                 arr["unet"][k].astype(np.float32)]
+        caps += ["image", "truth", "autoencoder", "U-Net"]
+    st.image(imgs, width=84, caption=caps)
