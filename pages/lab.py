@@ -49,13 +49,17 @@ st.caption(view.INTRO + f" Training runs in a separate process on the {device().
 
 
 def url_default(field: dataclasses.Field) -> Any:
-    """A deep link's value for an option (`?task=unet&epochs=3`), else the Config's default."""
+    """A deep link's value for an option (`?task=unet&epochs=3`) when the task accepts it, else the
+    Config's default (and a note saying what was ignored)."""
     raw = qp.get(field.name)
     if raw is None:
         return field.default
     try:
-        return type(field.default)(raw) if not isinstance(field.default, bool) else raw in ("1", "true", "True")
-    except ValueError:
+        value = raw in ("1", "true", "True") if isinstance(field.default, bool) else type(field.default)(raw)
+        module.Config(**{field.name: value})
+        return value
+    except (TypeError, ValueError) as e:
+        st.warning(f"Ignored from the link: {field.name}={raw[:40]} ({str(e)[:200] or 'not a number'}).")
         return field.default
 
 

@@ -12,8 +12,8 @@ from core import registry
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/transfer.py", "pages/design.py",
-         "pages/zoo.py"]
+PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/transfer.py", "pages/lab.py",
+         "pages/design.py", "pages/zoo.py"]
 
 
 def _explorer(**params) -> AppTest:
@@ -265,3 +265,43 @@ def test_the_lr_finders_use_button_sets_the_peak_lr_the_next_run_uses():
     assert not at.exception
     runs = at.dataframe[-1].value.set_index("run")
     assert runs.loc[job, "peak LR"] == pytest.approx(suggested)   # what the run really used
+
+
+def _lab_run(at: AppTest, timeout_s: float = 240) -> AppTest:
+    at.button(key="lab_go").click().run()
+    end = time.time() + timeout_s
+    while not (at.success or at.error) and time.time() < end:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_lab_autoencoder_runs_from_a_deep_link_and_shows_its_code_space():
+    at = _page("pages/lab.py", task="autoencoder", bottleneck="2", epochs="1")
+    assert at.select_slider(key="ae_bottleneck").value == 2 and at.slider(key="ae_epochs").value == 1
+    _lab_run(at)
+    assert any("Done: bottleneck 2" in s.value for s in at.success), [e.value for e in at.error]
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("code itself" in t for t in titles) and any("training loss per step" in t for t in titles)
+    assert at.query_params["task"] == "autoencoder" and at.query_params["bottleneck"] == "2"
+    sid, job = at.session_state["sid"], at.query_params["job"]
+    again = _page("pages/lab.py", task="autoencoder", sid=sid, job=job)   # a reload finds the run
+    assert any("Done: bottleneck 2" in s.value for s in again.success)
+
+
+def test_lab_unet_tiny_run_reports_both_networks():
+    at = _page("pages/lab.py", task="unet", images="100", size="16", epochs="1")
+    _lab_run(at)
+    assert any(s.value.startswith("Done: IoU") for s in at.success), [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    assert "IoU, U-Net vs autoencoder" in labels and "IoU on the thin curves" in labels
+
+
+@pytest.mark.parametrize("params,said", [({"lr": "5"}, "lr must be"), ({"bottleneck": "0"}, "bottleneck must be"),
+                                         ({"epochs": "x" * 5000}, "epochs=xxxx"), ({"noise": "nan"}, "noise")])
+def test_lab_ignores_link_values_the_task_cannot_take(params, said):
+    at = _page("pages/lab.py", task="autoencoder", **params)
+    assert not at.exception
+    assert any("Ignored from the link" in w.value and said in w.value for w in at.warning)
+    assert not at.button(key="lab_go").disabled     # the defaults stand in

@@ -25,9 +25,9 @@ def controls(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "bottleneck": st.select_slider("Bottleneck (numbers in the code)", WIDTHS, width, key="ae_bottleneck",
                                        help="49 is the lecture's Dense(49) reshaped to 7x7x1."),
-        "noise": st.slider("Input noise (denoising variant)", 0.0, 0.5, float(d["noise"]), 0.05, key="ae_noise",
+        "noise": st.slider("Input noise (denoising variant)", 0.0, 0.5, min(0.5, float(d["noise"])), 0.05, key="ae_noise",
                            help="Gaussian noise added to the input; the target stays the clean digit."),
-        "epochs": st.slider("Epochs", 1, 30, int(d["epochs"]), key="ae_epochs"),
+        "epochs": st.slider("Epochs", 1, 30, min(30, int(d["epochs"])), key="ae_epochs"),
         "batch_size": st.select_slider("Batch size", [16, 32, 64, 128, 256], int(d["batch_size"]) if
                                        d["batch_size"] in (16, 32, 64, 128, 256) else 64, key="ae_bs"),
         "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="ae_lr"),

@@ -26,7 +26,7 @@ def controls(d: dict[str, Any]) -> dict[str, Any]:
                                  else 32, key="un_size", help="A multiple of 16: U-Net halves it four times."),
         "n_filters": st.select_slider("Filters in the first level", [4, 8, 16], d["n_filters"] if d["n_filters"] in
                                       (4, 8, 16) else 8, key="un_f", help="The slide uses 16."),
-        "epochs": st.slider("Epochs (each network)", 1, 30, int(d["epochs"]), key="un_epochs"),
+        "epochs": st.slider("Epochs (each network)", 1, 30, min(30, int(d["epochs"])), key="un_epochs"),
         "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="un_lr"),
     }
 
