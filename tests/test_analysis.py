@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from core import registry
-from core.analysis import AnalysisError, InputTooSmallError, analyze_model, last_spatial_layer, summarize
+from core.analysis import (AnalysisError, InputTooSmallError, _SkipInitOnMeta, analyze_model, last_spatial_layer,
+                           summarize)
 from core.features import gradcam_layer
 from tests.conftest import ROOT
 
@@ -269,3 +270,13 @@ def test_activation_memory_warning_in_decimal_gigabytes():
     assert not any("activations" in w for w in small.warnings)
     gb = big.totals.forward_bytes / 1e9
     assert any(f"{gb:.1f} GB of activations" in w for w in big.warnings)
+
+
+def test_initialisers_are_skipped_on_meta_only():
+    """The build-time shortcut: meta parameters keep their shapes, real tensors still change."""
+    real = torch.zeros(3)
+    with torch.device("meta"), _SkipInitOnMeta():
+        layer = nn.Linear(4, 3)
+        real.fill_(2.0)
+    assert layer.weight.is_meta and tuple(layer.weight.shape) == (3, 4) and tuple(layer.bias.shape) == (3,)
+    assert torch.equal(real, torch.full((3,), 2.0))
