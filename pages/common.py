@@ -20,6 +20,14 @@ def require_router() -> None:
     st.navigation switches that legacy mode off for good; we do the same and rerun, which keeps
     the URL path and query and so lands on the same page through the router. For that the
     legacy mode must find the page too: each page's url_path in app.py is its file name.
+
+    Why a private flag (Streamlit 1.67): the first `PagesManager` of a process sets the class
+    attribute `uses_pages_directory` when a folder named `pages` sits next to the entrypoint, and
+    while it is set the script runner runs `_mpa_v1` (the folder's files) instead of app.py. No
+    config option turns it off (`client.showSidebarNavigation` only hides the list); only a
+    call of st.navigation does, and app.py is not run on that first request. Streamlit's
+    maintainers saw the same (streamlit/streamlit PR 10276). The clean way out is a folder with
+    another name; while it is called pages/, every page calls this first.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
