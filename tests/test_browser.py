@@ -94,7 +94,7 @@ def test_explorer_alexnet_first_layer_from_a_link(server, page):
 
 
 def test_every_page_opens_without_exception(server, page):
-    for path in ("/", "/zoo", "/design", "/explorer?arch=resnet152", "/explorer?arch=inception_module&o_reductions=True&layer=13"):
+    for path in ("/", "/zoo", "/design", "/lab", "/lab?task=unet", "/explorer?arch=resnet152", "/explorer?arch=inception_module&o_reductions=True&layer=13"):
         page.goto(server + path)
         _wait(page)
         assert not page.query_selector_all('[data-testid="stException"]'), path
@@ -189,4 +189,24 @@ def test_transfer_studio_folder_upload(server, page, tmp_path):
     _wait(page)
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(tmp_path / "pets"))
     page.wait_for_function("document.body.innerText.includes('6 images, 2 classes')", timeout=60_000)
+    assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_training_lab_unet_runs_live_and_shows_masks(server, page):
+    """The lab through a real server: a deep link, the live curve of both networks, the results."""
+    page.goto(server + "/lab?task=unet&images=100&size=16&epochs=2")
+    _wait(page)
+    assert "U-Net vs autoencoder" in page.inner_text("body")
+    page.get_by_role("button", name="Train").click()
+    js = """() => { const p = [...document.querySelectorAll('.js-plotly-plot')]
+                      .find(el => el.layout && el.layout.annotations &&
+                            el.layout.annotations.some(a => a.text === 'training loss per step'));
+                    return p ? p.data.map(d => d.name).join('|') : ''; }"""
+    page.wait_for_function(f"({js})().includes('unet: train loss')", timeout=180_000)   # both series drawn
+    assert "autoencoder: train loss" in page.evaluate(js)
+    page.wait_for_function("document.body.innerText.includes('IoU on the thin curves')", timeout=180_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "Done: IoU" in body and "job=" in page.url and "task=unet" in page.url
+    page.screenshot(path=str(ARTIFACTS / "lab-unet.png"), full_page=True)
     assert not page.query_selector_all('[data-testid="stException"]')

@@ -355,3 +355,25 @@ def test_a_saved_run_loads_back_and_predicts_the_same(tiny, tmp_path):
     model = back.trained_model()
     pred = predict(model, tiny.images[res.val_idx], 32).argmax(1).tolist()
     assert pred == res.val_pred
+
+
+def test_the_out_of_memory_retry_halves_the_batch_once():
+    import torch
+
+    from core.train.events import JobFailed, Note
+    from core.train.loop import retry_on_oom
+
+    tried, notes = [], []
+
+    def attempt(bs):
+        tried.append(bs)
+        if bs > 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return f"trained at {bs}"
+
+    assert retry_on_oom(attempt, 64, "cpu", notes.append) == "trained at 32"
+    assert tried == [64, 32] and notes == [Note("CUDA out of memory: retrying once with batch size 32")]
+    tried.clear()
+    with pytest.raises(JobFailed, match="even at half the batch size"):
+        retry_on_oom(attempt, 128, "cpu", notes.append)
+    assert tried == [128, 64]                      # once, not again and again

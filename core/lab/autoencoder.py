@@ -41,7 +41,7 @@ class Config:
 
     bottleneck: int = 16        # numbers in the code (49 = the lecture's model)
     noise: float = 0.0          # std of the Gaussian noise on the input (pixel values 0..1); 0 = plain
-    epochs: int = 12            # passes over the 1,438 training digits
+    epochs: int = 6             # passes over the 1,438 training digits
     batch_size: int = 64        # images per step
     lr: float = 3e-3            # peak LR of the one-cycle schedule
     seed: int = 0               # split, initialisation, noise

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from core.train import transfer
 from core.train.data import ImageSet, load_dataset
-from core.train.events import Phase
+from core.train.events import Note, Phase
 from core.train.jobs import JobContext, JobSpec
 from core.train.loop import retry_on_oom
 from core.train.results import save_results
@@ -27,11 +27,42 @@ def _data(spec: JobSpec, ctx: JobContext) -> ImageSet:
 def train(spec: JobSpec, ctx: JobContext) -> str:
     """A transfer-learning run (TrainConfig), retried once at half the batch on CUDA out of memory."""
     cfg: transfer.TrainConfig = spec.config
+    cap_gpu_memory(ctx.device)
     data = _data(spec, ctx)
     res = retry_on_oom(lambda bs: transfer.fit(replace(cfg, batch_size=bs), data, ctx.device, ctx.emit,
                                                ctx.should_stop), cfg.batch_size, ctx.device, ctx.emit)
     save_results(res, data, ctx.out_dir)
-    return f"validation accuracy {res.val_acc:.1%}"
+    message = f"validation accuracy {res.val_acc:.1%}"
+    del res
+    report_gpu_memory(ctx)
+    return message
+
+
+def cap_gpu_memory(device: str) -> None:
+    """$CONVNETLAB_GPU_MEMORY_GB caps this worker's share of the GPU (two jobs share one card; a
+    small cap also forces the out-of-memory retry in the GPU benchmark)."""
+    import os
+
+    import torch
+
+    cap = os.environ.get("CONVNETLAB_GPU_MEMORY_GB")
+    if cap and torch.device(device).type == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, float(cap) * 1e9 / total))
+
+
+def report_gpu_memory(ctx: JobContext) -> None:
+    """On CUDA: a note with the job's peak memory and what it still holds once its tensors are freed."""
+    import gc
+
+    import torch
+
+    if torch.device(ctx.device).type != "cuda":
+        return
+    gc.collect()
+    torch.cuda.empty_cache()
+    ctx.emit(Note(f"GPU memory: peak {torch.cuda.max_memory_allocated() / 1e9:.2f} GB allocated; "
+                  f"{torch.cuda.memory_allocated() / 1e9:.3f} GB still allocated after the run"))
 
 
 def lr_find(spec: JobSpec, ctx: JobContext) -> str:

@@ -42,19 +42,24 @@ def explain(cfg: un.Config | None) -> None:
                    "The same seed gives the same images.")
 
 
+def _rows(images: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray], n: int) -> None:
+    """One row per example: the image, the true mask, then each network's mask."""
+    for k in range(min(n, len(images))):
+        st.image([images[k].astype(np.float32), truth[k].astype(np.float32),
+                  *(p[k].astype(np.float32) for p in preds.values())], width=84,
+                 caption=["image", "truth", *preds])
+
+
 def _masks(snap_u: Snapshot | None, snap_a: Snapshot | None) -> None:
     base = snap_u or snap_a
     if base is None:
         return
-    imgs, caps = [], []
-    for k in range(len(base.arrays["image"])):
-        imgs += [base.arrays["image"][k].astype(np.float32), base.arrays["truth"][k].astype(np.float32)]
-        caps += ["image", "truth"]
-        for name, snap in (("autoencoder", snap_a), ("U-Net", snap_u)):
-            if snap is not None:
-                imgs.append(snap.arrays["prediction"][k].astype(np.float32))
-                caps.append(f"{name}, epoch {snap.epoch}")
-    st.image(imgs, width=84, caption=caps)
+    preds = {name: snap.arrays["prediction"] for name, snap in (("autoencoder", snap_a), ("U-Net", snap_u))
+             if snap is not None}
+    st.caption("Validation images and predicted masks (probability, white = 1) after epoch "
+               + ", ".join(f"{snap.epoch} ({name})" for name, snap in (("autoencoder", snap_a), ("U-Net", snap_u))
+                           if snap is not None) + ".")
+    _rows(base.arrays["image"], base.arrays["truth"], preds, 4)
 
 
 def live(events: list[Event], cfg: un.Config) -> None:
@@ -81,9 +86,5 @@ def results(res: LabResults) -> None:
                       margin=dict(t=30, b=10), title="Validation masks, threshold 0.5")
     st.plotly_chart(fig, key="un_final")
     arr = res.arrays
-    imgs, caps = [], []
-    for k in range(min(6, len(arr["images"]))):
-        imgs += [arr["images"][k], arr["truth"][k].astype(np.float32), arr["autoencoder"][k].astype(np.float32),
-                 arr["unet"][k].astype(np.float32)]
-        caps += ["image", "truth", "autoencoder", "U-Net"]
-    st.image(imgs, width=84, caption=caps)
+    st.caption("Final masks (threshold 0.5) on validation images:")
+    _rows(arr["images"] / 255, arr["truth"], {"autoencoder": arr["autoencoder"], "U-Net": arr["unet"]}, 6)
