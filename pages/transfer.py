@@ -146,10 +146,10 @@ if data is not None and cfg is not None:
         st.warning(n)
     c1, c2 = st.columns([1, 2])
     counts = data.counts()
+    c1.markdown(f"**{plural(len(data.labels), 'image')}, {plural(len(counts), 'class', 'classes')}**")
     c1.plotly_chart(go.Figure(go.Bar(x=list(counts), y=list(counts.values()))).update_layout(
-        height=260, margin=dict(t=30, b=10), title=f"{plural(len(data.labels), 'image')}, "
-                                                   f"{plural(len(counts), 'class', 'classes')}",
-        xaxis_title="class", yaxis_title="images"), key="tr_counts")
+        height=240, margin=dict(t=10, b=10), xaxis=dict(title="class", type="category", tickangle=-45),
+        yaxis_title="images"), key="tr_counts")
     first = [int(torch.nonzero(data.labels == i)[0]) for i in range(len(data.classes))][:12]
     c2.image([data.images[i].permute(1, 2, 0).numpy() for i in first], width=64,
              caption=[data.classes[int(data.labels[i])] for i in first])
