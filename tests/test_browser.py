@@ -210,3 +210,18 @@ def test_training_lab_unet_runs_live_and_shows_masks(server, page):
     assert "Done: IoU" in body and "job=" in page.url and "task=unet" in page.url
     page.screenshot(path=str(ARTIFACTS / "lab-unet.png"), full_page=True)
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_training_lab_autoencoder_shows_reconstructions_and_the_code_space(server, page):
+    page.goto(server + "/lab?task=autoencoder&bottleneck=2&epochs=2")
+    _wait(page)
+    page.get_by_role("button", name="Train").click()
+    page.wait_for_function("document.body.innerText.includes('and their reconstructions after epoch 1')",
+                           timeout=180_000)                                     # the grid refreshes per epoch
+    page.wait_for_function("document.body.innerText.includes('Walking between two digits')", timeout=180_000)
+    _wait(page)
+    scatter = """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el.layout && el.layout.title &&
+                 String(el.layout.title.text).includes('code itself') && el.data.length === 10)"""
+    page.wait_for_function(scatter, timeout=30_000)                             # one trace per digit
+    page.screenshot(path=str(ARTIFACTS / "lab-autoencoder.png"), full_page=True)
+    assert not page.query_selector_all('[data-testid="stException"]')

@@ -60,8 +60,9 @@ def explain(cfg: ae.Config | None) -> None:
 
 
 def _grid(inputs: np.ndarray, outputs: np.ndarray, caption: str) -> None:
-    st.image([*(np.clip(inputs.astype(np.float32), 0, 1)), *(np.clip(outputs.astype(np.float32), 0, 1))], width=56,
-             caption=["input"] * len(inputs) + ["rebuilt"] * len(outputs))
+    """Inputs on one row, their reconstructions right below."""
+    st.image([np.clip(x.astype(np.float32), 0, 1) for x in inputs], width=56, caption=["input"] * len(inputs))
+    st.image([np.clip(x.astype(np.float32), 0, 1) for x in outputs], width=56, caption=["rebuilt"] * len(outputs))
     st.caption(caption)
 
 
@@ -88,13 +89,12 @@ def results(res: LabResults) -> None:
     fig.update_layout(height=420, title=f"Validation digits in the code space ({how})", margin=dict(t=50, b=10))
     st.plotly_chart(fig, key="ae_latent")
     st.subheader("Walking between two digits")
-    n = len(labels)
     c1, c2 = st.columns(2)
-    i = c1.number_input("From validation image", 0, n - 1, 0, key="ae_i")
-    j = c2.number_input("To validation image", 0, n - 1, min(n - 1, 7), key="ae_j")
-    strip = ae.interpolate(res, int(i), int(j), 8)
-    st.image([np.clip(s, 0, 1) for s in strip], width=64,
-             caption=[f"{labels[int(i)]}"] + [""] * 6 + [f"{labels[int(j)]}"])
+    a_digit = c1.selectbox("From the digit", range(10), 1, key="ae_from")
+    b_digit = c2.selectbox("To the digit", range(10), 7, key="ae_to")
+    i, j = (int(np.flatnonzero(a["labels"] == d)[0]) for d in (a_digit, b_digit))   # first of each in validation
+    strip = ae.interpolate(res, i, j, 8)
+    st.image([np.clip(s, 0, 1) for s in strip], width=64, caption=[str(a_digit)] + [""] * 6 + [str(b_digit)])
     st.caption("The decoder's output for codes on the straight line between the two digits' codes.")
     fig = go.Figure(go.Bar(x=["validation loss (BCE)", "mean squared error"],
                            y=[res.final["val_loss"], res.final["val_mse"]]))
