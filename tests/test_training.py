@@ -188,7 +188,7 @@ def test_zip_of_class_folders_loads_and_counts_skips():
                             "__MACOSX/cats/._a.png": b"junk"}), size=24)
     assert data.classes == ["cats", "dogs"] and data.counts() == {"cats": 2, "dogs": 2}
     assert tuple(data.images.shape) == (4, 3, 24, 24)
-    assert any("1 files that are not images" in n for n in data.notes)
+    assert "skipped 1 file that is not an image in class folders" in data.notes
     assert any("1 corrupt" in n for n in data.notes)
     top = D.from_zip(_zip({"root/cats/a.png": png, "root/cats/b.png": png, "root/dogs/c.png": png,
                            "root/dogs/d.png": png}))

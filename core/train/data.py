@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.formatting import plural
 from core.images import ImageError, load_image
 
 
@@ -185,9 +186,10 @@ def from_zip(data: bytes, size: int = 64) -> ImageSet:
     labels = torch.tensor([i for i, c in enumerate(classes) for _ in by_class[c]])
     notes = []
     if skipped_other:
-        notes.append(f"skipped {skipped_other} files that are not images in class folders")
+        notes.append(f"skipped {plural(skipped_other, 'file')} that "
+                     f"{'is not an image' if skipped_other == 1 else 'are not images'} in class folders")
     if skipped_bad:
-        notes.append(f"skipped {skipped_bad} corrupt or oversized images")
+        notes.append(f"skipped {plural(skipped_bad, 'corrupt or oversized image')}")
     return ImageSet(images, labels, classes, "your images", notes)
 
 
