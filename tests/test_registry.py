@@ -82,4 +82,16 @@ def test_every_option_changes_something(name, option):
     spec = registry.get(name)
     alt = _alternative(spec.options[option])
     assert alt != spec.options[option].default
-    assert fingerprint(summarize(name)) != fingerprint(summarize(name, options={option: alt}))
+    assert fingerprint(summarize(name)) != fingerprint(summarize(name, _size_for(spec, {option: alt}),
+                                                                 options={option: alt}))
+
+
+def _size_for(spec, options: dict) -> tuple[int, int, int]:
+    """The default input size, or the first larger square one the architecture's side rule accepts
+    under these options (the paper's U-Net takes 140 or 572, not 128)."""
+    c, h, _ = spec.input_size
+    if spec.side_rule is None:
+        return spec.input_size
+    opts = spec.resolve_options(options)
+    side = next(s for s in range(h, h + 512) if spec.side_rule(s, opts) is None)
+    return (c, side, side)
