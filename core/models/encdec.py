@@ -161,19 +161,25 @@ def valid_unet_side(side: int) -> str | None:
         return None
     near = min((n for n in range(max(1, side - 40), side + 41) if valid_unet_side_ok(n)),
                key=lambda n: abs(n - side), default=572)
-    return (f"the paper's U-Net loses 4 pixels in every block and halves the map 4 times, which needs an even "
-            f"size before each pooling: {side} does not work, {near} does")
+    return (f"the paper's U-Net loses 4 pixels in every block, halves the map 4 times (an even size before each "
+            f"pooling) and doubles it 4 times: {side} does not work, {near} does")
 
 
 def valid_unet_side_ok(side: int) -> bool:
-    """Every block loses 4 pixels, every pooling needs an even size, the bottom block keeps one."""
+    """Every block loses 4 pixels, every pooling needs an even size, and every map on the way
+    down and up (each up-convolution doubles it) keeps at least one pixel."""
     s = side
     for _ in range(4):
         s -= 4
         if s < 2 or s % 2:
             return False
         s //= 2
-    return s - 4 >= 1
+    s -= 4                      # the bottom block
+    for _ in range(4):
+        if s < 1:
+            return False
+        s = 2 * s - 4           # up-convolution, then the block
+    return s >= 1
 
 
 def unet_side_rule(side: int, options: dict) -> str | None:
