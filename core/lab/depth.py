@@ -24,6 +24,7 @@ error. All networks train one after another in one job with the same recipe and 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -146,8 +147,8 @@ class Config:
     data: str = "digits"        # "digits" (scikit-learn, 10 classes) or "shapes" (generated, 8 classes)
     size: int = 16              # image side in pixels (the paper's CIFAR images are 32)
     per_class: int = 100        # training + validation images per class, shapes only (digits has ~180)
-    epochs: int = 6             # passes over the training images, per network
-    batch_size: int = 64        # images per step
+    epochs: int = 10            # passes over the training images, per network
+    batch_size: int = 32        # images per step
     lr: float = 0.1             # peak LR of the one-cycle schedule (SGD, momentum 0.9; the paper's 0.1)
     weight_decay: float = 1e-4  # L2 penalty per step (the paper's 0.0001)
     augment: bool = True        # random shifts of up to 1/8 of the side during training
@@ -275,20 +276,25 @@ def train(cfg: Config, ctx: JobContext) -> dict:
     names = list(curves)
     save_arrays(ctx.out_dir, errors=np.array([curves[n] for n in names], dtype=np.float32),  # (models, epochs, 2)
                 names=np.array(names))
-    final["degradation"] = degradation(final)
+    final["train_subset"] = len(sub)
+    final["degradation"] = degradation(final, len(sub))
     final["seconds"] = round(time.perf_counter() - t0, 2)
     return final
 
 
-def degradation(final: dict) -> dict[str, bool]:
-    """Per kind, whether the deepest network ended with a higher training error than the shallowest
-    (the paper's finding: True for plain, False for residual)."""
+def degradation(final: dict, n: int) -> dict[str, bool]:
+    """Per kind, whether the deepest network ended with a clearly higher training error than the
+    shallowest (the paper's finding: True for plain, False for residual). Clearly: by more than two
+    standard errors of the difference of two error rates measured on `n` images each, and by at
+    least one percentage point."""
     out = {}
     for kind in KINDS:
         runs = sorted((int(k[len(kind):]), v) for k, v in final.items()
                       if k.startswith(kind) and k[len(kind):].isdigit() and isinstance(v, dict))
         if len(runs) >= 2:
-            out[kind] = runs[-1][1]["train_error"] > runs[0][1]["train_error"]
+            p_lo, p_hi = runs[0][1]["train_error"], runs[-1][1]["train_error"]
+            se = math.sqrt((p_lo * (1 - p_lo) + p_hi * (1 - p_hi)) / n)
+            out[kind] = p_hi - p_lo > max(0.01, 2 * se)
     return out
 
 

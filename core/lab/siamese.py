@@ -1,0 +1,560 @@
+"""A Siamese network learns a similarity function: one-shot learning on classes it never saw.
+
+The lecture's "new employee": a classifier must be retrained for every new person, a Siamese
+network needs one reference image. Two images go through the same encoder (one set of weights);
+the network is trained on pairs to say whether they show the same class, on some classes only.
+A new class then needs one example: a query goes to the class whose example it is most similar to.
+
+Two ways to train the similarity (the user picks):
+
+- "binary": Koch, Zemel & Salakhutdinov (2015), the paper the lecture cites: p(same) =
+  sigmoid(w . |h1 - h2| + b), binary cross-entropy on same/different pairs.
+- "contrastive": Hadsell, Chopra & LeCun (2006): embeddings on the unit sphere, distance
+  d = ||h1 - h2||, loss y d^2 + (1 - y) max(0, m - d)^2 with margin m = 1.
+
+N-way one-shot test (Lake et al. 2015, Koch et al. section 4.3): N unseen classes, one example of
+each drawn by one hand (the support set), a query drawn by another hand from one of them; the
+prediction is the most similar support image. Every method answers the same trials:
+
+- the Siamese network;
+- nearest neighbour on pixels (Euclidean distance);
+- nearest neighbour on the features of a classifier (the same encoder with a softmax layer over
+  the training classes, trained with the same recipe; cosine similarity of its encoder outputs);
+- the Siamese network before training (the same initial weights), and chance, 1/N.
+
+Data: generated glyphs (core.lab.glyphs; many characters in several handwritings, the held-out
+characters are the unseen classes), or scikit-learn's digits (train on the first digits, test
+one-shot on the last ones).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.lab.common import LabResults, check_range, save_arrays
+from core.lab.glyphs import SIDE, glyphs
+from core.train.data import digits, stratified_split
+from core.train.events import Done, Phase, RunInfo, Snapshot
+from core.train.jobs import JobContext
+from core.train.loop import LoopConfig, Stepper, run_loop
+from core.weights import WeightsUsed
+
+MARGIN = 1.0            # contrastive margin, on unit-length embeddings (distances 0..2)
+SHOW_TRIALS = 6         # trials per N whose images and scores the results keep
+DIGIT_CLASSES = 10
+
+
+def parse_ways(text: str) -> tuple[int, ...]:
+    """"5,20" -> (5, 20); ValueError with a sentence otherwise."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        ways = tuple(sorted({int(p) for p in parts}))
+    except ValueError:
+        raise ValueError(f"ways must be whole numbers separated by commas, e.g. 5,20 (got {text!r})") from None
+    if not ways:
+        raise ValueError("ways needs at least one N, e.g. 5,20")
+    if ways[0] < 2:
+        raise ValueError(f"an N-way test needs N of at least 2 (got {ways[0]})")
+    return ways
+
+
+@dataclass(frozen=True)
+class Config:
+    """One Siamese run. Units in the comments."""
+
+    data: str = "glyphs"        # "glyphs" (generated characters in several handwritings) or "digits"
+    loss: str = "binary"        # "binary" (Koch et al.'s same/different head) or "contrastive" (a distance)
+    characters: int = 100       # glyph characters generated (glyphs only)
+    drawers: int = 10           # handwritings, one drawing of every character each (glyphs only)
+    unseen: int = 30            # classes held out of training for the one-shot test (digits: the last ones)
+    ways: str = "5,20"          # the N of each N-way one-shot test, comma-separated
+    trials: int = 400           # one-shot trials per N (the same trials for every method)
+    embedding: int = 64         # numbers in the encoder's output
+    augment: bool = True        # random small rotations, scalings and shifts of training images (Koch et al.'s distortions)
+    epochs: int = 10            # passes over the training images (each one an anchor once per epoch)
+    batch_size: int = 64        # anchors per step: each pairs with a drawing of its class and with every other anchor
+    lr: float = 3e-3            # peak LR of the one-cycle schedule (AdamW)
+    seed: int = 0               # data, split, trials, initialisation, pairs
+    task: ClassVar[str] = "siamese"
+    CHOICES: ClassVar[dict[str, list]] = {"data": ["glyphs", "digits"], "loss": ["binary", "contrastive"]}
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for name in ("data", "loss"):
+            if getattr(self, name) not in self.CHOICES[name]:
+                problems.append(f"{name} must be one of {', '.join(self.CHOICES[name])} (got {getattr(self, name)!r})")
+        check_range(problems, "characters", self.characters, 4, 1000)
+        check_range(problems, "drawers", self.drawers, 2, 40)
+        check_range(problems, "trials", self.trials, 10, 5000)
+        check_range(problems, "embedding", self.embedding, 2, 1024)
+        check_range(problems, "epochs", self.epochs, 1, 200)
+        check_range(problems, "batch_size", self.batch_size, 2, 1024)
+        check_range(problems, "lr", self.lr, 1e-6, 1, whole=False)
+        check_range(problems, "seed", self.seed, 0, 2**31)
+        total = DIGIT_CLASSES if self.data == "digits" else self.characters
+        what = "digits" if self.data == "digits" else f"{self.characters} characters"
+        unseen_ok = isinstance(self.unseen, int) and 2 <= self.unseen <= total - 2
+        if not unseen_ok:
+            problems.append(f"unseen must be a whole number from 2 to {total - 2} with {what}: at least two classes to "
+                            f"test on and two to train on (got {self.unseen!r})")
+        try:
+            ways = parse_ways(self.ways)
+            if unseen_ok and ways[-1] > self.unseen:
+                problems.append(f"{ways[-1]}-way one-shot needs {ways[-1]} unseen classes but only {self.unseen} are "
+                                f"held out ({what}); lower ways or raise unseen")
+        except ValueError as e:
+            problems.append(str(e))
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def n_classes(self) -> int:
+        return DIGIT_CLASSES if self.data == "digits" else self.characters
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+@dataclass
+class PairData:
+    """Grey images (N, 1, S, S) floats 0..1, class labels (N,), and the hand that drew each (N,;
+    for the digits, whose writers are unknown, every image its own hand)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    hands: torch.Tensor
+
+
+def load_data(cfg: Config) -> PairData:
+    if cfg.data == "digits":
+        d = digits(SIDE)
+        return PairData(d.images[:, :1].float() / 255, d.labels, torch.arange(len(d.labels)))
+    g = glyphs(cfg.characters, cfg.drawers, cfg.seed)
+    return PairData(g.images.float() / 255, g.labels, g.drawers)
+
+
+def split_classes(cfg: Config) -> tuple[list[int], list[int]]:
+    """(training classes, unseen classes): the last `unseen` classes are held out."""
+    n = cfg.n_classes()
+    return list(range(n - cfg.unseen)), list(range(n - cfg.unseen, n))
+
+
+# --- trials --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trials:
+    """N-way one-shot trials, as indices into one image set: the support set (T, N), one image
+    of each of N classes; the query (T,); and the position of the query's class in the support (T,)."""
+
+    support: torch.Tensor
+    query: torch.Tensor
+    answer: torch.Tensor
+
+    @property
+    def ways(self) -> int:
+        return self.support.shape[1]
+
+
+def make_trials(labels: torch.Tensor, hands: torch.Tensor, ways: int, count: int, seed: int) -> Trials:
+    """`count` N-way trials over the classes present in `labels`. Lake's protocol where hands are
+    known: the support images come from one hand, the query from another; the query's class sits
+    at a random position of the support set."""
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    if ways > len(classes):
+        raise ValueError(f"{ways}-way trials need {ways} classes; there are {len(classes)}")
+    by_class = {int(c): torch.nonzero(labels == c).flatten() for c in classes}
+    hand_ids = hands.unique()
+    support, query, answer = [], [], []
+    for _ in range(count):
+        chosen = classes[torch.randperm(len(classes), generator=g)[:ways]]
+        pick = int(torch.randint(ways, (1,), generator=g))
+        hand = hand_ids[int(torch.randint(len(hand_ids), (1,), generator=g))]
+        row = []
+        for c in chosen.tolist():
+            members = by_class[c]
+            same_hand = members[hands[members] == hand]
+            pool = same_hand if len(same_hand) else members
+            row.append(int(pool[int(torch.randint(len(pool), (1,), generator=g))]))
+        members = by_class[int(chosen[pick])]
+        others = members[(hands[members] != hands[row[pick]]) & (members != row[pick])]
+        pool = others if len(others) else members[members != row[pick]]
+        query.append(int(pool[int(torch.randint(len(pool), (1,), generator=g))]))
+        support.append(row)
+        answer.append(pick)
+    return Trials(torch.tensor(support), torch.tensor(query), torch.tensor(answer))
+
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (T, D) queries, (T, N, D) support -> (T, N)
+
+
+def trial_scores(feats: torch.Tensor, trials: Trials, score: Scorer) -> torch.Tensor:
+    """(T, N) similarity of each trial's query to each support image, higher = more similar."""
+    return score(feats[trials.query], feats[trials.support])
+
+
+def accuracy(scores: torch.Tensor, trials: Trials) -> float:
+    """The fraction of trials whose most similar support image is the query's class."""
+    return float((scores.argmax(1).cpu() == trials.answer).float().mean())
+
+
+def pixel_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Minus the Euclidean distance between flattened images."""
+    return -(q.flatten(1)[:, None] - s.flatten(2)).norm(dim=-1)
+
+
+def cosine_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(q[:, None], s, dim=-1)
+
+
+# --- the network -----------------------------------------------------------------------------------
+
+def encoder(embedding: int) -> nn.Sequential:
+    """Koch et al.'s encoder scaled to 28x28: convolutions and max-pooling, then one dense layer."""
+    def stage(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+
+    return nn.Sequential(*stage(1, 32), *stage(32, 64), *stage(64, 64),    # (N, 64, 3, 3)
+                         nn.Flatten(), nn.Linear(64 * 3 * 3, embedding))   # (N, embedding)
+
+
+class Siamese(nn.Module):
+    """One encoder for both images; the similarity is the loss's."""
+
+    def __init__(self, embedding: int = 64, loss: str = "binary") -> None:
+        super().__init__()
+        self.loss_kind = loss
+        self.encoder = encoder(embedding)
+        self.head = nn.Linear(embedding, 1) if loss == "binary" else None   # Koch's weighted L1 distance
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)                                                 # (N, D)
+        return F.normalize(h, dim=1) if self.head is None else h
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Embeddings (..., D) twice -> (...): a logit of p(same) for "binary", minus the distance
+        for "contrastive"; higher = more similar either way."""
+        if self.head is not None:
+            return self.head((a - b).abs()).squeeze(-1)
+        return -(a - b).norm(dim=-1)
+
+    def loss_same(self, s: torch.Tensor) -> torch.Tensor:
+        """Per pair of the same class, from its similarity: -log p(same), or the squared distance."""
+        return F.softplus(-s) if self.head is not None else s ** 2
+
+    def loss_different(self, s: torch.Tensor) -> torch.Tensor:
+        """Per pair of different classes: -log(1 - p(same)), or the squared shortfall from the margin."""
+        return F.softplus(s) if self.head is not None else F.relu(MARGIN + s) ** 2
+
+    def pair_loss(self, a: torch.Tensor, b: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        """The mean loss of pairs of embeddings (N, D) labelled same (1) or different (0)."""
+        s = self.similarity(a, b)
+        return (same * self.loss_same(s) + (1 - same) * self.loss_different(s)).mean()
+
+    def batch_loss(self, a: torch.Tensor, p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Anchors (B, D) with one image of their class each (B, D): B same pairs, and every pair of
+        anchors of different classes as a different pair (up to B(B-1) of them, at no extra forward
+        pass). Same and different pairs weigh half each."""
+        s_same = self.similarity(a, p)                                       # (B,)
+        s_all = self.similarity(a[:, None].expand(-1, len(a), -1), a[None].expand(len(a), -1, -1))  # (B, B)
+        different = labels[:, None] != labels[None]
+        if not different.any():
+            return self.loss_same(s_same).mean()
+        return 0.5 * (self.loss_same(s_same).mean() + self.loss_different(s_all[different]).mean())
+
+    def score(self, q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Scorer over embeddings: (T, D), (T, N, D) -> (T, N)."""
+        return self.similarity(q[:, None].expand_as(s), s)
+
+
+class Classifier(nn.Module):
+    """The baseline: the same encoder with a softmax layer over the training classes."""
+
+    def __init__(self, embedding: int, classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder(embedding)
+        self.fc = nn.Linear(embedding, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.encoder(x)))
+
+
+@torch.no_grad()
+def embed_all(f: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, x: torch.Tensor,
+              batch: int = 512) -> torch.Tensor:
+    """f over x in eval mode, in batches; restores the model's mode."""
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([f(x[i:i + batch]) for i in range(0, len(x), batch)])
+    finally:
+        model.train(was)
+
+
+def distort(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image (N, 1, S, S) rotated by up to 10 degrees, scaled by 0.9-1.1 and shifted by up to
+    2 pixels, independently: Koch et al.'s affine distortions, milder."""
+    n = len(x)
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
+    scale = 0.9 + 0.2 * torch.rand(n, generator=g)
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 2 / (x.shape[-1] / 2)  # 2 px in [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)   # (N, S, S, 2)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+class PairSampler:
+    """For each anchor, one image of its class (another one) and one of a different class."""
+
+    def __init__(self, labels: torch.Tensor, seed: int) -> None:
+        self.labels = labels
+        self.order = torch.argsort(labels, stable=True)                     # images grouped by class
+        counts = torch.bincount(labels)
+        self.count = counts
+        self.start = torch.cumsum(counts, 0) - counts
+        self.rank = torch.empty_like(labels)
+        self.rank[self.order] = torch.arange(len(labels)) - self.start[labels[self.order]]
+        self.classes = torch.nonzero(counts).flatten()
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.labels[idx]
+        k = (torch.rand(len(idx), generator=self.g) * (self.count[c] - 1)).long()
+        k = k + (k >= self.rank[idx]).long()                                 # skip the anchor itself
+        pos = self.order[self.start[c] + k]
+        pos_of_c = torch.searchsorted(self.classes, c)
+        shift = 1 + (torch.rand(len(idx), generator=self.g) * (len(self.classes) - 1)).long()
+        other = self.classes[(pos_of_c + shift) % len(self.classes)]         # any class but c
+        neg = self.order[self.start[other] + (torch.rand(len(idx), generator=self.g) * self.count[other]).long()]
+        return pos, neg
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def train(cfg: Config, ctx: JobContext) -> dict:
+    t0 = time.perf_counter()
+    dev = torch.device(ctx.device)
+    ctx.emit(Phase("drawing the glyphs" if cfg.data == "glyphs" else "loading data"))
+    data = load_data(cfg)
+    seen, unseen = split_classes(cfg)
+    is_seen = data.labels < len(seen)
+    tr_all = torch.nonzero(is_seen).flatten()
+    # a tenth of the training classes' images checks the classifier on classes it knows
+    tr_rel, va_rel = stratified_split(data.labels[tr_all], 0.1, cfg.seed)
+    tr, va_seen = tr_all[tr_rel], tr_all[va_rel]
+    test = torch.nonzero(~is_seen).flatten()
+    x, y = data.images.to(dev), data.labels.to(dev)
+    x_tr, y_tr, x_test = x[tr], y[tr], x[test]
+    ways = parse_ways(cfg.ways)
+    # per-epoch curves and the final numbers use different trials (nothing is selected on either)
+    watch = {n: make_trials(data.labels[test], data.hands[test], n, min(cfg.trials, 200), cfg.seed + 1) for n in ways}
+    final_trials = {n: make_trials(data.labels[test], data.hands[test], n, cfg.trials, cfg.seed + 2) for n in ways}
+    g = torch.Generator().manual_seed(cfg.seed)
+    anchor_rel = torch.randint(len(test), (256,), generator=g)
+    pos_rel, neg_rel = PairSampler(data.labels[test] - len(seen), cfg.seed)(anchor_rel)
+    val_pairs = (test[anchor_rel], test[pos_rel], test[neg_rel])     # fixed same/different pairs on unseen classes
+
+    # --- the Siamese network -------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    net = Siamese(cfg.embedding, cfg.loss).to(dev)
+    feats0 = embed_all(net.embed, net, x_test)
+    untrained = {n: accuracy(trial_scores(feats0, t, net.score), t) for n, t in final_trials.items()}
+    ctx.emit(RunInfo(weights=WeightsUsed("random", "random"), n_train=len(tr), n_val=len(test),
+                     trainable=sum(p.numel() for p in net.parameters()), frozen=0, series="siamese"))
+    sampler = PairSampler(data.labels[tr], cfg.seed)
+    epoch = [0]
+
+    aug = torch.Generator().manual_seed(cfg.seed)
+
+    def batch(images: torch.Tensor) -> torch.Tensor:
+        return distort(images, aug) if cfg.augment else images
+
+    def siamese_loss(idx: torch.Tensor) -> torch.Tensor:
+        pos, _ = sampler(idx.cpu())
+        h = net.embed(batch(torch.cat([x_tr[idx], x_tr[pos.to(dev)]])))   # (2B, D)
+        a, p = h.chunk(2)
+        return net.batch_loss(a, p, y_tr[idx])
+
+    def watch_accuracy(feats: torch.Tensor, score: Scorer) -> dict[str, float]:
+        return {f"one_shot_{n}": accuracy(trial_scores(feats, t, score), t) for n, t in watch.items()}
+
+    @torch.no_grad()
+    def siamese_eval() -> tuple[float, dict[str, float]]:
+        feats = embed_all(net.embed, net, x_test)
+        a, p, n = (embed_all(net.embed, net, x[i]) for i in val_pairs)
+        same = torch.cat([torch.ones(len(a)), torch.zeros(len(a))]).to(dev)
+        val_loss = float(net.pair_loss(torch.cat([a, a]), torch.cat([p, n]), same))
+        epoch[0] += 1
+        t = watch[ways[0]]
+        k = 0  # the first watched trial, every epoch
+        ctx.emit(Snapshot(epoch[0], {"support": x_test[t.support[k], 0].cpu().numpy().astype(np.float16),
+                                     "query": x_test[t.query[k], 0].cpu().numpy().astype(np.float16),
+                                     "scores": trial_scores(feats, t, net.score)[k].cpu().numpy(),
+                                     "answer": np.array([int(t.answer[k])])}, series="siamese"))
+        return val_loss, watch_accuracy(feats, net.score)
+
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    stepper = Stepper(loss=siamese_loss, evaluate=siamese_eval, train_mode=net.train, n_train=len(tr), device=dev)
+    t_model = time.perf_counter()
+    last = run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, seed=cfg.seed), ctx.emit, ctx.should_stop,
+                    series="siamese")
+    ctx.emit(Done(metrics=last.metrics, seconds=time.perf_counter() - t_model, series="siamese"))
+
+    # --- the classifier baseline, the same encoder and recipe ------------------------------------
+    torch.manual_seed(cfg.seed)
+    clf = Classifier(cfg.embedding, len(seen)).to(dev)
+    ctx.emit(RunInfo(weights=WeightsUsed("random", "random"), n_train=len(tr), n_val=len(va_seen),
+                     trainable=sum(p.numel() for p in clf.parameters()), frozen=0, series="classifier"))
+    x_vs, y_vs = x[va_seen], y[va_seen]
+
+    def clf_loss(idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(clf(batch(x_tr[idx])), y_tr[idx])
+
+    @torch.no_grad()
+    def clf_eval() -> tuple[float, dict[str, float]]:
+        logits = embed_all(clf, clf, x_vs)
+        feats = embed_all(clf.encoder, clf, x_test)
+        return float(F.cross_entropy(logits, y_vs)), {**watch_accuracy(feats, cosine_score),
+                                                      "seen_acc": float((logits.argmax(1) == y_vs).float().mean())}
+
+    opt = torch.optim.AdamW(clf.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    stepper = Stepper(loss=clf_loss, evaluate=clf_eval, train_mode=clf.train, n_train=len(tr), device=dev)
+    t_model = time.perf_counter()
+    last_clf = run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, seed=cfg.seed), ctx.emit,
+                        ctx.should_stop, series="classifier")
+    ctx.emit(Done(metrics=last_clf.metrics, seconds=time.perf_counter() - t_model, series="classifier"))
+
+    # --- the one-shot test: every method on the same trials ---------------------------------------
+    ctx.emit(Phase("one-shot trials"))
+    feats = embed_all(net.embed, net, x_test)
+    clf_feats = embed_all(clf.encoder, clf, x_test)
+    with torch.no_grad():
+        scores = {n: {"siamese": trial_scores(feats, t, net.score).cpu(),
+                      "pixels": trial_scores(x_test, t, pixel_score).cpu(),
+                      "classifier": trial_scores(clf_feats, t, cosine_score).cpu()} for n, t in final_trials.items()}
+    x_test_cpu = x_test.cpu()
+    acc = {m: {str(n): accuracy(scores[n][m], final_trials[n]) for n in ways} for m in ("siamese", "pixels", "classifier")}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous().cpu() for k, v in net.state_dict().items()}, str(ctx.out_dir / "model.safetensors"))
+    shown = {}
+    for n, t in final_trials.items():
+        shown[f"support_{n}"] = t.support[:SHOW_TRIALS].numpy()
+        shown[f"query_{n}"] = t.query[:SHOW_TRIALS].numpy()
+        shown[f"answer_{n}"] = t.answer[:SHOW_TRIALS].numpy()
+        for m in ("siamese", "pixels", "classifier"):
+            shown[f"scores_{m}_{n}"] = scores[n][m][:SHOW_TRIALS].numpy().astype(np.float32)
+    save_arrays(ctx.out_dir, test_images=(x_test_cpu[:, 0].numpy() * 255).round().astype(np.uint8),
+                test_labels=data.labels[test].numpy(), test_hands=data.hands[test].numpy(),
+                ways=np.array(ways), **shown)
+    final = {"one_shot": acc["siamese"], "baselines": {"pixels": acc["pixels"], "classifier": acc["classifier"]},
+             "untrained": {str(n): v for n, v in untrained.items()}, "chance": {str(n): 1 / n for n in ways},
+             "loss": cfg.loss, "data": cfg.data, "train_classes": len(seen), "unseen_classes": len(unseen),
+             "seen_acc": last_clf.metrics["seen_acc"], "seconds": round(time.perf_counter() - t0, 2)}
+    return final
+
+
+def summary(final: dict) -> str:
+    parts = [f"{n}-way {a:.0%} (pixels {final['baselines']['pixels'][n]:.0%}, classifier features "
+             f"{final['baselines']['classifier'][n]:.0%}, chance {1 / int(n):.0%})" for n, a in final["one_shot"].items()]
+    return f"one-shot on {final['unseen_classes']} unseen classes: " + "; ".join(parts)
+
+
+# --- after training: a new class from one example ---------------------------------------------------
+
+def load_model(res: LabResults) -> Siamese:
+    from safetensors.torch import load_file
+
+    net = Siamese(int(res.config["embedding"]), str(res.config["loss"]))
+    net.load_state_dict(load_file(str(res.model_file())))
+    return net.eval()
+
+
+@torch.no_grad()
+def classify(net: Siamese, references: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Similarity of each query to each reference, no retraining: references (K, S, S) and
+    queries (Q, S, S) as floats 0..1 -> (Q, K), higher = more similar (for "binary", p(same))."""
+    r = net.embed(torch.from_numpy(np.asarray(references, np.float32)).unsqueeze(1))   # (K, D)
+    q = net.embed(torch.from_numpy(np.asarray(queries, np.float32)).unsqueeze(1))      # (Q, D)
+    s = net.similarity(q[:, None].expand(-1, len(r), -1), r[None].expand(len(q), -1, -1))
+    return (torch.sigmoid(s) if net.head is not None else s).numpy()
+
+
+def prepare_drawing(pixels: np.ndarray, side: int = SIDE) -> np.ndarray:
+    """An uploaded photo or scan of a drawing -> (side, side) floats 0..1, bright ink on black
+    like the training images: grey, inverted when the background is light (ink on paper), cropped
+    to the ink, padded to a square and resized with a margin."""
+    grey = np.asarray(pixels, np.float32)[..., :3].mean(-1) / 255                 # (H, W)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:
+        grey = 1 - grey
+    lo, hi = np.percentile(grey, 5), grey.max()
+    ink = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    ink[ink < 0.2] = 0
+    rows, cols = np.nonzero(ink)
+    if len(rows) == 0:
+        raise ValueError("No drawing found in the image: it is all one shade.")
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    pad = max(h, w)
+    square = np.zeros((pad, pad), np.float32)
+    square[(pad - h) // 2:(pad - h) // 2 + h, (pad - w) // 2:(pad - w) // 2 + w] = ink
+    inner = round(side * 0.75)                                                      # the glyphs keep a margin
+    t = F.interpolate(torch.from_numpy(square)[None, None], size=(inner, inner), mode="bilinear",
+                      antialias=True, align_corners=False)[0, 0]
+    out = np.zeros((side, side), np.float32)
+    o = (side - inner) // 2
+    out[o:o + inner, o:o + inner] = t.clamp(0, 1).numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """References (one image per class) and queries compared with them, no retraining."""
+
+    references: np.ndarray      # (K, S, S) floats 0..1
+    queries: np.ndarray         # (Q, S, S) floats 0..1
+    truth: np.ndarray           # (Q,) the reference each query belongs to
+    scores: np.ndarray          # (Q, K) similarities, higher = more similar
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.scores.argmax(1)
+
+    def recall(self) -> np.ndarray:
+        """(K,) the fraction of each reference's queries that went to it."""
+        return np.array([float((self.predicted[self.truth == k] == k).mean()) if (self.truth == k).any() else np.nan
+                         for k in range(len(self.references))])
+
+
+def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, hand: int = 0) -> Gallery:
+    """The lecture's new employee: the references are one drawing of each `staff` class (unseen
+    classes, numbered 0.. in the results' test images) by `hand`, plus the newcomer: another
+    unseen class, or an image (S, S) of a class the network has never seen at all. The queries
+    are every other drawing of those classes; the newcomer's reference is its only example."""
+    a = res.arrays
+    images, labels, hands = a["test_images"].astype(np.float32) / 255, a["test_labels"], a["test_hands"]
+    classes = np.unique(labels)
+    members = [np.flatnonzero(labels == classes[c]) for c in staff]
+    if isinstance(newcomer, (int, np.integer)):
+        members.append(np.flatnonzero(labels == classes[int(newcomer)]))
+    refs, queries, truth = [], [], []
+    for k, m in enumerate(members):
+        mine = m[hands[m] == hand]
+        ref = int(mine[0]) if len(mine) else int(m[0])
+        refs.append(images[ref])
+        rest = m[m != ref]
+        queries.append(images[rest])
+        truth += [k] * len(rest)
+    if not isinstance(newcomer, (int, np.integer)):
+        refs.append(np.asarray(newcomer, np.float32))
+    net = load_model(res)
+    q = np.concatenate(queries) if queries else np.zeros((0, SIDE, SIDE), np.float32)
+    return Gallery(np.stack(refs), q, np.array(truth), classify(net, np.stack(refs), q))

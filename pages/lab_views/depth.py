@@ -1,0 +1,144 @@
+"""Training Lab: plain vs residual, the degradation problem (layout only; see core.lab.depth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.design import PLAIN_VS_RESNET
+from core.lab import depth as dp
+from core.lab.common import LabResults
+from core.train.events import Epoch, Event
+from pages.lab_views.charts import COLOURS, curves
+
+INTRO = ("Does a deeper network train better? He et al. found that a deeper *plain* network has a higher "
+         "*training* error than a shallower one (degradation: an optimisation problem, not overfitting), while "
+         "the same depth with shortcuts does not. Here the paper's CIFAR networks (depth 6n+2) train one after "
+         "another with the same recipe, and every epoch measures the training error as well as the validation error.")
+DEPTHS = [8, 14, 20, 32, 44, 56, 110]
+# Measured on this project's 2-core CPU with the defaults (digits at 16 px, width 8, 6 epochs); see the README.
+CPU_NOTE = ("On a 2-core CPU the default run (depths 20 and 56, width 8, digits at 16 px, 6 epochs) takes "
+            "about two minutes when the machine is otherwise idle. The paper's own run is CIFAR-10 at 32 px, width "
+            "16, 64k iterations of batch 128 (about 164 epochs): a job for a GPU, where the same effect shows over "
+            "the whole curve (the paper's Figure 6).")
+
+
+def controls(d: dict[str, Any]) -> dict[str, Any]:
+    try:
+        chosen = [x for x in dp.parse_depths(d["depths"]) if x in DEPTHS]
+    except ValueError:
+        chosen = []
+    depths = st.multiselect("Depths (6n+2)", DEPTHS, chosen or [20, 56], key="dp_depths",
+                            help="Each depth trains twice, plain and residual: 20 and 56 take four runs.")
+    width = st.select_slider("Width (first stage's filters)", [4, 8, 16], d["width"] if d["width"] in (4, 8, 16)
+                             else 8, key="dp_width", help="Then 2x and 4x in the next stages. The paper uses 16.")
+    data = st.radio("Data", ["digits", "shapes"], ["digits", "shapes"].index(d["data"]) if d["data"] in
+                    ("digits", "shapes") else 0, key="dp_data", horizontal=True,
+                    format_func={"digits": "handwritten digits", "shapes": "generated shapes"}.get)
+    size = st.select_slider("Image size (px)", [8, 16, 32], d["size"] if d["size"] in (8, 16, 32) else 16, key="dp_size")
+    return {
+        "depths": ",".join(str(x) for x in sorted(depths)) or "20",
+        "width": width, "data": data, "size": size,
+        "epochs": st.slider("Epochs (per network)", 1, 40, int(d["epochs"]), key="dp_epochs"),
+        "batch_size": st.select_slider("Batch size", [16, 32, 64, 128], d["batch_size"] if d["batch_size"] in
+                                       (16, 32, 64, 128) else 32, key="dp_bs"),
+        "lr": st.number_input("Peak learning rate (SGD, momentum 0.9)", 1e-4, 2.0, float(d["lr"]), format="%.3f",
+                              key="dp_lr"),
+        "augment": st.toggle("Random shifts (augmentation)", bool(d["augment"]), key="dp_aug"),
+    }
+
+
+def _table2() -> go.Figure:
+    fig = go.Figure([go.Bar(name=name, x=list(PLAIN_VS_RESNET), y=[v[i] for v in PLAIN_VS_RESNET.values()],
+                            marker_color=colour)
+                     for i, (name, colour) in enumerate([("plain", "#d62728"), ("ResNet", "#2ca02c")])])
+    fig.update_layout(barmode="group", height=300, yaxis_range=[24, 29.5], margin=dict(t=50, b=10),
+                      title="The paper: ImageNet top-1 error (%), Table 2")
+    return fig
+
+
+def explain(cfg: dp.Config | None) -> None:
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        st.plotly_chart(_table2(), key="dp_table2")
+        st.caption("Without shortcuts the deeper plain network is worse (28.54% vs 27.94%); with them depth helps "
+                   "(25.03% vs 27.88%). The paper's CIFAR-10 runs (Figure 6) show the same for 20 to 56 layers, in "
+                   "training error too.")
+    with c2:
+        if cfg is not None:
+            rows = []
+            for depth in dp.parse_depths(cfg.depths):
+                n = dp.blocks_per_stage(depth)
+                rows.append({"depth": depth, "n (blocks per stage)": n, "3x3 convolutions": 6 * n + 1,
+                             "parameters": dp.param_formula(depth, cfg.width, 8 if cfg.data == "shapes" else 10)})
+            st.dataframe(pd.DataFrame(rows), hide_index=True,
+                         column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+            st.caption(f"Stages of {cfg.width}, {2 * cfg.width}, {4 * cfg.width} filters on {cfg.size}, "
+                       f"{cfg.size // 2}, {cfg.size // 4} px maps. Plain and residual have the same parameters: the "
+                       "shortcuts are the paper's option A (identity, zero-padded channels), which has none.")
+        st.info(CPU_NOTE)
+
+
+def _errors(events: list[Event]) -> go.Figure:
+    """Training error (solid) and validation error (dotted) per epoch, one colour per network."""
+    fig = go.Figure()
+    series = list(dict.fromkeys(e.series for e in events if isinstance(e, Epoch)))
+    for s in series:
+        ep = [e for e in events if isinstance(e, Epoch) and e.series == s]
+        colour = COLOURS.get(s)
+        fig.add_scatter(x=[e.epoch for e in ep], y=[e.metrics["train_error"] for e in ep], name=f"{s}: training",
+                        mode="lines+markers", line=dict(color=colour, width=3))
+        fig.add_scatter(x=[e.epoch for e in ep], y=[e.metrics["val_error"] for e in ep], name=f"{s}: validation",
+                        mode="lines", line=dict(color=colour, dash="dot"))
+    fig.update_layout(height=380, margin=dict(t=40, b=10), title="Error per epoch (solid: training, dotted: validation)",
+                      xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="error", tickformat=".0%", rangemode="tozero"),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def live(events: list[Event], cfg: dp.Config) -> None:
+    if any(isinstance(e, Epoch) for e in events):
+        st.plotly_chart(_errors(events), key="dp_errors")
+    if any(e.kind == "step" for e in events):
+        with st.expander("Training loss per step", expanded=False):
+            st.plotly_chart(curves(events, "val_error", "error", percent=True, loss_title="cross-entropy"),
+                            key="dp_curves")
+    st.caption("Training error: a fixed set of 512 training images, in eval mode, after BatchNorm's statistics are "
+               "recomputed on them (so a lagging running average cannot make a network look worse than it is).")
+
+
+def results(res: LabResults) -> None:
+    final = res.final
+    names = [str(n) for n in res.arrays["names"]]
+    rows = [{"network": n, "training error": final[n]["train_error"], "validation error": final[n]["val_error"],
+             "parameters": final[n]["params"], "seconds": final[n]["seconds"]} for n in names]
+    st.subheader("Final errors")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "training error": st.column_config.NumberColumn(format="percent"),
+        "validation error": st.column_config.NumberColumn(format="percent"),
+        "parameters": st.column_config.NumberColumn(format="localized")})
+    fig = go.Figure([go.Bar(name=label, x=names, y=[final[n][key] for n in names])
+                     for label, key in (("training error", "train_error"), ("validation error", "val_error"))])
+    fig.update_layout(barmode="group", height=300, margin=dict(t=40, b=10), yaxis_tickformat=".0%",
+                      title="After the last epoch")
+    st.plotly_chart(fig, key="dp_final")
+    deg = final.get("degradation", {})
+    err = {n: final[n]["train_error"] for n in names}
+    depths = sorted({int(n.removeprefix("plain").removeprefix("resnet")) for n in names})
+    if len(depths) >= 2:
+        lo, hi = depths[0], depths[-1]
+        plain = (f"plain{hi} {err[f'plain{hi}']:.1%} vs plain{lo} {err[f'plain{lo}']:.1%}")
+        res_ = (f"resnet{hi} {err[f'resnet{hi}']:.1%} vs resnet{lo} {err[f'resnet{lo}']:.1%}")
+        if deg.get("plain") and not deg.get("resnet"):
+            st.success(f"Degradation showed: the deeper plain network trains worse ({plain}), the deeper residual "
+                       f"network does not ({res_}).")
+        elif deg.get("plain"):
+            st.warning(f"The deeper plain network trains worse ({plain}), but so does the deeper residual one "
+                       f"({res_}) in this short run: more epochs let the residual network catch up.")
+        else:
+            st.warning(f"Degradation did not show in this run ({plain}; {res_}). Try more epochs or greater depths.")
+    st.caption(f"Training error measured on {final['train_subset']} fixed training images: \"worse\" means by more than "
+               "two standard errors of the difference (and at least one percentage point).")

@@ -1,0 +1,204 @@
+"""Training Lab: a Siamese network and one-shot learning (layout only; see core.lab.siamese)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.images import ImageError, load_image
+from core.lab import siamese as sm
+from core.lab.common import LabResults
+from core.lab.glyphs import glyphs
+from core.train.events import Event, Snapshot
+from pages.lab_views.charts import curves
+
+INTRO = ("A Siamese network learns a similarity function instead of a classifier: two images go through one "
+         "encoder (shared weights) and it says whether they show the same class. Trained on some classes, it "
+         "then recognises classes it has never seen from a single example each: N-way one-shot learning, "
+         "the lecture's \"new employee\".")
+WAYS = [2, 3, 5, 10, 20, 30, 50]
+METHODS = {"siamese": "Siamese network", "classifier": "classifier features (nearest neighbour)",
+           "pixels": "pixels (nearest neighbour)", "untrained": "Siamese network before training", "chance": "chance (1/N)"}
+
+
+def controls(d: dict[str, Any]) -> dict[str, Any]:
+    data = st.radio("Data", ["glyphs", "digits"], ["glyphs", "digits"].index(d["data"]) if d["data"] in
+                    ("glyphs", "digits") else 0, key="sia_data", horizontal=True,
+                    format_func={"glyphs": "generated glyphs", "digits": "handwritten digits"}.get,
+                    help="Glyphs: many generated characters, each drawn in several handwritings (like Omniglot, "
+                         "the paper's data). Digits: train on the first digits, test one-shot on the last ones.")
+    loss = st.radio("Similarity", ["binary", "contrastive"], ["binary", "contrastive"].index(d["loss"]) if d["loss"] in
+                    ("binary", "contrastive") else 0, key="sia_loss",
+                    format_func={"binary": "same/different head (Koch et al.)", "contrastive": "contrastive distance"}.get,
+                    help="Koch et al.: p(same) = sigmoid(w·|h1 - h2| + b) with binary cross-entropy. Contrastive "
+                         "(Hadsell et al. 2006): pull same pairs together, push different pairs beyond a margin.")
+    out: dict[str, Any] = {"data": data, "loss": loss}
+    if data == "glyphs":
+        out["characters"] = st.slider("Characters", 30, 300, int(d["characters"]) if 30 <= d["characters"] <= 300
+                                      else 100, 10, key="sia_chars")
+        out["drawers"] = st.slider("Handwritings per character", 3, 20, int(d["drawers"]) if 3 <= d["drawers"] <= 20
+                                   else 10, key="sia_drawers")
+        top = out["characters"] - 2
+        out["unseen"] = st.slider("Unseen characters (held out for the test)", 5, min(100, top),
+                                  int(min(max(d["unseen"], 5), min(100, top))), key="sia_unseen_g")
+    else:
+        out["unseen"] = st.slider("Unseen digits (the last ones)", 2, 8, int(d["unseen"]) if 2 <= d["unseen"] <= 8
+                                  else 5, key="sia_unseen_d")
+    options = [w for w in WAYS if w <= out["unseen"]]
+    try:
+        wanted = [w for w in sm.parse_ways(d["ways"]) if w in options]
+    except ValueError:
+        wanted = []
+    picked = st.multiselect("N-way tests", options, wanted or [options[-1] if options[-1] <= 5 else 5],
+                            key=f"sia_ways_{out['unseen']}",
+                            help="N unseen classes, one example each, and a query from one of them.")
+    out["ways"] = ",".join(str(w) for w in sorted(picked)) or str(options[0])
+    out["trials"] = st.select_slider("Trials per test", [100, 200, 400, 1000], d["trials"] if d["trials"] in
+                                     (100, 200, 400, 1000) else 400, key="sia_trials")
+    out["epochs"] = st.slider("Epochs", 1, 30, int(d["epochs"]), key="sia_epochs")
+    out["embedding"] = st.select_slider("Embedding size", [8, 16, 32, 64, 128, 256], d["embedding"] if d["embedding"] in
+                                        (8, 16, 32, 64, 128, 256) else 64, key="sia_emb")
+    out["lr"] = st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="sia_lr")
+    return out
+
+
+@st.cache_data(max_entries=4)
+def _sample_glyphs(characters: int, drawers: int, seed: int) -> np.ndarray:
+    return glyphs(characters, drawers, seed).images[:, 0].numpy()
+
+
+def explain(cfg: sm.Config | None) -> None:
+    with st.expander("How it works: twins, pairs and the one-shot test", expanded=False):
+        st.markdown(
+            "- **Twins.** Both images go through *the same* encoder (one set of weights, called twice): "
+            "convolutions and max-pooling, then a dense layer, Koch et al.'s design scaled to 28x28.\n"
+            "- **Pairs, not labels.** Every training image, as an anchor, is paired with another drawing of its class "
+            "(a *same* pair) and with every anchor of another class in its batch (*different* pairs). The network "
+            "never learns *which* class an image is, only whether two images match.\n"
+            "- **One-shot test.** N classes it never saw, one drawing of each by one hand (the support set); a query "
+            "drawn by another hand. The answer is the most similar support image. Chance is 1/N.\n"
+            "- **Honest baselines, same trials.** Nearest neighbour on raw pixels; nearest neighbour on the features "
+            "of an ordinary classifier (the same encoder plus a softmax over the training classes, same recipe).")
+        if cfg is not None and cfg.data == "glyphs":
+            imgs = _sample_glyphs(6, min(cfg.drawers, 8), cfg.seed)
+            n = min(cfg.drawers, 8)
+            st.image([imgs[c * n + k] for c in range(6) for k in range(n)], width=40)
+            st.caption(f"Six generated characters, each in {n} handwritings (one row per character).")
+
+
+def _trial(support: np.ndarray, query: np.ndarray, scores: np.ndarray, answer: int, label: str) -> None:
+    """One trial: the query, then the support set with the similarity under each image."""
+    best = int(np.argmax(scores))
+    caps = [f"{s:.2f}{' ✓' if i == answer else ''}{' ←' if i == best else ''}" for i, s in enumerate(scores)]
+    st.image([np.clip(query.astype(np.float32), 0, 1)] + [np.clip(s.astype(np.float32), 0, 1) for s in support],
+             width=44, caption=[label] + caps)
+
+
+def live(events: list[Event], cfg: sm.Config) -> None:
+    ways = sm.parse_ways(cfg.ways)
+    if any(e.kind in ("step", "epoch") for e in events):
+        st.plotly_chart(curves(events, f"one_shot_{ways[-1]}", f"{ways[-1]}-way one-shot accuracy", percent=True,
+                               loss_title="pair loss / cross-entropy"), key="sia_curves")
+        st.caption("Right: one-shot accuracy on unseen classes after each epoch (200 watch trials), the Siamese "
+                   "network and the classifier's features on the same trials.")
+    snap = next((e for e in reversed(events) if isinstance(e, Snapshot) and e.series == "siamese"), None)
+    if snap:
+        _trial(snap.arrays["support"], snap.arrays["query"], snap.arrays["scores"], int(snap.arrays["answer"][0]),
+               "query")
+        st.caption(f"One {ways[0]}-way trial after epoch {snap.epoch}: the query, then the support set with the "
+                   "network's similarity (✓ the right class, ← the network's pick).")
+
+
+def _bars(final: dict) -> go.Figure:
+    ways = list(final["one_shot"])
+    rows = {"siamese": final["one_shot"], "classifier": final["baselines"]["classifier"],
+            "pixels": final["baselines"]["pixels"], "untrained": final["untrained"], "chance": final["chance"]}
+    fig = go.Figure([go.Bar(name=METHODS[m], x=[f"{n}-way" for n in ways], y=[v[n] for n in ways],
+                            text=[f"{v[n]:.0%}" for n in ways], textposition="outside") for m, v in rows.items()])
+    fig.update_layout(barmode="group", height=360, yaxis=dict(tickformat=".0%", range=[0, 1.1], title="accuracy"),
+                      title=f"One-shot accuracy on {final['unseen_classes']} unseen classes", margin=dict(t=50, b=10),
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def _upload(label: str, key: str, camera: bool = False) -> np.ndarray | None:
+    """An uploaded (or photographed) drawing as a 28x28 image, or None; errors shown, not raised."""
+    f = st.camera_input(label, key=key) if camera else st.file_uploader(label, type=None, key=key)
+    if f is None:
+        return None
+    try:
+        return sm.prepare_drawing(load_image(f.getvalue()).pixels)
+    except (ImageError, ValueError) as e:
+        st.error(f"{f.name}: {e}")
+        return None
+
+
+def results(res: LabResults) -> None:
+    final, a = res.final, res.arrays
+    st.subheader("One-shot accuracy")
+    st.plotly_chart(_bars(final), key="sia_bars")
+    st.caption(f"{final['train_classes']} training classes, {final['unseen_classes']} unseen; every method answers "
+               f"the same {res.config['trials']} trials per N. The untrained network's head has random weights, so its "
+               "\"similarity\" can even prefer the most different image (below chance).")
+
+    st.subheader("Trials, by method")
+    ways = [int(w) for w in a["ways"]]
+    c1, c2 = st.columns(2)
+    n = c1.selectbox("Test", ways, format_func=lambda w: f"{w}-way", key="sia_show_n")
+    method = c2.radio("Scores of", ["siamese", "classifier", "pixels"], format_func=METHODS.get, key="sia_show_m",
+                      horizontal=True)
+    imgs = a["test_images"].astype(np.float32) / 255
+    for k in range(len(a[f"query_{n}"])):
+        _trial(imgs[a[f"support_{n}"][k]], imgs[a[f"query_{n}"][k]], a[f"scores_{method}_{n}"][k],
+               int(a[f"answer_{n}"][k]), f"query {k + 1}")
+    st.caption("Scores: " + {"siamese": "p(same)" if res.config["loss"] == "binary" else "minus the distance",
+                             "classifier": "cosine similarity of the classifier's features",
+                             "pixels": "minus the Euclidean distance between the images"}[method]
+               + "; ✓ the right class, ← the pick.")
+
+    st.subheader("A new employee: one example, no retraining")
+    classes = np.unique(a["test_labels"])
+    staff_n = min(5, len(classes) - 1)
+    staff = list(range(staff_n))
+    st.markdown(f"The \"staff\" are {staff_n} unseen classes, one drawing of each on file. A newcomer joins with "
+                "**one** example: pick an unseen class, or upload (or photograph) a drawing of your own.")
+    how = st.radio("Newcomer", ["pick", "upload", "camera"], key="sia_new_how", horizontal=True,
+                   format_func={"pick": "an unseen class", "upload": "upload a drawing",
+                                "camera": "take a photo"}.get)
+    if how == "pick":
+        choices = list(range(staff_n, len(classes)))
+        new = st.selectbox("Newcomer class", choices, key="sia_new_pick",
+                           format_func=lambda c: f"unseen class {c + 1}")
+        gal = sm.new_employee(res, staff, int(new))
+    else:
+        st.caption("Dark ink on light paper or light on dark both work: the image is turned grey, cropped to the ink "
+                   "and scaled to 28x28.")
+        ref = _upload("One example of the new class", "sia_new_up", camera=how == "camera")
+        if ref is None:
+            return
+        gal = sm.new_employee(res, staff, ref)
+    names = [f"staff {k + 1}" for k in range(staff_n)] + ["newcomer"]
+    st.image([np.clip(r, 0, 1) for r in gal.references], width=56, caption=names)
+    recall = gal.recall()
+    if how == "pick":
+        st.metric("Newcomer's other drawings recognised", f"{recall[-1]:.0%}",
+                  help="Every other drawing of the newcomer's class, compared with the staff and the newcomer's "
+                       "one example.")
+    staff_ok = float((gal.predicted == gal.truth).mean()) if len(gal.truth) else float("nan")
+    st.caption(f"Every other drawing of the staff{' and the newcomer' if how == 'pick' else ''}: "
+               f"{staff_ok:.0%} go to the right reference among {len(gal.references)}"
+               f"{'' if how == 'pick' else f' (the newcomer took {np.mean(gal.predicted == staff_n):.0%} of them)'}.")
+    if how != "pick":
+        q = _upload("A query to classify", "sia_new_q")
+        if q is not None:
+            net = sm.load_model(res)
+            scores = sm.classify(net, gal.references, q[None])[0]
+            st.image([q], width=56, caption=["query"])
+            fig = go.Figure(go.Bar(x=names, y=scores))
+            fig.update_layout(height=260, margin=dict(t=30, b=10), title="Similarity of the query to each reference",
+                              yaxis_title="p(same)" if res.config["loss"] == "binary" else "minus distance")
+            st.plotly_chart(fig, key="sia_new_scores")
+            st.success(f"The query goes to **{names[int(np.argmax(scores))]}**.")
