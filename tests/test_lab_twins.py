@@ -22,7 +22,9 @@ from core.lab.glyphs import glyphs
 from core.train.events import Epoch
 from tests.conftest import ROOT
 
-TINY_SIAMESE = dict(characters=30, drawers=6, unseen=10, ways="5,10", trials=300, epochs=4, batch_size=32)
+# small enough for ~12 s on an idle 2-core CPU, large enough that training clearly helps (seeds 0-2 measured:
+# trained minus untrained +0.13..0.15 at 5-way, trained minus pixels +0.16..0.32)
+SMALL_SIAMESE = dict(characters=120, drawers=8, unseen=20, ways="5,20", trials=400, epochs=8)
 TINY_DEPTH = dict(depths="8,14", width=4, data="shapes", per_class=20, size=8, epochs=1, batch_size=32)
 
 
@@ -151,13 +153,13 @@ def test_prepare_drawing_inverts_crops_and_centres_ink_on_paper():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(ways="5,40"), "40-way one-shot needs 40 unseen classes but only 30"),
+    (dict(ways="5,50"), "50-way one-shot needs 50 unseen classes but only 40"),
     (dict(data="digits"), "unseen must be a whole number from 2 to 8"),
     (dict(data="digits", unseen=5), "20-way one-shot needs 20 unseen classes but only 5"),
     (dict(ways="1"), "at least 2"),
     (dict(ways="five"), "whole numbers"),
     (dict(characters=20, unseen=19), "at least two classes to test on and two to train on"),
-    (dict(loss="triplet"), "loss must be one of binary, contrastive"),
+    (dict(loss="triplet"), "loss must be one of contrastive, binary"),
 ])
 def test_siamese_config_refuses_with_a_sentence(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -165,44 +167,47 @@ def test_siamese_config_refuses_with_a_sentence(kwargs, match):
 
 
 @pytest.fixture(scope="module")
-def tiny_siamese(tmp_path_factory):
+def small_siamese(tmp_path_factory):
     events: list = []
-    final, res = run_headless(sm.Config(**TINY_SIAMESE), tmp_path_factory.mktemp("sia"), on_event=events.append)
+    final, res = run_headless(sm.Config(**SMALL_SIAMESE), tmp_path_factory.mktemp("sia"), on_event=events.append)
     return final, res, events
 
 
-def test_the_trained_network_beats_its_untrained_self_and_chance(tiny_siamese):
-    final, _, events = tiny_siamese
-    for n in ("5", "10"):
-        acc, before, chance = final["one_shot"][n], final["untrained"][n], final["chance"][n]
-        assert acc > before + 0.15 and acc > chance + 0.15, (n, acc, before, chance)
-        assert 0 <= final["baselines"]["pixels"][n] <= 1 and 0 <= final["baselines"]["classifier"][n] <= 1
-    assert final["chance"] == {"5": 0.2, "10": 0.1}
+def test_the_trained_network_beats_pixels_its_untrained_self_and_chance(small_siamese):
+    final, _, events = small_siamese
+    for n in ("5", "20"):
+        acc, chance = final["one_shot"][n], final["chance"][n]
+        assert acc > final["baselines"]["pixels"][n] + 0.1 and acc > chance + 0.3, (n, final)
+        assert 0.2 < final["baselines"]["classifier"][n] < 1
+    # random convolutions already give a useful distance (far above chance): training must add to it
+    assert final["untrained"]["5"] > 0.3 and final["one_shot"]["5"] > final["untrained"]["5"] + 0.08
+    assert final["chance"] == {"5": 0.2, "20": 0.05}
     series = [e.series for e in events if isinstance(e, Epoch)]
-    assert series == ["siamese"] * 4 + ["classifier"] * 4
-    assert all(set(e.metrics) >= {"one_shot_5", "one_shot_10"} for e in events if isinstance(e, Epoch))
+    assert series == ["siamese"] * 8 + ["classifier"] * 8
+    assert all(set(e.metrics) >= {"one_shot_5", "one_shot_20"} for e in events if isinstance(e, Epoch))
 
 
-def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(tiny_siamese):
-    final, res, _ = tiny_siamese
+def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(small_siamese):
+    final, res, _ = small_siamese
     a = res.arrays
     x = a["test_images"].astype(np.float64) / 255
-    for n in (5, 10):
+    for n in (5, 20):
         t = sm.make_trials(torch.from_numpy(a["test_labels"]), torch.from_numpy(a["test_hands"]), n,
-                           TINY_SIAMESE["trials"], seed=0 + 2)   # the run's final trials: seed + 2
+                           SMALL_SIAMESE["trials"], seed=0 + 2)   # the run's final trials: seed + 2
         assert np.array_equal(t.support[:sm.SHOW_TRIALS].numpy(), a[f"support_{n}"])
         right = sum(int(np.argmin([((x[s] - x[q]) ** 2).sum() for s in sup]) == ans)
                     for sup, q, ans in zip(t.support.tolist(), t.query.tolist(), t.answer.tolist()))
         assert final["baselines"]["pixels"][str(n)] == pytest.approx(right / len(t.query))
 
 
-def test_a_new_employee_needs_one_example(tiny_siamese):
-    _, res, _ = tiny_siamese
+def test_a_new_employee_needs_one_example(small_siamese):
+    _, res, _ = small_siamese
     gal = sm.new_employee(res, [0, 1, 2], 5)
     labels, hands = res.arrays["test_labels"], res.arrays["test_hands"]
     per_class = int((labels == labels[0]).sum())
     assert gal.references.shape == (4, 28, 28) and len(gal.queries) == 4 * (per_class - 1)
-    assert gal.scores.shape == (len(gal.queries), 4) and ((gal.scores >= 0) & (gal.scores <= 1)).all()  # p(same)
+    assert gal.scores.shape == (len(gal.queries), 4)
+    assert ((gal.scores <= 0) & (gal.scores >= -2)).all()      # minus distances between unit vectors
     assert sorted(set(gal.truth.tolist())) == [0, 1, 2, 3]
     # the newcomer's only reference is its class's drawing by hand 0
     newcomer = np.flatnonzero((labels == np.unique(labels)[5]) & (hands == 0))[0]
@@ -370,8 +375,41 @@ def test_the_depth_page_trains_a_tiny_run_beside_the_papers_table():
     assert list(table["network"]) == ["plain8", "resnet8", "plain14", "resnet14"]
 
 
-def test_an_upload_that_is_not_an_image_is_refused_with_a_sentence():
-    from core.images import ImageError, load_image
+def _upload_script(data: bytes) -> None:
+    """The newcomer's upload helper of the Siamese view, with the uploader handing it `data`."""
+    import streamlit as st
 
-    with pytest.raises(ImageError, match="not an image"):
-        load_image(io.BytesIO(b"%PDF-1.4 not a picture").getvalue())
+    from pages.lab_views import siamese as view
+
+    class Uploaded:
+        name = "drawing.png"
+
+        def getvalue(self) -> bytes:
+            return data
+
+    st.file_uploader = lambda *a, **k: Uploaded()
+    got = view._upload("One example of the new class", "k")
+    st.write("none" if got is None else f"image {got.shape}")
+
+
+@pytest.mark.parametrize("kind", ["pdf", "blank", "drawing"])
+def test_an_upload_that_is_not_a_drawing_is_refused_with_a_sentence(kind):
+    from streamlit.testing.v1 import AppTest
+
+    buf = io.BytesIO()
+    if kind == "pdf":
+        buf.write(b"%PDF-1.4 not a picture")
+    else:
+        im = Image.new("RGB", (120, 90), "white")
+        if kind == "drawing":
+            ImageDraw.Draw(im).line([(20, 20), (90, 70)], fill="black", width=6)
+        im.save(buf, format="PNG")
+    at = AppTest.from_function(_upload_script, args=(buf.getvalue(),), default_timeout=60).run()
+    assert not at.exception
+    said = [m.value for m in at.markdown]
+    if kind == "drawing":
+        assert not at.error and "image (28, 28)" in said
+    else:
+        assert "none" in said and len(at.error) == 1
+        assert at.error[0].value.startswith("drawing.png: ")
+        assert ("not an image" if kind == "pdf" else "No drawing found") in at.error[0].value

@@ -71,10 +71,10 @@ class Config:
     """One Siamese run. Units in the comments."""
 
     data: str = "glyphs"        # "glyphs" (generated characters in several handwritings) or "digits"
-    loss: str = "binary"        # "binary" (Koch et al.'s same/different head) or "contrastive" (a distance)
-    characters: int = 100       # glyph characters generated (glyphs only)
+    loss: str = "contrastive"   # "contrastive" (a distance) or "binary" (Koch et al.'s same/different head)
+    characters: int = 200       # glyph characters generated (glyphs only)
     drawers: int = 10           # handwritings, one drawing of every character each (glyphs only)
-    unseen: int = 30            # classes held out of training for the one-shot test (digits: the last ones)
+    unseen: int = 40            # classes held out of training for the one-shot test (digits: the last ones)
     ways: str = "5,20"          # the N of each N-way one-shot test, comma-separated
     trials: int = 400           # one-shot trials per N (the same trials for every method)
     embedding: int = 64         # numbers in the encoder's output
@@ -84,7 +84,7 @@ class Config:
     lr: float = 3e-3            # peak LR of the one-cycle schedule (AdamW)
     seed: int = 0               # data, split, trials, initialisation, pairs
     task: ClassVar[str] = "siamese"
-    CHOICES: ClassVar[dict[str, list]] = {"data": ["glyphs", "digits"], "loss": ["binary", "contrastive"]}
+    CHOICES: ClassVar[dict[str, list]] = {"data": ["glyphs", "digits"], "loss": ["contrastive", "binary"]}
 
     def __post_init__(self) -> None:
         problems: list[str] = []

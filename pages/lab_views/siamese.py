@@ -93,8 +93,9 @@ def _trial(support: np.ndarray, query: np.ndarray, scores: np.ndarray, answer: i
     """One trial: the query, then the support set with the similarity under each image."""
     best = int(np.argmax(scores))
     caps = [f"{s:.2f}{' ✓' if i == answer else ''}{' ←' if i == best else ''}" for i, s in enumerate(scores)]
-    st.image([np.clip(query.astype(np.float32), 0, 1)] + [np.clip(s.astype(np.float32), 0, 1) for s in support],
-             width=44, caption=[label] + caps)
+    c1, c2 = st.columns([1, 12], vertical_alignment="top")
+    c1.image(np.clip(query.astype(np.float32), 0, 1), width=44, caption=label)
+    c2.image([np.clip(s.astype(np.float32), 0, 1) for s in support], width=44, caption=caps)
 
 
 def live(events: list[Event], cfg: sm.Config) -> None:
@@ -141,8 +142,24 @@ def results(res: LabResults) -> None:
     st.subheader("One-shot accuracy")
     st.plotly_chart(_bars(final), key="sia_bars")
     st.caption(f"{final['train_classes']} training classes, {final['unseen_classes']} unseen; every method answers "
-               f"the same {res.config['trials']} trials per N. The untrained network's head has random weights, so its "
-               "\"similarity\" can even prefer the most different image (below chance).")
+               f"the same {res.config['trials']} trials per N.")
+    n = list(final["one_shot"])[-1]
+    ours, pix, clf = final["one_shot"][n], final["baselines"]["pixels"][n], final["baselines"]["classifier"][n]
+    verdict = (f"At {n}-way, training on pairs took the network from {final['untrained'][n]:.0%} (its random "
+               f"start) to {ours:.0%}, against {pix:.0%} for raw pixels and {1 / int(n):.0%} for chance. ")
+    if clf > ours:
+        verdict += (f"A classifier's features do better here ({clf:.0%}): with a label for every training image it "
+                    "gets more out of the same data than same/different answers do. Both need no retraining for a "
+                    "new class: they compare, they do not classify.")
+    else:
+        verdict += f"A classifier's features, compared the same way, reach {clf:.0%}."
+    if ours <= pix:
+        verdict += (" The network did not beat raw pixels in this run: with few training classes it learns what "
+                    "separates *those* classes, not classes in general (more classes help).")
+    st.markdown(verdict)
+    if res.config["loss"] == "binary":
+        st.caption("The untrained binary head has random weights: its \"similarity\" can even prefer the most "
+                   "different image (below chance).")
 
     st.subheader("Trials, by method")
     ways = [int(w) for w in a["ways"]]
