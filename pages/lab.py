@@ -48,22 +48,40 @@ view, module = VIEWS[task], task_module(task)
 st.caption(view.INTRO + f" Training runs in a separate process on the {device().label}.")
 
 
-def url_default(field: dataclasses.Field) -> Any:
-    """A deep link's value for an option (`?task=unet&epochs=3`) when the task accepts it, else the
-    Config's default (and a note saying what was ignored)."""
-    raw = qp.get(field.name)
-    if raw is None:
-        return field.default
+def _parse(field: dataclasses.Field, raw: str) -> Any:
+    return raw in ("1", "true", "True") if isinstance(field.default, bool) else type(field.default)(raw)
+
+
+def url_defaults() -> dict[str, Any]:
+    """A deep link's option values (`?task=unet&epochs=3`) when the task accepts them together;
+    otherwise each one the task accepts on its own, with a note for what was ignored; the Config's
+    defaults for the rest."""
+    fields = options(module.Config)
+    out = {f.name: f.default for f in fields}
+    linked: dict[str, Any] = {}
+    for f in fields:
+        raw = qp.get(f.name)
+        if raw is None:
+            continue
+        try:
+            linked[f.name] = _parse(f, raw)
+        except ValueError:
+            st.warning(f"Ignored from the link: {f.name}={raw[:40]} (not a number).")
     try:
-        value = raw in ("1", "true", "True") if isinstance(field.default, bool) else type(field.default)(raw)
-        module.Config(**{field.name: value})
-        return value
-    except (TypeError, ValueError) as e:
-        st.warning(f"Ignored from the link: {field.name}={raw[:40]} ({str(e)[:200] or 'not a number'}).")
-        return field.default
+        module.Config(**linked)          # rules across fields (e.g. N-way at most the unseen classes)
+        return {**out, **linked}
+    except (TypeError, ValueError):
+        pass
+    for name, value in linked.items():
+        try:
+            module.Config(**{name: value})
+            out[name] = value
+        except (TypeError, ValueError) as e:
+            st.warning(f"Ignored from the link: {name}={str(qp.get(name))[:40]} ({str(e)[:200]}).")
+    return out
 
 
-defaults = {f.name: url_default(f) for f in options(module.Config)}
+defaults = url_defaults()
 with st.sidebar:
     st.header(TITLES[task])
     values = view.controls(defaults)

@@ -305,3 +305,9 @@ def test_lab_ignores_link_values_the_task_cannot_take(params, said):
     assert not at.exception
     assert any("Ignored from the link" in w.value and said in w.value for w in at.warning)
     assert not at.button(key="lab_go").disabled     # the defaults stand in
+
+
+def test_lab_link_values_that_only_work_together_are_kept_together():
+    at = _page("pages/lab.py", task="siamese", data="digits", unseen="5", ways="5")
+    assert not at.exception and not any("Ignored from the link" in w.value for w in at.warning)
+    assert at.query_params["data"] == "digits" and at.query_params["unseen"] == "5"
