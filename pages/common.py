@@ -94,3 +94,15 @@ def progress_line(events: list[Event]) -> None:
         st.progress(0.0, f"{last.phase}...")
     else:
         st.progress(0.0, "starting the worker...")
+
+
+def job_outcome(state: str, message: str) -> None:
+    """How a finished job ended, in one coloured line."""
+    if state == "done":
+        st.success(f"Done: {message}.")
+    elif state == "diverged":
+        st.error(f"Diverged: {message}")
+    elif state == "failed":
+        st.error(f"The run failed: {message}")
+    elif state == "cancelled":
+        st.warning("Cancelled.")

@@ -16,7 +16,7 @@ import streamlit as st
 from core.lab.common import TASKS, TITLES, options, task_module, task_of
 from core.train.events import ACTIVE_STATES, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
-from pages.common import device, job_events, progress_line, require_router, runner, session_id
+from pages.common import device, job_events, job_outcome, progress_line, require_router, runner, session_id
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -146,14 +146,7 @@ def live() -> None:
         st.caption(f"{info.trainable:,} trainable parameters; {info.n_train:,} training / {info.n_val:,} "
                    "validation examples.")
     view.live(ev, stt.config)
-    if stt.state == "done":
-        st.success(f"Done: {stt.message}.")
-    elif stt.state == "diverged":
-        st.error(f"Diverged: {stt.message}")
-    elif stt.state == "failed":
-        st.error(f"The run failed: {stt.message}")
-    elif stt.state == "cancelled":
-        st.warning("Cancelled.")
+    job_outcome(stt.state, stt.message)
     if stt.state not in ACTIVE_STATES and ss.get("lab_shown") != job.id:
         ss["lab_shown"] = job.id
         st.rerun()  # once, so the results below render

@@ -19,7 +19,7 @@ from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoin
 from core.train.jobs import JobError, JobSpec
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
-from pages.common import device, job_events, progress_line, require_router, runner, session_id
+from pages.common import device, job_events, job_outcome, progress_line, require_router, runner, session_id
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -271,14 +271,8 @@ def live() -> None:
         st.caption(f"{registry.get(cfg_run.arch).title} with {info.weights.describe()}: {info.trainable:,} trainable "
                    f"and {info.frozen:,} frozen parameters; {plural(info.n_train, 'training image')} / "
                    f"{plural(info.n_val, 'validation image')}.")
-    if stt.state == "done" and stt.kind == "train":
-        st.success(f"Done: {stt.message}.")
-    elif stt.state == "diverged":
-        st.error(f"Diverged: {stt.message}")
-    elif stt.state == "failed":
-        st.error(f"The run failed: {stt.message}")
-    elif stt.state == "cancelled":
-        st.warning("Cancelled.")
+    if stt.kind == "train" or stt.state != "done":   # the LR finder says it is done above
+        job_outcome(stt.state, stt.message)
     if stt.state not in ACTIVE_STATES and ss.get("tr_shown") != job_id:
         ss["tr_shown"] = job_id
         st.rerun()  # once, so the results below render

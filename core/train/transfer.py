@@ -252,6 +252,24 @@ def features(model: nn.Module, x: torch.Tensor, size: int, on_progress: Callable
     return torch.cat(out)
 
 
+def encoder_features(tm: TransferModel, sp: Split, cfg: TrainConfig, emit: Emit,
+                     should_stop: Callable[[], bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen encoder's features of the training and validation images (head removed), with
+    a "computing features" phase per batch; cancellable between batches."""
+    n = len(sp.y_train) + len(sp.y_val)
+
+    def progress(offset: int) -> Callable[[int], None]:
+        def f(done: int) -> None:
+            if should_stop():
+                raise Cancelled("cancelled by the user")
+            emit(Phase("computing features", offset + done, n))
+        return f
+
+    with without_head(tm.model, tm.head) as enc:
+        return (features(enc, sp.x_train, cfg.image_size, progress(0)),
+                features(enc, sp.x_val, cfg.image_size, progress(len(sp.y_train))))
+
+
 # --- steps for the loop -------------------------------------------------------------------------------
 
 def _accuracy_eval(logits_fn: Callable[[], torch.Tensor], y: torch.Tensor) -> Callable[[], tuple[float, dict[str, float]]]:
@@ -266,18 +284,7 @@ def head_stepper(tm: TransferModel, sp: Split, cfg: TrainConfig, dev: torch.devi
     """Scenarios 1 and 2 without augmentation: the frozen encoder runs once, the loop trains the
     head on the cached features."""
     head = tm.model.get_submodule(tm.head)
-    n = len(sp.y_train) + len(sp.y_val)
-
-    def progress(offset: int) -> Callable[[int], None]:
-        def f(done: int) -> None:
-            if should_stop():
-                raise Cancelled("cancelled by the user")
-            emit(Phase("computing features", offset + done, n))
-        return f
-
-    with without_head(tm.model, tm.head) as enc:
-        f_tr = features(enc, sp.x_train, cfg.image_size, progress(0))            # (N, D)
-        f_va = features(enc, sp.x_val, cfg.image_size, progress(len(sp.y_train)))
+    f_tr, f_va = encoder_features(tm, sp, cfg, emit, should_stop)                # (N, D) each
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(head(f_tr[idx]), sp.y_train[idx])
@@ -385,18 +392,7 @@ def _classic_classifier(tm: TransferModel, sp: Split, cfg: TrainConfig, emit: Em
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
-    n = len(sp.y_train) + len(sp.y_val)
-
-    def progress(offset: int) -> Callable[[int], None]:
-        def f(done: int) -> None:
-            if should_stop():
-                raise Cancelled("cancelled by the user")
-            emit(Phase("computing features", offset + done, n))
-        return f
-
-    with without_head(tm.model, tm.head) as enc:
-        f_tr = features(enc, sp.x_train, cfg.image_size, progress(0)).cpu()
-        f_va = features(enc, sp.x_val, cfg.image_size, progress(len(sp.y_train))).cpu()
+    f_tr, f_va = (f.cpu() for f in encoder_features(tm, sp, cfg, emit, should_stop))
     emit(Phase(f"fitting {'k-nearest neighbours' if cfg.classifier == 'knn' else 'logistic regression'}"))
     clf = (KNeighborsClassifier(n_neighbors=min(5, len(f_tr))) if cfg.classifier == "knn"
            else LogisticRegression(max_iter=2000, C=1.0))
