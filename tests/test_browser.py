@@ -225,3 +225,24 @@ def test_training_lab_autoencoder_shows_reconstructions_and_the_code_space(serve
     page.wait_for_function(scatter, timeout=30_000)                             # one trace per digit
     page.screenshot(path=str(ARTIFACTS / "lab-autoencoder.png"), full_page=True)
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_training_lab_siamese_and_depth_in_a_browser(server, page):
+    """Both twins-and-depth tasks from deep links, trained for real through the server."""
+    page.goto(server + "/lab?task=siamese&epochs=2&characters=60&unseen=20&drawers=4&trials=100")
+    _wait(page)
+    page.get_by_role("button", name="Train").click()
+    page.wait_for_function("document.body.innerText.includes('Done: one-shot on 20 unseen classes')",
+                           timeout=240_000)
+    _wait(page)
+    assert "Newcomer" in page.inner_text("body") or "newcomer" in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "lab-siamese.png"), full_page=True)
+    assert not page.query_selector_all('[data-testid="stException"]')
+    page.goto(server + "/lab?task=depth&depths=8,14&width=4&data=shapes&per_class=20&size=8&epochs=2")
+    _wait(page)
+    page.get_by_role("button", name="Train").click()
+    page.wait_for_function("document.body.innerText.includes('Done: plain8')", timeout=240_000)
+    _wait(page)
+    assert "Table 2" in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "lab-depth.png"), full_page=True)
+    assert not page.query_selector_all('[data-testid="stException"]')
