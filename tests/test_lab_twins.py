@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from core.lab import siamese as sm
 from core.lab.common import run_headless
 from core.lab.glyphs import glyphs
 from core.train.events import Epoch
-from tests.conftest import ROOT
+from tests.test_pages import _lab_run, _page
 
 # small enough for ~12 s on an idle 2-core CPU, large enough that training clearly helps (seeds 0-2 measured:
 # trained minus untrained +0.13..0.15 at 5-way, trained minus pixels +0.16..0.32)
@@ -322,23 +321,7 @@ def test_the_depth_cli_prints_the_final_json_line_and_refuses_a_bad_depth(capsys
 # --- the pages -------------------------------------------------------------------------------------------
 
 def _lab(**params):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.switch_page("pages/lab.py")
-    return at.run()
-
-
-def _train(at, timeout_s: float = 300):
-    at.button(key="lab_go").click().run()
-    end = time.time() + timeout_s
-    while not (at.success or at.error) and time.time() < end:
-        time.sleep(0.5)
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return _page("pages/lab.py", **params)
 
 
 def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
@@ -348,7 +331,7 @@ def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
     at.slider(key="sia_unseen_g").set_value(10).run()
     at.multiselect(key="sia_ways_10").set_value([5, 10]).run()
     assert not at.error, [e.value for e in at.error]
-    _train(at)
+    _lab_run(at, 300)
     assert any(s.value.startswith("Done: one-shot on 10 unseen classes") for s in at.success), \
         [e.value for e in at.error]
     titles = [c.proto.spec for c in at.get("plotly_chart")]
@@ -367,7 +350,7 @@ def test_the_depth_page_trains_a_tiny_run_beside_the_papers_table():
     assert not at.exception and at.multiselect(key="dp_depths").value == [8, 14]
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Table 2" in t for t in titles)
-    _train(at)
+    _lab_run(at, 300)
     assert any(s.value.startswith("Done: plain8") for s in at.success), [e.value for e in at.error]
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Error per epoch" in t for t in titles) and any("After the last epoch" in t for t in titles)
