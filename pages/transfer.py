@@ -148,7 +148,7 @@ if data is not None and cfg is not None:
     counts = data.counts()
     c1.markdown(f"**{plural(len(data.labels), 'image')}, {plural(len(counts), 'class', 'classes')}**")
     c1.plotly_chart(go.Figure(go.Bar(x=list(counts), y=list(counts.values()))).update_layout(
-        height=240, margin=dict(t=10, b=10), xaxis=dict(title="class", type="category", tickangle=-45),
+        height=240, margin=dict(t=10, b=10), xaxis=dict(title="class", type="category", tickangle=-45, dtick=1),
         yaxis_title="images"), key="tr_counts")
     first = [int(torch.nonzero(data.labels == i)[0]) for i in range(len(data.classes))][:12]
     c2.image([data.images[i].permute(1, 2, 0).numpy() for i in first], width=64,
