@@ -36,13 +36,45 @@ def run_jobs(runner: LocalRunner, cfgs: list[TrainConfig], timeout: float) -> li
     return out
 
 
+def probe_reserved_gb(cfg: TrainConfig) -> float:
+    """GPU memory (GB, as CONVNETLAB_GPU_MEMORY_GB counts) the caching allocator reserves for full fine-tuning at cfg's batch and image
+    size: two real steps of the Studio's stepper in this process, then everything is released."""
+    import torch
+
+    from core.train.data import shapes
+    from core.train.transfer import build_transfer_model, make_split, model_stepper
+
+    dev = torch.device("cuda")
+    data = shapes(classes=cfg.shapes_classes, per_class=max(2, cfg.batch_size // cfg.shapes_classes + 2),
+                  size=cfg.image_size)
+    probe = TrainConfig(**{**cfg.to_dict(), "val_fraction": 0.05})
+    tm = build_transfer_model(probe, len(data.classes))
+    tm.model.to(dev).to(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = True  # as fit() does on CUDA
+    sp = make_split(data, probe, dev)
+    st = model_stepper(tm, sp, probe, dev)
+    opt = torch.optim.AdamW(tm.model.parameters(), fused=True)
+    st.train_mode()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(2):
+        loss = st.loss(torch.arange(min(cfg.batch_size, st.n_train), device=dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_reserved() / 1e9
+    del tm, sp, st, opt, loss
+    torch.cuda.empty_cache()
+    return peak
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny runs: checks the script, not a measurement")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    size, per_class, epochs, batch = (32, 20, 1, 16) if a.quick else (224, 400, 3, 256)
+    size, per_class, epochs, batch = (32, 20, 1, 16) if a.quick else (224, 150, 3, 256)
     base = TrainConfig(dataset="shapes", arch="resnet18", weights="random", scenario="finetune", augment=True,
                        shapes_classes=8, shapes_per_class=per_class, image_size=size, epochs=epochs,
                        batch_size=batch, log_every=50)
@@ -54,11 +86,15 @@ def main() -> int:
         finally:
             r.shutdown()
         if a.device == "cuda":
-            # A memory cap small enough that batch 512 does not fit and 256 does: the retry must halve it.
-            os.environ["CONVNETLAB_GPU_MEMORY_GB"] = "12"
+            # A memory cap 1.5x what batch B needs: batch 2B does not fit and B does, so the retry
+            # must halve the batch. B is measured here, not guessed.
+            need = probe_reserved_gb(base)
+            cap = round(1.5 * need, 1)
+            report["forced_oom_cap"] = {"batch": base.batch_size, "reserved_gb": round(need, 2), "cap_gb": cap}
+            os.environ["CONVNETLAB_GPU_MEMORY_GB"] = str(cap)
             r = LocalRunner(max_concurrent=1, device=a.device, root=tmp)
             try:
-                big = TrainConfig(**{**base.to_dict(), "batch_size": 1024, "epochs": 1})
+                big = TrainConfig(**{**base.to_dict(), "batch_size": 2 * base.batch_size, "epochs": 1})
                 report["forced_oom"] = run_jobs(r, [big], 1800)
             finally:
                 r.shutdown()

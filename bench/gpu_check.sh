@@ -20,7 +20,7 @@ echo "== 1. tutorial loop vs ours vs the ceiling (ResNet-18 full fine-tuning), f
 "$PY" bench/bench_train.py "${big[@]}" --device "$DEV" --json-out "$DEST/train.json" 2>&1 | tee "$DEST/train.log"
 
 echo "== 2. the Studio's headless path, every scenario"
-size=224; n=300; [[ -n "${QUICK:-}" ]] && size=32 && n=20
+size=128; n=100; [[ -n "${QUICK:-}" ]] && size=32 && n=20
 for s in 1 2 3 finetune; do
   "$PY" -m core train --dataset shapes --shapes-classes 8 --shapes-per-class $n --image-size $size --weights random \
     --scenario $s --epochs 3 --batch-size 128 --device "$DEV" --json 2>&1 | tail -1 | sed "s/^/scenario $s: /"

@@ -362,6 +362,7 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
     model = tm.model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # one input shape per run: let cuDNN pick its fastest kernels
     emit(RunInfo(weights=tm.weights, n_train=len(sp.y_train), n_val=len(sp.y_val),
                  trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
                  frozen=sum(p.numel() for p in model.parameters() if not p.requires_grad)))
@@ -370,7 +371,7 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
     else:
         cached = cfg.scenario in ("1", "2") and not cfg.augment
         stepper = head_stepper(tm, sp, cfg, dev, emit, should_stop) if cached else model_stepper(tm, sp, cfg, dev)
-        opt = torch.optim.AdamW(param_groups(tm, cfg), weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(param_groups(tm, cfg), weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
         run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, cfg.log_every, cfg.seed), emit, should_stop)
         probs = predict(model, sp.x_val, cfg.image_size).softmax(1)
     y = sp.y_val
