@@ -493,7 +493,7 @@ register(ArchSpec(
 ))
 
 register(ArchSpec(
-    name="inception_module", title="Inception module (lecture example)", family="GoogLeNet / Inception",
+    name="inception_module", title="Inception module (lecture example)", short="Inception module (lecture)", family="GoogLeNet / Inception",
     builder=modules.inception_module, input_size=(256, 28, 28), year=2014,
     paper="Szegedy et al., Going Deeper with Convolutions",
     description="One Inception module on a 28x28x256 input, as on the slides: naive (854M "
@@ -504,7 +504,7 @@ register(ArchSpec(
 ))
 
 register(ArchSpec(
-    name="bottleneck_1x1", title="1x1 bottleneck (lecture example)", family="GoogLeNet / Inception",
+    name="bottleneck_1x1", title="1x1 bottleneck (lecture example)", short="1x1 bottleneck (lecture)", family="GoogLeNet / Inception",
     builder=modules.bottleneck_1x1, input_size=(480, 14, 14), year=2014,
     paper="Lin, Chen & Yan, Network In Network; Szegedy et al., Going Deeper with Convolutions",
     description="The slide's 5x5 convolution from 480 to 48 channels at 14x14: 112.9M "
@@ -573,7 +573,7 @@ for _name, _title, _year, _paper in (
     ))
 
 register(ArchSpec(
-    name="conv_autoencoder", title="Convolutional autoencoder (lecture, Keras)", family="Encoder-decoder",
+    name="conv_autoencoder", title="Convolutional autoencoder (lecture, Keras)", short="Conv. autoencoder (lecture)", family="Encoder-decoder",
     builder=encdec.conv_autoencoder, input_size=(1, 28, 28), year=2006,
     paper="Hinton & Salakhutdinov, Reducing the Dimensionality of Data with Neural Networks (the idea); "
           "the layers are the lecture's Keras model",
@@ -606,7 +606,7 @@ register(ArchSpec(
 ))
 
 register(ArchSpec(
-    name="siamese", title="Siamese network (Koch et al.)", family="Siamese", builder=classic.siamese,
+    name="siamese", title="Siamese network (Koch et al.)", short="Siamese (Koch et al.)", family="Siamese", builder=classic.siamese,
     input_size=(1, 105, 105), year=2015, num_inputs=2,
     paper="Koch, Zemel & Salakhutdinov, Siamese Neural Networks for One-shot Image Recognition",
     description="Two copies of one encoder (shared weights) embed two images; a layer on |h1 - h2| "

@@ -111,6 +111,7 @@ class ArchSpec:
             in training mode (GoogLeNet's auxiliary classifiers only run while training).
         side_rule: (side length, resolved options) -> why that height or width cannot work (with
             one that can), or None; e.g. U-Net's multiples of 16.
+        short: the name in pickers when `title` is too long for a sidebar at 1024 px (28 characters).
     """
 
     name: str
@@ -128,6 +129,12 @@ class ArchSpec:
     notes: tuple[Note | str, ...] = ()
     train_mode_option: str | None = None
     side_rule: Callable[[int, dict[str, Any]], str | None] | None = None
+    short: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name in pickers: `short` if set, else `title`."""
+        return self.short or self.title
 
     @property
     def all_notes(self) -> tuple[Note, ...]:

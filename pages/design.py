@@ -245,8 +245,8 @@ with tabs[6]:
                "(heatmap, Luo et al. 2016) is how strongly each pixel does reach it: the gradient of the unit "
                "with respect to the input, averaged over random images.")
     ERF_ARCHS = ["resnet18", "vgg16", "alexnet_torchvision", "mobilenet_v2", "resnet50"]
-    c = st.columns(4)
-    e_arch = c[0].selectbox("Model", ERF_ARCHS, key="erf_arch", format_func=lambda n: registry.get(n).title)
+    c = st.columns(2) + st.columns(2)   # two rows: the layer names need the width at 1024 px
+    e_arch = c[0].selectbox("Model", ERF_ARCHS, key="erf_arch", format_func=lambda n: registry.get(n).label)
     e_summary = cached_summary(e_arch, tuple(registry.get(e_arch).input_size), ())
     convs = [r_ for r_ in e_summary.layers if r_.type == "Conv2d" and r_.name == r_.module]
     e_layer = c[1].selectbox("Layer", [r_.name for r_ in convs], index=min(len(convs) - 1, len(convs) // 2),

@@ -90,7 +90,7 @@ for msg in ss.pop("_url_errors", []):
 with st.sidebar:
     st.header("Architecture")
     arch = st.selectbox("Architecture", registry.names(), key="arch", on_change=_on_arch_change,
-                        format_func=lambda n: f"{registry.get(n).family} · {registry.get(n).title}")
+                        format_func=lambda n: registry.get(n).label)
     spec = registry.get(arch)
     options = _option_widgets(spec)
     st.subheader("Input size")
@@ -123,7 +123,9 @@ for w_ in shown_warnings(summary):
     st.warning(w_)
 
 # --- totals ------------------------------------------------------------------------------------
-m1, m2, m3, m4 = st.columns(4)
+# Two by two: four metrics side by side cut the exact counts at projector widths (1024x768).
+m1, m2 = st.columns(2)
+m3, m4 = st.columns(2)
 m1.metric("Parameters", fmt_int(t.params), help="Learnable weights and biases; shared weights once.")
 m2.metric("Operations", fmt_macs(t.macs),
           help=f"Multiply-accumulates for one image (the lecture's 'ops'). FLOPs = 2 x MACs = {fmt_int(t.flops)}.")
@@ -147,18 +149,17 @@ def _step(delta: int) -> None:
     ss["layer"] = min(max(ss["layer"] + delta, 0), n - 1)
 
 
-b1, b2, b3, b4 = st.columns([1.4, 1.4, 6, 2])
+if n > 1:
+    st.slider("Layer", 0, n - 1, key="layer", label_visibility="collapsed", format="%d", help="Drag to any layer")
+b1, b2, b3 = st.columns(3, vertical_alignment="center")
 b1.button("◀ Previous", on_click=_step, args=(-1,), disabled=ss["layer"] == 0, width="stretch")
 b2.button("Next ▶", on_click=_step, args=(1,), disabled=ss["layer"] == n - 1, width="stretch")
-b4.toggle("Quiz mode", key="quiz", help="Answer a question about each layer before its arithmetic is shown.")
+b3.toggle("Quiz mode", key="quiz", help="Answer a question about each layer before its arithmetic is shown.")
 if ss["quiz"]:
     if "quiz_kinds" not in ss:
         ss["quiz_kinds"] = list(DEFAULT_QUIZ_KINDS)
     st.multiselect("Quiz me on", list(QUIZ_KINDS), key="quiz_kinds", format_func=QUIZ_KINDS.get,
                    help="The other layers show their arithmetic straight away.")
-if n > 1:
-    b3.slider("Layer", 0, n - 1, key="layer", label_visibility="collapsed",
-              format="%d", help="Drag to any layer")
 i = ss["layer"]
 rec = layers[i]
 title, steps = layer_card(summary, i)
@@ -170,7 +171,7 @@ def _shape(shape: list[int]) -> str:
     return fmt_shape(shape) if len(shape) > 1 else f"{fmt_int(shape[0])} values"
 
 
-st.caption(f"Layer #{i} of #0-#{n - 1}: input {_shape(rec.input_shape)}"
+st.caption(f"Layer {i} (of 0 to {n - 1}): input {_shape(rec.input_shape)}"
            + ("" if hidden else f" -> output {_shape(rec.output_shape)}"))
 with st.container(border=True):
     if hidden:

@@ -23,7 +23,8 @@ c1.metric("Architectures", len(registry.names()))
 dev = device()
 c2.metric("Device", dev.kind.upper(), help=dev.name)
 status = weights()
-c3.metric("Pretrained weights on this machine", f"{sum(s.cached for s in status)} of {len(status)}")
+c3.metric("Weights cached", f"{sum(s.cached for s in status)} of {len(status)}",
+          help="Pretrained ImageNet weights already on this machine (nothing is downloaded while you work).")
 
 PAGES = [("pages/explorer.py", "Architecture Explorer", ":material/account_tree:",
           "step through any architecture layer by layer, with the slides' arithmetic and a quiz"),

@@ -51,7 +51,7 @@ st.title("Inside the network")
 with st.sidebar:
     st.header("Model")
     arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
-                        format_func=lambda n: registry.get(n).title)
+                        format_func=lambda n: registry.get(n).label)
     wchoice = st.radio("Weights", ["ImageNet (when cached)", "random initialisation", "upload (.safetensors / .pt)"],
                        key="in_weights")
     wfile = None

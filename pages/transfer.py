@@ -77,7 +77,7 @@ with st.sidebar:
                            format_func=lambda v: "all" if v == 0 else str(v))
     size = st.select_slider("Image size (pixels)", [32, 64, 96, 128], 32, key="tr_size")
     st.header("Model")
-    arch = st.selectbox("Encoder", ENCODERS, key="tr_arch", format_func=lambda n: registry.get(n).title)
+    arch = st.selectbox("Encoder", ENCODERS, key="tr_arch", format_func=lambda n: registry.get(n).label)
     weights = st.radio("Start from", ["imagenet", "starter", "random"], key="tr_w",
                        format_func={"imagenet": "ImageNet weights (when cached)",
                                     "starter": "ConvNet Lab starter weights (ResNet-18, fractals)",

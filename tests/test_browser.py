@@ -246,3 +246,48 @@ def test_training_lab_siamese_and_depth_in_a_browser(server, page):
     assert "Table 2" in page.inner_text("body")
     page.screenshot(path=str(ARTIFACTS / "lab-depth.png"), full_page=True)
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+# What a projector must show whole: metric values and labels, button labels, select values, tabs.
+CLIPPED_JS = """() => {
+  const sel = ['[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]', 'button',
+               '[data-testid="stSelectbox"] input', '[data-testid="stMultiSelect"] [data-baseweb="tag"] span',
+               '[role="tab"] p'];
+  const cut = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
+  const out = [];
+  for (const s of sel) for (const el of document.querySelectorAll(s)) {
+    if (!el.offsetParent) continue;                         // hidden (another tab, a closed expander)
+    if (cut(el) || [...el.querySelectorAll('*')].some(cut))
+      out.push((el.innerText || el.value || el.getAttribute('title') || '').trim().slice(0, 60));
+  }
+  return [...new Set(out)];
+}"""
+PROJECTOR_PAGES = ("/", "/explorer?arch=alexnet", "/explorer?arch=inception_module", "/explorer?arch=unet",
+                   "/inside", "/transfer", "/lab?task=autoencoder", "/lab?task=unet", "/lab?task=siamese",
+                   "/lab?task=depth", "/design", "/zoo")
+
+
+@pytest.mark.parametrize("width,height", [(1024, 768), (1280, 720)])
+def test_every_page_reads_whole_at_projector_sizes(server, width, height):
+    """Every page and every tab at a projector's size: no metric, button label, select value or tab
+    label cut off (an element narrower than its text)."""
+    from playwright.sync_api import sync_playwright
+
+    clipped = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": width, "height": height})
+        for path in PROJECTOR_PAGES:
+            pg.goto(server + path)
+            _wait(pg)
+            tabs = pg.query_selector_all('[role="tab"]')
+            for t in range(max(1, len(tabs))):
+                if tabs:
+                    pg.query_selector_all('[role="tab"]')[t].click()
+                    _wait(pg)
+                found = pg.evaluate(CLIPPED_JS)
+                if found:
+                    clipped[f"{path} tab {t}"] = found
+                    pg.screenshot(path=str(ARTIFACTS / f"clipped-{width}-{len(clipped)}.png"))
+        browser.close()
+    assert not clipped, "\n".join(f"{k}: {v}" for k, v in clipped.items())

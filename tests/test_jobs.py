@@ -15,7 +15,7 @@ from jobfakes import HANDLERS
 
 @pytest.fixture()
 def runner(tmp_path):
-    r = LocalRunner(max_concurrent=1, root=str(tmp_path), handlers={**HANDLERS, "train": "core.train.run:train"})
+    r = LocalRunner(max_concurrent=1, root=str(tmp_path), handlers=HANDLERS)
     yield r
     r.shutdown()
 
@@ -116,11 +116,61 @@ def test_the_factory_picks_the_backend_from_configuration(monkeypatch, tmp_path)
         r.shutdown()
 
 
-def test_a_real_training_job_end_to_end(runner):
-    """The one test that pays for torch in a worker: a real run, its typed events and its results."""
+def test_workers_end_with_the_server(tmp_path):
+    """kill -9 of the process that owns the runner leaves no worker training as an orphan."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import sys, time\n"
+        "from core.train.jobs import JobSpec, LocalRunner\n"
+        "from jobfakes import HANDLERS\n"
+        "if __name__ == '__main__':\n"
+        f"    r = LocalRunner(root={str(tmp_path)!r}, handlers=HANDLERS)\n"
+        "    jid = r.submit('a', JobSpec('sleep', 120))\n"
+        "    while r.status(jid).state != 'running' or not r.events(jid) or r._spare is None: time.sleep(0.05)\n"
+        "    print(r._jobs[jid].process.pid, r._spare.process.pid, flush=True)\n"
+        "    time.sleep(120)\n")
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), tests])}
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = [int(x) for x in server.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)      # the job's worker and the spare
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        assert _until(lambda: not any(_alive(p) for p in pids), 10)
+    finally:
+        server.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"     # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_a_real_training_job_end_to_end(tmp_path):
+    """The one test that pays for torch in a worker: the spare worker has imported the handlers
+    (torch among them) before its job arrives; then a real run, its typed events and its results."""
+    runner = LocalRunner(root=str(tmp_path), handlers={**HANDLERS, "train": "core.train.run:train"})
+    try:
+        _real_job(runner)
+    finally:
+        runner.shutdown()
+
+
+def _real_job(runner: LocalRunner) -> None:
     from core.train.events import Done, Epoch, Phase, RunInfo
     from core.train.transfer import TrainConfig
 
+    counted = runner.submit("gina", JobSpec("count", 1))
+    assert wait(runner, counted, 60).state == "done"
+    assert Note("torch imported: True") in runner.events(counted)   # the train handler's imports, done ahead
     cfg = TrainConfig(dataset="shapes", shapes_classes=3, shapes_per_class=12, weights="random", scenario="1",
                       epochs=2, batch_size=8)
     jid = runner.submit("gina", JobSpec("train", cfg))

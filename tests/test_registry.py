@@ -95,3 +95,14 @@ def _size_for(spec, options: dict) -> tuple[int, int, int]:
     opts = spec.resolve_options(options)
     side = next(s for s in range(h, h + 512) if spec.side_rule(s, opts) is None)
     return (c, side, side)
+
+
+def test_picker_names_fit_a_projector_sidebar():
+    """The sidebar's select holds about 28 characters at 1024x768 (the browser test checks the
+    longest); a longer title needs a `short` name for pickers."""
+    from core import registry
+
+    long = {n: registry.get(n).label for n in registry.names() if len(registry.get(n).label) > 28}
+    assert not long, long
+    assert registry.get("conv_autoencoder").label == "Conv. autoencoder (lecture)"
+    assert registry.get("unet").label == registry.get("unet").title == "U-Net"

@@ -10,7 +10,9 @@ a cluster backend can be added here without touching `pages/`.
 local backend runs it in a spawned process per job, so a crash or a hang cannot take the
 dashboard down: at most `max_concurrent` jobs run at once, the rest wait in a queue, one owner (a
 browser session) may have one active job, and events flow back through a multiprocessing queue
-and are kept in memory, so a reloaded page finds its job and replays its curves.
+and are kept in memory, so a reloaded page finds its job and replays its curves. One spare
+worker waits with the handlers (and torch) already imported, so a job's first progress shows
+within a second instead of after the imports; a worker ends when the server does.
 
 This module imports neither torch nor the handlers: the runner's own tests use torch-free
 handlers, and a worker imports only what its handler needs.
@@ -125,13 +127,52 @@ def wait(runner: Runner, job_id: str, timeout: float = 120.0) -> JobStatus:
 
 # --- the local process backend -------------------------------------------------------------------
 
-def _worker(spec: JobSpec, handlers: Mapping[str, str], q: Any, cancel: Any, out_dir: str, device: str,
-            threads: int) -> None:
-    """Runs in the child process: the job, its events into the queue, then ("end", state, message)."""
+def _exit_with(parent: int) -> None:
+    """Ends this worker when the process that started it is gone (even after a kill -9 of the
+    server, which would otherwise leave it training as an orphan)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _worker(handlers: Mapping[str, str], q: Any, cancel: Any, jobs: Any, device: str, threads: int,
+            parent: int) -> None:
+    """Runs in the child process: imports every handler's module, waits for one job on `jobs`,
+    runs it with its events into the queue, then puts ("end", state, message)."""
     # Before anything imports torch, which reads these once for its thread pools.
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(max(1, threads))
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    for module in sorted({target.partition(":")[0] for target in handlers.values()}):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the job that needs it reports the error
+            pass
+    try:
+        spec, out_dir = jobs.recv()
+    except EOFError:  # the runner shut down before giving this worker a job
+        return
     state, message = run_job(spec, JobContext(q.put, cancel.is_set, Path(out_dir), device), handlers)
     q.put(("end", state, message))
+
+
+@dataclass
+class _Worker:
+    """A started worker process, waiting for its job on `jobs` (the sending end of a pipe)."""
+
+    process: Any
+    queue: Any
+    cancel: Any
+    jobs: Any
+
+
+def _send(conn: Any, message: Any) -> None:
+    try:
+        conn.send(message)  # blocks until the worker reads it once its imports are done
+    except (OSError, EOFError):  # the worker died first; the runner reports the crash
+        pass
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -159,9 +200,11 @@ class LocalRunner:
     KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted
 
     def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
-                 handlers: Mapping[str, str] = HANDLERS) -> None:
+                 handlers: Mapping[str, str] = HANDLERS, spare: bool = True) -> None:
         self._limits = RunnerLimits(max_concurrent, device)
         self._handlers = dict(handlers)
+        self._keep_spare = spare
+        self._spare: _Worker | None = None
         self.root = Path(root or tempfile.mkdtemp(prefix="convnetlab-jobs-"))
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
@@ -228,6 +271,10 @@ class LocalRunner:
                     j.process.terminate()
                 if j.process is not None:
                     self._release(j)
+            if self._spare is not None:
+                self._spare.process.terminate()
+                self._close(self._spare)
+                self._spare = None
 
     # --- inside -------------------------------------------------------------------------------------
     def _get(self, job_id: str) -> _Job:
@@ -254,17 +301,54 @@ class LocalRunner:
                             running += 1
                         except OSError as e:  # e.g. out of processes or file descriptors
                             j.state, j.message = "failed", f"could not start a worker process: {e}"
+                if self._keep_spare and not self._stop.is_set():
+                    self._refresh_spare()
                 self._forget_old()
             time.sleep(0.05)
 
-    def _start(self, j: _Job) -> None:
-        j.queue, j.cancel = self._ctx.Queue(), self._ctx.Event()
+    def _spawn(self) -> _Worker:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, cores // self._limits.max_concurrent)
-        j.process = self._ctx.Process(target=_worker, daemon=True, args=(
-            j.spec, self._handlers, j.queue, j.cancel, str(j.out_dir), self._limits.device, threads))
-        j.process.start()
+        q, cancel = self._ctx.Queue(), self._ctx.Event()
+        receive, send = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(target=_worker, daemon=True, args=(
+            self._handlers, q, cancel, receive, self._limits.device, threads, os.getpid()))
+        process.start()
+        receive.close()
+        return _Worker(process, q, cancel, send)
+
+    def _refresh_spare(self) -> None:
+        """Keeps one live worker waiting (a spare that died is replaced)."""
+        if self._spare is not None and not self._spare.process.is_alive():
+            self._close(self._spare)
+            self._spare = None
+        if self._spare is None:
+            try:
+                self._spare = self._spawn()
+            except OSError:  # no spare then; jobs start cold
+                self._spare = None
+
+    def _start(self, j: _Job) -> None:
+        w = self._spare if self._spare is not None and self._spare.process.is_alive() else None
+        if w is None:
+            if self._spare is not None:
+                self._close(self._spare)
+            w = self._spawn()
+        self._spare = None
+        # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
+        threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
+        j.process, j.queue, j.cancel = w.process, w.queue, w.cancel
         j.state, j.spec = "running", None
+
+    @staticmethod
+    def _close(w: _Worker) -> None:
+        w.process.join(timeout=1)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join(timeout=1)
+        w.process.close()
+        w.queue.close()
+        w.jobs.close()
 
     def _forget_old(self) -> None:
         """Deletes the oldest finished jobs (events and result folder) beyond KEEP_FINISHED."""
