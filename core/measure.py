@@ -23,8 +23,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_module(module: nn.Module, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds of one forward pass, no gradients, after `warmup` untimed passes."""
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of one forward pass over repeated runs after warm-up: the median and the range."""
+
+    median: float
+    lo: float
+    hi: float
+    runs: int
+
+    @property
+    def ms(self) -> str:
+        """'12.3 (11.9-13)': milliseconds, median (fastest-slowest), for a table column in ms."""
+        return f"{self.median * 1e3:.3g} ({self.lo * 1e3:.3g}-{self.hi * 1e3:.3g})"
+
+
+def time_module(module: nn.Module, x: torch.Tensor, repeats: int = 7, warmup: int = 2) -> Timing:
+    """Seconds of one forward pass, no gradients, over `repeats` runs after `warmup` untimed ones
+    (the first runs pay for memory allocation and kernel selection)."""
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
@@ -34,7 +50,7 @@ def time_module(module: nn.Module, x: torch.Tensor, repeats: int = 5, warmup: in
             _sync(x.device)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return Timing(statistics.median(times), min(times), max(times), len(times))
 
 
 @dataclass(frozen=True)
@@ -42,24 +58,35 @@ class SeparableTiming:
     """One channel count: measured seconds of both layers and the two ratios."""
 
     channels: int
-    standard_s: float
-    separable_s: float
+    standard: Timing
+    separable: Timing
     mac_ratio: float          # separable / standard MACs = 1/N + 1/D_K^2
 
     @property
     def time_ratio(self) -> float:
-        return self.separable_s / self.standard_s
+        """separable / standard, medians."""
+        return self.separable.median / self.standard.median
+
+    @property
+    def ratio_range(self) -> tuple[float, float]:
+        """The smallest and largest ratio the runs allow (fastest vs slowest run of each)."""
+        return self.separable.lo / self.standard.hi, self.separable.hi / self.standard.lo
+
+    @property
+    def clear(self) -> bool:
+        """True when the two layers' ranges do not overlap: the difference is larger than the spread."""
+        return self.separable.hi < self.standard.lo or self.separable.lo > self.standard.hi
 
 
 def separable_timing(channels: list[int], dk: int = 3, df: int = 14, batch: int = 8,
-                     device: str = "cpu", repeats: int = 5, progress: Progress | None = None
+                     device: str = "cpu", repeats: int = 7, progress: Progress | None = None
                      ) -> list[SeparableTiming]:
     """Times a standard D_K x D_K convolution (M = N = channels) against depthwise + pointwise at a
     D_F x D_F map. Depthwise convolutions do few MACs per byte moved, so they run far below the
     speed their MAC count promises: the measured ratio stays above the MAC ratio."""
     dev = torch.device(device)
     # The first convolution of a process pays for library set-up; keep that out of the figures.
-    time_module(nn.Conv2d(8, 8, dk, padding=dk // 2).to(dev), torch.randn(1, 8, df, df, device=dev), 1)
+    time_module(nn.Conv2d(8, 8, dk, padding=dk // 2).to(dev), torch.randn(1, 8, df, df, device=dev), 1, 1)
     out = []
     for i, c in enumerate(channels):
         if progress:
@@ -77,14 +104,14 @@ def separable_timing(channels: list[int], dk: int = 3, df: int = 14, batch: int 
 
 @dataclass(frozen=True)
 class Latency:
-    """Median inference seconds of one torchvision model at two batch sizes."""
+    """Inference time of one torchvision model at two batch sizes (median and range)."""
 
     name: str
-    batch1_s: float
-    batch32_s: float
+    batch1: Timing
+    batch32: Timing
 
 
-def model_latency(names: list[str], size: int = 224, device: str = "cpu", repeats: int = 3,
+def model_latency(names: list[str], size: int = 224, device: str = "cpu", repeats: int = 5,
                   big_batch: int = 32, progress: Progress | None = None) -> list[Latency]:
     """Times torchvision classifiers (random weights: speed does not depend on the values) at
     batch 1 and `big_batch`."""

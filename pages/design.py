@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import registry
-from core.design import (DEFAULT_STACK, LAYER_KINDS, PLAIN_VS_RESNET, analyze_stack, gap_vs_fc,
+from core.design import (DEFAULT_STACK, LAYER_KINDS, analyze_stack, gap_vs_fc,
                          residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
                          stack_vs_large)
 from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian, radius_containing,
@@ -16,6 +16,7 @@ from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian
 from core.formatting import fmt_count, fmt_int, fmt_shape
 from core.measure import separable_timing
 from core.weights import build_model
+from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
 from pages.common import cached_summary, device, require_router
 
 require_router()
@@ -30,7 +31,10 @@ tabs = st.tabs(["3x3 stacks vs 7x7", "Depthwise-separable", "1x1 bottleneck", "G
 
 
 def _fig(fig: go.Figure, height: int = 340) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(t=40, b=10, l=10, r=10), font=dict(size=15))
+    """The Design Lab's charts: projector-sized text, the legend under the plot (beside it, it takes
+    a third of the width at 1024 px)."""
+    fig.update_layout(height=height, margin=dict(t=40, b=10, l=10, r=10), font=dict(size=15),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
     return fig
 
 
@@ -108,27 +112,43 @@ with tabs[1]:
                 "convolutions do so little arithmetic per value read that memory, not arithmetic, limits "
                 "them. Measure it:")
     dev = device()
-    cc = st.columns(3)
-    chans = cc[0].multiselect("Channel counts", [32, 64, 128, 256, 512, 1024], [64, 128, 256, 512], key="sep_ch")
-    t_df = cc[1].number_input("Map size", 4, 112, 14, key="sep_tdf")
-    batch = cc[2].number_input("Batch", 1, 64, 8, key="sep_batch")
+    chans = st.multiselect("Channel counts", [32, 64, 128, 256, 512, 1024], [64, 128, 256, 512], key="sep_ch")
+    cc = st.columns(2)
+    t_df = cc[0].number_input("Map size", 4, 112, 14, key="sep_tdf")
+    batch = cc[1].number_input("Batch", 1, 64, 8, key="sep_batch")
     st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans,
               on_click=lambda: ss.update(sep_requested=True))
     if ss.pop("sep_requested", False):
         bar = st.progress(0.0, "starting")
         res = separable_timing(sorted(chans), 3, int(t_df), int(batch), dev.kind if dev.kind != "mps" else "cpu",
                                progress=lambda f, msg: bar.progress(f, msg))
-        ss["sep_result"] = (dev.label, [(t.channels, t.standard_s, t.separable_s, t.mac_ratio, t.time_ratio)
-                                        for t in res])
+        bar.empty()
+        ss["sep_result"] = (dev.label, res)
     if "sep_result" in ss:
-        label, rows = ss["sep_result"]
-        df_t = pd.DataFrame(rows, columns=["channels", "standard (s)", "separable (s)", "MAC ratio", "time ratio"])
-        fig = go.Figure([go.Scatter(x=df_t.channels, y=df_t["MAC ratio"], name="MAC ratio (theory)", mode="lines+markers"),
-                         go.Scatter(x=df_t.channels, y=df_t["time ratio"], name="time ratio (measured)",
-                                    mode="lines+markers")])
+        label, res = ss["sep_result"]
+        clear = [t for t in res if t.clear]
+        fig = go.Figure([go.Scatter(x=[t.channels for t in res], y=[t.mac_ratio for t in res], name="MAC ratio (theory)",
+                                    mode="lines+markers"),
+                         go.Scatter(x=[t.channels for t in clear], y=[t.time_ratio for t in clear],
+                                    name="time ratio (measured: median, bars = range)", mode="lines+markers",
+                                    error_y=dict(type="data", symmetric=False,
+                                                 array=[t.ratio_range[1] - t.time_ratio for t in clear],
+                                                 arrayminus=[t.time_ratio - t.ratio_range[0] for t in clear]))])
         st.plotly_chart(_fig(fig.update_layout(title=f"separable / standard on {label}", xaxis_type="log",
-                                               xaxis_title="channels (M = N)")), key="sep_time")
-        st.dataframe(df_t, hide_index=True)
+                                               xaxis_title="channels (M = N)", yaxis_title="separable / standard")),
+                        key="sep_time")
+        runs = res[0].standard.runs
+        st.dataframe(pd.DataFrame([{
+            "channels": t.channels, "standard (ms)": t.standard.ms, "separable (ms)": t.separable.ms,
+            "MAC ratio": round(t.mac_ratio, 3),
+            "time ratio": (f"{t.time_ratio:.2f} ({t.ratio_range[0]:.2f}-{t.ratio_range[1]:.2f})" if t.clear
+                           else "unclear: the runs overlap")} for t in res]), hide_index=True)
+        st.caption(f"Each layer: {runs} timed runs after 2 warm-up runs; median (fastest-slowest).")
+        unclear = [str(t.channels) for t in res if not t.clear]
+        if unclear:
+            st.warning(f"At {', '.join(unclear)} channels the two layers' timings overlap: the spread between runs "
+                       "is larger than the difference, so no ratio is claimed. Measure again, or with a larger batch "
+                       "or map.")
 
 # --- 3 -----------------------------------------------------------------------------------------
 with tabs[2]:
@@ -193,10 +213,8 @@ with tabs[4]:
     st.dataframe(pd.DataFrame([{"block": b.name, "weights": b.params, "MACs": b.macs} for b in blocks]),
                  hide_index=True, column_config={"weights": st.column_config.NumberColumn(format="localized"),
                                                  "MACs": st.column_config.NumberColumn(format="localized")})
-    fig = go.Figure([go.Bar(name=name, x=list(PLAIN_VS_RESNET), y=[v[i] for v in PLAIN_VS_RESNET.values()])
-                     for i, name in enumerate(["plain", "ResNet"])])
-    st.plotly_chart(_fig(fig.update_layout(barmode="group", title="ImageNet top-1 error (%), ResNet paper Table 2",
-                                           yaxis_range=[24, 29.5])), key="plain_res")
+    st.plotly_chart(_fig(resnet_table2()), key="plain_res")
+    st.caption(TABLE2_CAPTION)
     st.info("Without shortcuts the deeper plain net is worse (28.54% vs 27.94%): an optimisation problem, not "
             "overfitting. With shortcuts depth helps (25.03% vs 27.88%).")
 

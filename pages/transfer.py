@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from pages.common import device, job_events, job_outcome, progress_line, require
 require_router()
 ss, qp = st.session_state, st.query_params
 LR_DEFAULT = 3e-3
+FEW_STEPS = 30   # fewer training steps than this: the page says the run is too short to learn much
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the data...")
@@ -157,6 +159,13 @@ if data is not None and cfg is not None:
     st.caption(f"Stratified split: {plural(n_tr, 'training image')} "
                f"({'all' if not lpc else f'at most {lpc}'} per class), {n_val} for validation "
                f"({cfg.val_fraction:.0%} of each class, at least one).")
+    if cfg.scenario != "3":
+        per_epoch = math.ceil(n_tr / cfg.batch_size)
+        if per_epoch * cfg.epochs < FEW_STEPS:
+            st.info(f"Only {plural(per_epoch * cfg.epochs, 'training step')} ({plural(cfg.epochs, 'epoch')} x "
+                    f"{plural(per_epoch, 'batch', 'batches')}): too few to learn much. Few labels need more epochs or "
+                    f"a smaller batch; the README's starter-weights table used 10 epochs at batch 32 "
+                    f"({plural(10 * math.ceil(n_tr / 32), 'step')}).")
 
 # --- jobs ---------------------------------------------------------------------------------------------
 mine = jr.jobs_of(ss["sid"])

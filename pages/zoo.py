@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.measure import model_latency
@@ -28,11 +29,11 @@ st.caption("Top-1 ImageNet accuracy against operations for one forward pass, blo
            f"image at the resolution the model's weights use: 224x224 for {len(df) - len(others)} of the "
            f"{len(df)} models, {others.resolution.min()} to {others.resolution.max()} pixels square for the "
            "others (the table's \"resolution\" column).")
-c = st.columns([3, 1, 1])
 y0, y1 = int(df.year.min()), int(df.year.max())
-years = c[0].slider("Published", y0, y1, (y0, y1), key="zoo_years")
-logx = c[1].toggle("Log GMACs", value=True, key="zoo_log")
-only = c[2].toggle("Lecture models only", value=False, key="zoo_lecture")
+years = st.slider("Published", y0, y1, (y0, y1), key="zoo_years")
+c = st.columns(2)
+logx = c[0].toggle("Log GMACs", value=True, key="zoo_log")
+only = c[1].toggle("Lecture models only", value=False, key="zoo_lecture")
 view = df[(df.year >= years[0]) & (df.year <= years[1])]
 if only:
     view = view[view.in_lecture]
@@ -40,13 +41,20 @@ view = view.assign(group=view.family.where(view.in_lecture, "other (not in the l
 if view.empty:
     st.info("No model in this range of years.")
 else:
-    fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name",
+    # The lecture's models named on the chart; strong colours (a projector washes out pastels); blobs
+    # half transparent with a dark outline, so VGG's overlapping blobs stay apart.
+    view = view.assign(label=view.name.where(view.in_lecture, ""))
+    fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name", text="label",
                      hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False,
-                                 "resolution": True},
-                     log_x=logx, size_max=45, color_discrete_map={"other (not in the lecture)": "#c8c8c8"},
+                                 "resolution": True, "label": False},
+                     log_x=logx, size_max=45, color_discrete_sequence=px.colors.qualitative.Bold,
+                     color_discrete_map={"other (not in the lecture)": "#9a9a9a"},
                      labels={"gmacs": "GMACs (one image at the model's own resolution)", "acc1": "top-1 (%)",
                              "resolution": "input (pixels)"})
-    fig.update_layout(height=560, font=dict(size=15), legend_title_text="")
+    fig.update_traces(marker=dict(opacity=0.65, line=dict(width=1.5, color="#222")), textposition="top center",
+                      textfont=dict(size=12), cliponaxis=False)
+    fig.update_layout(height=640, font=dict(size=15), legend=dict(title_text="", orientation="h", yanchor="top",
+                                                                  y=-0.15, x=0))
     st.plotly_chart(fig, width="stretch", key="zoo_scatter")
 
 st.subheader("All models")
@@ -68,24 +76,31 @@ choices = st.multiselect("Models to time", list(df.name),
                          ["alexnet", "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "googlenet"],
                          key="zoo_lat_models", max_selections=12)
 st.caption(f"Device: {dev.label}. Random weights (speed does not depend on the values); batch 1 and 32 at "
-           "224x224, median of 3. Big models take tens of seconds on a laptop CPU.")
+           "224x224, median and range of 5 runs after 2 warm-ups. Big models take tens of seconds on a laptop CPU.")
 st.button("Measure", key="zoo_lat_go", disabled=not choices, on_click=lambda: ss.update(lat_requested=True))
 if ss.pop("lat_requested", False):
     bar = st.progress(0.0, "starting")
     res = model_latency(choices, device=dev.kind if dev.kind != "mps" else "cpu",
                         progress=lambda f, msg: bar.progress(f, f"timing {msg}"))
-    ss["zoo_latency"] = (dev.label, [(r.name, r.batch1_s, r.batch32_s) for r in res])
+    bar.empty()
+    ss["zoo_latency"] = (dev.label, res)
 if "zoo_latency" in ss:
-    label, rows = ss["zoo_latency"]
-    lat = pd.DataFrame(rows, columns=["name", "batch 1 (ms)", "batch 32 (ms)"])
-    lat[["batch 1 (ms)", "batch 32 (ms)"]] *= 1000
+    label, res = ss["zoo_latency"]
+    lat = pd.DataFrame([{"name": r.name, "ms": r.batch1.median * 1e3, "lo": r.batch1.lo * 1e3,
+                         "hi": r.batch1.hi * 1e3, "batch 1 (ms)": r.batch1.ms, "batch 32 (ms)": r.batch32.ms,
+                         "images/s (batch 32)": round(32 / r.batch32.median, 1)} for r in res])
     lat = lat.merge(df[["name", "gmacs", "params"]], on="name")
-    lat["images/s (batch 32)"] = 32 * 1000 / lat["batch 32 (ms)"]
-    fig = px.scatter(lat, x="gmacs", y="batch 1 (ms)", text="name", log_x=True, log_y=True,
-                     labels={"gmacs": "GMACs"}, title=f"Latency vs operations on {label}")
-    fig.update_traces(textposition="top center")
-    fig.update_layout(height=460, font=dict(size=15))
+    fig = go.Figure(go.Scatter(
+        x=lat.gmacs, y=lat.ms, mode="markers+text", text=lat.name, textposition="middle right",
+        marker=dict(size=12, color="#1f77b4"), cliponaxis=False,
+        error_y=dict(type="data", symmetric=False, array=lat.hi - lat.ms, arrayminus=lat.ms - lat.lo)))
+    fig.update_layout(height=480, font=dict(size=15), title=f"Latency vs operations on {label} (batch 1)",
+                      xaxis=dict(type="log", title="GMACs per image"),
+                      yaxis=dict(type="log", title="ms (median; bars: range)"),
+                      margin=dict(t=60, l=70, r=60, b=60))
     st.plotly_chart(fig, width="stretch", key="zoo_latency_plot")
-    st.dataframe(lat.round(2), hide_index=True)
+    st.dataframe(lat[["name", "batch 1 (ms)", "batch 32 (ms)", "images/s (batch 32)", "gmacs", "params"]],
+                 hide_index=True, column_config={"params": st.column_config.NumberColumn(format="localized")})
+    st.caption(f"Each figure: {res[0].batch1.runs} timed runs after 2 warm-up runs; median (fastest-slowest).")
     st.info("Operations do not predict time exactly: depthwise layers (MobileNet) move more memory per "
             "operation, and large dense layers (AlexNet, VGG) are cheap in MACs but heavy in weights.")

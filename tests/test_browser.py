@@ -248,11 +248,12 @@ def test_training_lab_siamese_and_depth_in_a_browser(server, page):
     assert not page.query_selector_all('[data-testid="stException"]')
 
 
-# What a projector must show whole: metric values and labels, button labels, select values, tabs.
+# What a projector must show whole: metric values and labels, button labels, select values, tabs,
+# toggle and widget labels.
 CLIPPED_JS = """() => {
   const sel = ['[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]', 'button',
                '[data-testid="stSelectbox"] input', '[data-testid="stMultiSelect"] [data-baseweb="tag"] span',
-               '[role="tab"] p'];
+               '[role="tab"] p', '[data-testid="stCheckbox"] p', '[data-testid="stWidgetLabel"] p'];
   const cut = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
   const out = [];
   for (const s of sel) for (const el of document.querySelectorAll(s)) {

@@ -242,7 +242,21 @@ def test_erf_input_batch():
 
 
 def test_separable_timing_measures_both():
-    res = separable_timing([8, 16], df=8, batch=1, repeats=1)
+    res = separable_timing([8, 16], df=8, batch=1, repeats=3)
     assert [r.channels for r in res] == [8, 16]
-    assert all(r.standard_s > 0 and r.separable_s > 0 and math.isfinite(r.time_ratio) for r in res)
+    for r in res:
+        for t in (r.standard, r.separable):
+            assert t.runs == 3 and 0 < t.lo <= t.median <= t.hi
+        lo, hi = r.ratio_range
+        assert lo <= r.time_ratio <= hi and math.isfinite(r.time_ratio)
+        assert r.clear == (r.separable.hi < r.standard.lo or r.separable.lo > r.standard.hi)
     assert math.isclose(res[0].mac_ratio, 1 / 8 + 1 / 9)
+
+
+def test_overlapping_timings_claim_no_ratio():
+    from core.measure import SeparableTiming, Timing
+
+    fast, slow = Timing(1.0, 0.9, 1.1, 5), Timing(2.0, 1.9, 2.2, 5)
+    assert SeparableTiming(8, slow, fast, 0.2).clear and SeparableTiming(8, slow, fast, 0.2).ratio_range == (0.9 / 2.2, 1.1 / 1.9)
+    noisy = Timing(1.5, 0.5, 3.0, 5)                  # the case the issue saw: 0.011 then 0.51
+    assert not SeparableTiming(8, slow, noisy, 0.2).clear

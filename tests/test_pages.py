@@ -177,7 +177,15 @@ def test_model_zoo_table_and_latency():
     at.button(key="zoo_lat_go").click().run()
     assert not at.exception
     lat = at.dataframe[-1].value
-    assert list(lat["name"]) == ["squeezenet1_1"] and (lat["batch 1 (ms)"] > 0).all()
+    assert list(lat["name"]) == ["squeezenet1_1"]
+    import re
+
+    for col in ("batch 1 (ms)", "batch 32 (ms)"):          # "median (fastest-slowest)"
+        med, lo, hi = map(float, re.fullmatch(r"([\d.e+]+) \(([\d.e+]+)-([\d.e+]+)\)", lat[col].iloc[0]).groups())
+        assert 0 < lo <= med <= hi
+    r = at.session_state["zoo_latency"][1][0]
+    assert r.batch1.runs == 5 and r.batch1.lo <= r.batch1.median <= r.batch1.hi
+    assert any("5 timed runs after 2 warm-up runs" in c.value for c in at.caption)
 
 
 def test_inside_the_network_feature_maps_filters_and_attributions():
@@ -219,6 +227,39 @@ def test_transfer_studio_runs_a_tiny_job():
     # a reload (a new session with the same URL) finds the run again
     again = _page("pages/transfer.py", sid=sid)
     assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
+
+
+def test_design_lab_depthwise_timing_shows_its_spread():
+    at = _page("pages/design.py")
+    at.multiselect(key="sep_ch").set_value([32, 256]).run()
+    at.number_input(key="sep_batch").set_value(1).run()
+    at.button(key="sep_go").click().run()
+    assert not at.exception
+    label, res = at.session_state["sep_result"]
+    table = next(d.value for d in at.dataframe if "time ratio" in d.value.columns)
+    for t, shown in zip(res, table["time ratio"]):
+        # a ratio only where the runs do not overlap, with its range; otherwise said
+        assert shown == (f"{t.time_ratio:.2f} ({t.ratio_range[0]:.2f}-{t.ratio_range[1]:.2f})" if t.clear
+                         else "unclear: the runs overlap")
+    unclear = [t for t in res if not t.clear]
+    assert any("timings overlap" in w.value for w in at.warning) == bool(unclear)
+    measured = next(c.proto.spec for c in at.get("plotly_chart") if "time ratio (measured" in c.proto.spec or "MAC ratio (theory)" in c.proto.spec)
+    assert ('"error_y"' in measured) == any(t.clear for t in res)
+
+
+def test_transfer_studio_says_when_a_run_has_too_few_steps():
+    """10 labels per class of digits = 100 training images: 5 epochs at batch 64 make 10 steps."""
+    import math
+
+    at = _page("pages/transfer.py")
+    assert not any("training steps" in i.value for i in at.info)          # all labels: enough steps
+    at.select_slider(key="tr_lpc").set_value(10).run()
+    hint = next(i.value for i in at.info if "training steps" in i.value)
+    epochs, batch = at.slider(key="tr_ep").value, at.select_slider(key="tr_bs").value
+    assert f"Only {epochs * math.ceil(100 / batch)} training steps" in hint and "10 epochs at batch 32" in hint
+    at.slider(key="tr_ep").set_value(10).run()
+    at.select_slider(key="tr_bs").set_value(32).run()
+    assert not any("training steps" in i.value for i in at.info)          # 10 x 4 = 40 steps
 
 
 def test_transfer_studio_offline_torchvision_dataset_fails_clearly(tmp_path, monkeypatch):

@@ -8,11 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.design import PLAIN_VS_RESNET
 from core.lab import depth as dp
 from core.lab.common import LabResults
 from core.train.events import Epoch, Event
-from pages.lab_views.charts import COLOURS, curves
+from pages.lab_views.charts import COLOURS, TABLE2_CAPTION, curves, resnet_table2
 
 INTRO = ("Does a deeper network train better? He et al. found that a deeper *plain* network has a higher "
          "*training* error than a shallower one (degradation: an optimisation problem, not overfitting), while "
@@ -54,21 +53,11 @@ def controls(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _table2() -> go.Figure:
-    fig = go.Figure([go.Bar(name=name, x=list(PLAIN_VS_RESNET), y=[v[i] for v in PLAIN_VS_RESNET.values()],
-                            marker_color=colour)
-                     for i, (name, colour) in enumerate([("plain", "#d62728"), ("ResNet", "#2ca02c")])])
-    fig.update_layout(barmode="group", height=300, yaxis_range=[24, 29.5], margin=dict(t=50, b=10),
-                      title="The paper: ImageNet top-1 error (%), Table 2")
-    return fig
-
-
 def explain(cfg: dp.Config | None) -> None:
     c1, c2 = st.columns([1, 1])
     with c1:
-        st.plotly_chart(_table2(), key="dp_table2")
-        st.caption("Without shortcuts the deeper plain network is worse (28.54% vs 27.94%); with them depth helps "
-                   "(25.03% vs 27.88%). The paper's CIFAR-10 runs (Figure 6) show the same for 20 to 56 layers, in "
+        st.plotly_chart(resnet_table2(), key="dp_table2")
+        st.caption(TABLE2_CAPTION + " The paper's CIFAR-10 runs (Figure 6) show the same for 20 to 56 layers, in "
                    "training error too.")
     with c2:
         if cfg is not None:

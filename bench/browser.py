@@ -1,0 +1,49 @@
+"""A real dashboard server and headless Chromium for the benchmarks that measure what a user sees."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+@contextlib.contextmanager
+def streamlit_server() -> Iterator[str]:
+    """Starts `streamlit run app.py` on a free loopback port; yields its base URL; stops it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.fileWatcherType", "none"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(base + "/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def load(page, url: str) -> float:
+    """Seconds from navigation to the page's script having finished (the app idle)."""
+    t = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    time.sleep(0.05)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    return time.perf_counter() - t
