@@ -15,7 +15,7 @@ from PIL import Image
 from core.images import pattern
 from core.train import data as D
 from core.train.advice import advise
-from core.train.events import Cancelled, Diverged, Epoch, RunInfo, Step
+from core.train.events import Cancelled, Diverged, RunInfo, Step
 from core.train.loop import set_train_mode
 from core.train.transfer import TrainConfig, build_transfer_model, fit, lr_find, param_groups
 
