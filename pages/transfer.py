@@ -38,6 +38,33 @@ def dataset(name: str, size: int, shapes_classes: int, shapes_per_class: int, se
 session_id()
 jr = runner()
 
+
+def restore_sidebar_from_run() -> None:
+    """A reload during (or after) a run opens a new session on ?sid=...&job=...: the sidebar then
+    shows what that run trained, not the defaults. Once per session, before the widgets exist."""
+    if ss.get("tr_restored"):
+        return
+    ss["tr_restored"] = True
+    job = qp.get("job")
+    mine = {j.id: j for j in jr.jobs_of(ss["sid"])}
+    if job not in mine:
+        return
+    c: TrainConfig = mine[job].config
+    ss.update(tr_ds=c.dataset, tr_lpc=c.labels_per_class, tr_size=c.image_size, tr_arch=c.arch, tr_w=c.weights,
+              tr_scenario=c.scenario)
+    if c.dataset == "shapes":
+        ss.update(tr_shc=c.shapes_classes, tr_shn=c.shapes_per_class)
+    if c.scenario == "finetune":
+        ss.update({f"tr_unf_{c.arch}": c.unfreeze_from, "tr_lrb": c.lr_body})
+    if c.scenario == "3":
+        ss["tr_clf"] = c.classifier
+    else:
+        ss.update({"tr_ep": c.epochs, "tr_bs": c.batch_size, "tr_lr_value": c.lr, f"tr_aug_{c.scenario}": c.augment})
+        ss["tr_lr_version"] = ss.get("tr_lr_version", 0) + 1   # the LR box is made anew with the run's rate
+
+
+restore_sidebar_from_run()
+
 st.title("Transfer Learning Studio")
 st.caption("Train a classifier on a small dataset from a pretrained (or random) encoder, the lecture's way. "
            f"Training runs in a separate process on the {device().label}; this page shows its progress.")

@@ -262,6 +262,36 @@ def test_transfer_studio_says_when_a_run_has_too_few_steps():
     assert not any("training steps" in i.value for i in at.info)          # 10 x 4 = 40 steps
 
 
+def test_transfer_studio_reload_mid_run_restores_the_runs_sidebar():
+    """A shapes fine-tune started, then the page reloaded (a new session on the same URL) while it
+    runs: the sidebar shows that run's settings, not the defaults (digits / scenario 1)."""
+    at = _page("pages/transfer.py")
+    at.radio(key="tr_ds").set_value("shapes").run()
+    at.slider(key="tr_shc").set_value(3).run()
+    at.slider(key="tr_shn").set_value(40).run()
+    at.radio(key="tr_w").set_value("random").run()
+    at.radio(key="tr_scenario").set_value("finetune").run()
+    at.slider(key="tr_ep").set_value(7).run()
+    at.select_slider(key="tr_bs").set_value(16).run()
+    at.button(key="tr_go").click().run()
+    assert not at.exception and not at.error
+    sid, job = at.session_state["sid"], at.session_state["tr_job"]
+    again = _page("pages/transfer.py", sid=sid, job=job)
+    try:
+        assert not again.exception
+        assert again.radio(key="tr_ds").value == "shapes" and again.radio(key="tr_scenario").value == "finetune"
+        assert again.radio(key="tr_w").value == "random"
+        assert (again.slider(key="tr_shc").value, again.slider(key="tr_shn").value) == (3, 40)
+        assert (again.slider(key="tr_ep").value, again.select_slider(key="tr_bs").value) == (7, 16)
+        assert not any("sidebar has changed" in c.value for c in again.caption)
+        fresh = _page("pages/transfer.py")                      # no link: the defaults
+        assert fresh.radio(key="tr_ds").value == "digits" and fresh.radio(key="tr_scenario").value == "1"
+    finally:
+        from pages.common import runner
+
+        runner().cancel(job)
+
+
 def test_transfer_studio_offline_torchvision_dataset_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVNETLAB_DATA", str(tmp_path))
     at = _page("pages/transfer.py")
