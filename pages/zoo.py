@@ -20,6 +20,10 @@ def _zoo() -> pd.DataFrame:
     return pd.DataFrame(zoo_rows())
 
 
+# One name per lecture family (more overlap: VGG's eight variants sit on top of each other).
+NAMED_ON_CHART = ("alexnet", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50", "resnet152",
+                  "mobilenet_v2", "mobilenet_v3_small")
+
 st.title("Model Zoo")
 df = _zoo()
 others = df[df.resolution != 224]
@@ -41,9 +45,9 @@ view = view.assign(group=view.family.where(view.in_lecture, "other (not in the l
 if view.empty:
     st.info("No model in this range of years.")
 else:
-    # The lecture's models named on the chart; strong colours (a projector washes out pastels); blobs
-    # half transparent with a dark outline, so VGG's overlapping blobs stay apart.
-    view = view.assign(label=view.name.where(view.in_lecture, ""))
+    # NAMED_ON_CHART labelled; strong colours (a projector washes out pastels); blobs half
+    # transparent with a dark outline, so VGG's overlapping blobs stay apart.
+    view = view.assign(label=view.name.where(view.name.isin(NAMED_ON_CHART), ""))
     fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name", text="label",
                      hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False,
                                  "resolution": True, "label": False},
@@ -52,7 +56,8 @@ else:
                      labels={"gmacs": "GMACs (one image at the model's own resolution)", "acc1": "top-1 (%)",
                              "resolution": "input (pixels)"})
     fig.update_traces(marker=dict(opacity=0.65, line=dict(width=1.5, color="#222")), textposition="top center",
-                      textfont=dict(size=12), cliponaxis=False)
+                      textfont=dict(size=13, color="#111"), cliponaxis=False)
+    fig.update_traces(selector=dict(name="GoogLeNet"), textposition="bottom center")  # ResNet-18 sits on it
     fig.update_layout(height=640, font=dict(size=15), legend=dict(title_text="", orientation="h", yanchor="top",
                                                                   y=-0.15, x=0))
     st.plotly_chart(fig, width="stretch", key="zoo_scatter")
