@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.common import session_id
+
 st.set_page_config(page_title="ConvNet Lab", page_icon=":material/hub:", layout="wide")
 
 pages = [
@@ -18,4 +20,6 @@ pages = [
     st.Page("pages/zoo.py", title="Model Zoo", icon=":material/scatter_plot:", url_path="zoo"),
 ]
 nav = st.navigation(pages)
+# Every page keeps the session id in its address: a reload anywhere finds the session's runs.
+session_id()
 nav.run()

@@ -7,6 +7,7 @@ import streamlit as st
 from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
+from core.links import new_session_id, server_secret, share_token, valid_session_id, valid_share_token
 from core.train.jobs import Runner, make_runner
 from core.weights import WeightsStatus, weights_status
 
@@ -59,15 +60,39 @@ def runner() -> Runner:
     return make_runner()
 
 
-def session_id() -> str:
-    """This browser session's id, kept in the URL (`sid=`) so that a reload finds its jobs."""
-    import uuid
+@st.cache_resource
+def _secret() -> bytes:
+    return server_secret()
 
+
+def session_id() -> str:
+    """This browser session's id, kept in the URL (`sid=`) so that a reload finds its jobs. Only
+    ids this server issued are taken from a link; any other (`sid=test`, a guess) gets a fresh id
+    and a note, so two students can never share runs by picking the same word."""
     ss, qp = st.session_state, st.query_params
     if "sid" not in ss:
-        ss["sid"] = qp.get("sid") or uuid.uuid4().hex[:12]
+        raw = qp.get("sid")
+        if valid_session_id(raw, _secret()):
+            ss["sid"] = raw
+        else:
+            ss["sid"] = new_session_id(_secret())
+            if raw:
+                ss["sid_refused"] = True
     qp["sid"] = ss["sid"]
+    if ss.pop("sid_refused", False):
+        st.info("The session id in this link was not issued by this server, so it starts a new session: "
+                "runs are found again only through the link of the session that started them.")
     return ss["sid"]
+
+
+def share_link_query(job_id: str) -> str:
+    """The query of a read-only link to one job: whoever opens it sees the run, cannot cancel it."""
+    return f"job={job_id}&view={share_token(job_id, _secret())}"
+
+
+def may_view(job_id: str | None) -> bool:
+    """True when this page was opened with a valid read-only share token for `job_id`."""
+    return valid_share_token(job_id, st.query_params.get("view"), _secret())
 
 
 def job_events(job_id: str) -> list[Event]:

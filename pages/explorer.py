@@ -11,6 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core import registry
+from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
 from core.explain import (DEFAULT_QUIZ_KINDS, QUIZ_KINDS, ShownNote, block_fields, check_answer, fields_of_view,
                           is_quizzed, layer_card, next_quizzed, quiz_questions, shown_warnings, variant_notes)
@@ -29,10 +30,11 @@ def _init_from_url() -> None:
     if ss.get("_explorer_init"):
         return
     ss["_explorer_init"] = True
-    arch = qp.get("arch", "alexnet")
-    if arch not in registry.REGISTRY:
-        ss.setdefault("_url_errors", []).append(f"The link asks for an unknown architecture {arch!r}; showing AlexNet instead.")
-        arch = "alexnet"
+    arch, problem = read_choice(qp.get("arch"), "arch", registry.names())
+    if problem:
+        ss.setdefault("_url_errors", []).append(f"The link asks for an unknown architecture ({problem}); "
+                                                "showing AlexNet instead.")
+    arch = arch or "alexnet"
     ss["arch"] = arch
     spec = registry.get(arch)
     for k, o in spec.options.items():
@@ -48,9 +50,12 @@ def _init_from_url() -> None:
             ss[f"h_{arch}"], ss[f"w_{arch}"] = size[1], size[2]
         except AnalysisError as e:
             ss.setdefault("_url_errors", []).append(f"Ignored from the link: {e}")
-    if qp.get("layer", "").isdigit():
-        ss["layer"] = int(qp["layer"])
-    ss["quiz"] = qp.get("quiz") == "1"
+    layer, problem = read_int(qp.get("layer"), "layer", 0, 100_000)   # clamped to the network below
+    if problem:
+        ss.setdefault("_url_errors", []).append(f"Ignored from the link: {problem}.")
+    if layer is not None:
+        ss["layer"] = layer
+    ss["quiz"] = read_flag(qp.get("quiz"))
 
 
 def _on_arch_change() -> None:
@@ -114,7 +119,7 @@ try:
 except (AnalysisError, OptionError) as e:
     st.error(str(e))
     st.info(f"The default input for {spec.title} is {'x'.join(map(str, spec.input_size))} (C x H x W).")
-    qp.from_dict({"arch": arch, "size": "x".join(map(str, size))})
+    qp.from_dict({"arch": arch, "size": "x".join(map(str, size)), **({"sid": ss["sid"]} if "sid" in ss else {})})
     st.stop()
 
 layers = summary.layers
@@ -293,5 +298,7 @@ for k, v in options.items():
         params[f"o_{k}"] = str(v)
 if ss["quiz"]:
     params["quiz"] = "1"
+if "sid" in ss:
+    params["sid"] = ss["sid"]   # the session's runs stay one reload away on every page
 if dict(qp) != params:
     qp.from_dict(params)

@@ -20,7 +20,9 @@ from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoin
 from core.train.jobs import JobError, JobSpec
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
-from pages.common import device, job_events, job_outcome, progress_line, require_router, runner, session_id
+from core.links import read_job_id
+from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
+                          session_id, share_link_query)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -45,11 +47,14 @@ def restore_sidebar_from_run() -> None:
     if ss.get("tr_restored"):
         return
     ss["tr_restored"] = True
-    job = qp.get("job")
+    job = read_job_id(qp.get("job"))
     mine = {j.id: j for j in jr.jobs_of(ss["sid"])}
-    if job not in mine:
+    if job is None or (job not in mine and not may_view(job)):
         return
-    c: TrainConfig = mine[job].config
+    try:
+        c: TrainConfig = jr.status(job).config
+    except JobError:
+        return
     ss.update(tr_ds=c.dataset, tr_lpc=c.labels_per_class, tr_size=c.image_size, tr_arch=c.arch, tr_w=c.weights,
               tr_scenario=c.scenario)
     if c.dataset == "shapes":
@@ -217,9 +222,19 @@ if active is not None:
 if "tr_error" in ss:
     st.error(ss.pop("tr_error"))
 
-job_id = ss.get("tr_job") or qp.get("job") or (mine[-1].id if mine else None)
-if job_id and job_id not in {j.id for j in mine}:
+linked = read_job_id(qp.get("job"))
+viewer = linked is not None and may_view(linked)      # a read-only share link: look, never cancel
+if viewer:
+    try:
+        jr.status(linked)
+    except JobError:
+        viewer = False
+        st.warning("The shared run is no longer on this server.")
+job_id = linked if viewer else (ss.get("tr_job") or linked or (mine[-1].id if mine else None))
+if job_id and not viewer and job_id not in {j.id for j in mine}:
     job_id = None  # a link to someone else's (or a finished server's) job
+if viewer:
+    st.info("A shared run, read-only: you can look at it, not cancel it.")
 
 
 def describe_config(c: TrainConfig) -> str:
@@ -309,6 +324,11 @@ def live() -> None:
                    f"{plural(info.n_val, 'validation image')}.")
     if stt.kind == "train" or stt.state != "done":   # the LR finder says it is done above
         job_outcome(stt.state, stt.message)
+    if not viewer and stt.kind == "train":
+        with st.popover("Share this run (read-only)"):
+            st.code(f"/transfer?{share_link_query(job_id)}", language=None)
+            st.caption("Whoever opens this link sees this run and its results; they cannot cancel it. Your own "
+                       "link (with sid=) also lets its holder cancel your runs: keep it to yourself.")
     if stt.state not in ACTIVE_STATES and ss.get("tr_shown") != job_id:
         ss["tr_shown"] = job_id
         st.rerun()  # once, so the results below render

@@ -73,6 +73,67 @@ def test_explorer_too_small_input_is_a_clear_error():
     assert at.error and "pool2" in at.error[0].value
 
 
+def test_explorer_odd_layer_values_are_refused_with_a_message():
+    for raw in ("²", "9" * 5000, "-3", "1e3"):
+        at = _explorer(arch="alexnet", layer=raw)
+        assert not at.exception, raw
+        assert any("Ignored from the link: layer=" in w.value for w in at.warning), raw
+        assert at.session_state["layer"] == 0 and at.metric[0].value == "62,378,344"
+
+
+def test_a_made_up_session_id_starts_a_fresh_session():
+    """?sid=test is not an id this server issued: a fresh one replaces it, with a note, so two
+    students who type the same word never share (or cancel) each other's runs."""
+    a = _page("pages/transfer.py", sid="test")
+    b = _page("pages/transfer.py", sid="test")
+    assert not a.exception and not b.exception
+    assert a.session_state["sid"] != "test" and a.session_state["sid"] != b.session_state["sid"]
+    assert a.query_params["sid"] == a.session_state["sid"]
+    assert any("not issued by this server" in i.value for i in a.info)
+    again = _page("pages/transfer.py", sid=a.session_state["sid"])      # the issued id is kept
+    assert again.session_state["sid"] == a.session_state["sid"]
+    assert not any("not issued by this server" in i.value for i in again.info)
+
+
+def test_the_session_id_stays_in_the_address_on_every_page():
+    """Navigating away and back (then reloading) must not lose the session: every page keeps sid=."""
+    at = _page("pages/transfer.py")
+    sid = at.session_state["sid"]
+    for path in ("pages/explorer.py", "pages/home.py", "pages/zoo.py", "pages/lab.py", "pages/transfer.py"):
+        at.switch_page(path).run()
+        assert not at.exception, path
+        assert at.query_params["sid"] == sid, path
+
+
+def test_a_read_only_share_link_shows_the_run_without_cancel():
+    from pages.common import runner
+
+    owner = _page("pages/transfer.py")
+    owner.radio(key="tr_ds").set_value("shapes").run()
+    owner.slider(key="tr_shn").set_value(10).run()
+    owner.radio(key="tr_w").set_value("random").run()
+    owner.radio(key="tr_scenario").set_value("finetune").run()
+    owner.slider(key="tr_ep").set_value(30).run()
+    owner.button(key="tr_go").click().run()
+    job = owner.session_state["tr_job"]
+    try:
+        share = next(c.value for c in owner.code if "view=" in c.value)   # the owner's "Share" popover
+        token = share.split("view=")[1]
+        assert share == f"/transfer?job={job}&view={token}"
+        viewer = _page("pages/transfer.py", job=job, view=token)
+        assert not viewer.exception
+        assert any("read-only" in i.value for i in viewer.info)
+        assert viewer.session_state["sid"] != owner.session_state["sid"]
+        assert not [b for b in viewer.button if b.key == "tr_cancel"]   # cannot cancel
+        assert viewer.radio(key="tr_ds").value == "shapes"              # sees what the run trained
+        assert [b for b in owner.button if b.key == "tr_cancel"]        # the owner can
+        guess = _page("pages/transfer.py", job=job, view="0" * 32)      # a wrong token sees nothing
+        assert not any("read-only" in i.value for i in guess.info) and guess.radio(key="tr_ds").value == "digits"
+        assert not any(isinstance(getattr(m, "label", None), str) and "step" in m.label for m in guess.metric)
+    finally:
+        runner().cancel(job)
+
+
 def test_explorer_bad_links_fall_back_with_a_warning():
     at = _explorer(arch="nosuchnet", size="3x99999x2", layer="500")
     assert not at.exception
