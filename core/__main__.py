@@ -50,7 +50,7 @@ def _train(a: argparse.Namespace) -> int:
 
     from core.train import transfer
     from core.train.data import DatasetError, load_dataset
-    from core.train.events import Cancelled, Diverged, Epoch, Event, RunInfo, as_dict
+    from core.train.events import Cancelled, Diverged, Epoch, Event, Note, RunInfo, as_dict
 
     try:
         zip_bytes = Path(a.zip).read_bytes() if a.zip else None
@@ -77,6 +77,8 @@ def _train(a: argparse.Namespace) -> int:
         elif isinstance(e, RunInfo) and not a.json:
             print(f"{cfg.arch}, {e.weights.sentence()}; {e.n_train} train / {e.n_val} val images; "
                   f"{e.trainable:,} trainable, {e.frozen:,} frozen parameters", flush=True)
+        elif isinstance(e, Note) and not a.json:
+            print(e.message, flush=True)
 
     try:
         data = load_dataset(cfg.dataset, cfg.image_size, shapes_classes=cfg.shapes_classes,

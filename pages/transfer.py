@@ -294,7 +294,7 @@ def live() -> None:
     if cfg_run != cfg:
         st.caption(f"Showing run {stt.id}: {describe_config(cfg_run)} (the sidebar has changed since).")
     for n in (e for e in ev if isinstance(e, Note)):
-        st.info(n.message)
+        (st.warning if n.warn else st.info)(n.message)
     if stt.kind == "lr_find":
         found = next((e for e in ev if isinstance(e, LRFound)), None)
         pts = [e for e in ev if isinstance(e, LRPoint)]

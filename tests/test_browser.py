@@ -269,15 +269,12 @@ PROJECTOR_PAGES = ("/", "/explorer?arch=alexnet", "/explorer?arch=inception_modu
 
 
 @pytest.mark.parametrize("width,height", [(1024, 768), (1280, 720)])
-def test_every_page_reads_whole_at_projector_sizes(server, width, height):
+def test_every_page_reads_whole_at_projector_sizes(server, page, width, height):
     """Every page and every tab at a projector's size: no metric, button label, select value or tab
     label cut off (an element narrower than its text)."""
-    from playwright.sync_api import sync_playwright
-
     clipped = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": width, "height": height})
+    pg = page.context.browser.new_page(viewport={"width": width, "height": height})
+    try:
         for path in PROJECTOR_PAGES:
             pg.goto(server + path)
             _wait(pg)
@@ -290,5 +287,6 @@ def test_every_page_reads_whole_at_projector_sizes(server, width, height):
                 if found:
                     clipped[f"{path} tab {t}"] = found
                     pg.screenshot(path=str(ARTIFACTS / f"clipped-{width}-{len(clipped)}.png"))
-        browser.close()
+    finally:
+        pg.close()
     assert not clipped, "\n".join(f"{k}: {v}" for k, v in clipped.items())

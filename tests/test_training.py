@@ -377,3 +377,33 @@ def test_the_out_of_memory_retry_halves_the_batch_once():
     with pytest.raises(JobFailed, match="even at half the batch size"):
         retry_on_oom(attempt, 128, "cpu", notes.append)
     assert tried == [128, 64]                      # once, not again and again
+
+
+def test_a_run_that_did_not_learn_says_so():
+    """Besides NaN: an LR of 10 ends with bad numbers and no error; the run must say it did not
+    learn, with the LR finder's advice. A sensible run says nothing of the kind."""
+    from core.train.events import Note
+
+    data = D.shapes(classes=3, per_class=20, seed=0, size=32)
+    notes = {}
+    for lr in (10.0, 3e-3):
+        ev = []
+        cfg = TrainConfig(dataset="shapes", weights="random", scenario="finetune", lr=lr, lr_body=lr, epochs=2,
+                          batch_size=16, shapes_classes=3, shapes_per_class=20)
+        fit(cfg, data, on_event=ev.append)
+        notes[lr] = [e.message for e in ev if isinstance(e, Note) and e.warn and "did not learn" in e.message]
+    assert len(notes[10.0]) == 1 and "LR finder" in notes[10.0][0] and "(10)" in notes[10.0][0]
+    assert notes[3e-3] == []
+
+
+def test_learning_problem_rules():
+    from core.train.events import Epoch
+    from core.train.loop import learning_problem
+
+    def ep(train_loss, acc):
+        return Epoch(epoch=3, train_loss=train_loss, val_loss=1.0, metrics={"acc": acc}, images_per_s=None, elapsed=1.0)
+
+    assert "rose from 1.1 to 5" in learning_problem(1.1, ep(5.0, 0.9), 0.1, 10)
+    assert "at chance (10.0%)" in learning_problem(2.3, ep(2.2, 0.11), 0.1, 10)
+    assert learning_problem(2.3, ep(0.4, 0.85), 0.1, 3e-3) is None
+    assert learning_problem(None, ep(0.4, 0.85), None, 3e-3) is None

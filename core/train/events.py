@@ -62,6 +62,7 @@ class Note:
     """A sentence for the user that does not end the run (e.g. the out-of-memory retry)."""
 
     message: str
+    warn: bool = False         # shown as a warning (the run went wrong without failing)
     kind: str = field(default="note", init=False)
 
 

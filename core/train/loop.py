@@ -152,6 +152,21 @@ def run_loop(stepper: Stepper, opt: torch.optim.Optimizer, cfg: LoopConfig, emit
     return last
 
 
+def learning_problem(first_loss: float | None, last: Epoch, chance: float | None, peak_lr: float) -> str | None:
+    """Why a finished run looks as if it did not learn, or None: the training loss ended far above
+    where it started, or validation accuracy sits at chance. Besides NaN (`Diverged`), this is how
+    a learning rate of 10 shows: the run ends, the numbers are just bad."""
+    acc = last.metrics.get("acc")
+    if first_loss is not None and math.isfinite(first_loss) and last.train_loss > 1.5 * first_loss:
+        what = f"the training loss rose from {first_loss:.3g} to {last.train_loss:.3g}"
+    elif chance is not None and acc is not None and acc <= 1.2 * chance:
+        what = f"validation accuracy ({acc:.1%}) is at chance ({chance:.1%})"
+    else:
+        return None
+    return (f"This run did not learn: {what}. The peak learning rate ({peak_lr:g}) is probably too high (or far "
+            "too low): run the LR finder, or try a 3-10x lower rate.")
+
+
 def retry_on_oom(attempt: Callable[[int], T], batch_size: int, device: str | torch.device, emit: Emit) -> T:
     """`attempt(batch_size)`, and once more at half the batch size when CUDA runs out of memory."""
     try:

@@ -28,8 +28,8 @@ from torch import nn
 
 from core import registry
 from core.train.data import BUILTIN_SETS, TORCHVISION_SETS, ImageSet, limit_per_class, stratified_split
-from core.train.events import Cancelled, Done, Epoch, Event, LRFound, LRPoint, Phase, RunInfo
-from core.train.loop import (LoopConfig, Stepper, normalise, predict, random_shift, run_loop,
+from core.train.events import Cancelled, Done, Epoch, Event, LRFound, LRPoint, Note, Phase, RunInfo, Step
+from core.train.loop import (LoopConfig, Stepper, learning_problem, normalise, predict, random_shift, run_loop,
                              set_train_mode)
 from core.weights import WeightsKind, WeightsUsed
 
@@ -372,7 +372,18 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
         cached = cfg.scenario in ("1", "2") and not cfg.augment
         stepper = head_stepper(tm, sp, cfg, dev, emit, should_stop) if cached else model_stepper(tm, sp, cfg, dev)
         opt = torch.optim.AdamW(param_groups(tm, cfg), weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
-        run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, cfg.log_every, cfg.seed), emit, should_stop)
+        first: list[float] = []
+
+        def watch(e: Event) -> None:
+            if isinstance(e, Step) and not first:
+                first.append(e.loss)
+            emit(e)
+
+        last = run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, cfg.log_every, cfg.seed), watch,
+                        should_stop)
+        problem = learning_problem(first[0] if first else None, last, 1 / len(data.classes), cfg.lr)
+        if problem:
+            emit(Note(problem, warn=True))
         probs = predict(model, sp.x_val, cfg.image_size).softmax(1)
     y = sp.y_val
     losses = -torch.log(probs[torch.arange(len(y), device=y.device), y].clamp_min(1e-12))
