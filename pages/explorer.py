@@ -23,6 +23,7 @@ require_router()
 
 ss = st.session_state
 qp = st.query_params
+MAX_SIDE = 4096   # pixels per side the explorer analyses
 
 
 # --- state from the URL, once per session ------------------------------------------------------
@@ -105,12 +106,20 @@ with st.sidebar:
     c_col, h_col, w_col = st.columns(3)
     c_col.number_input("C", value=spec.input_size[0], disabled=True, key=f"c_{arch}",
                        help="The number of input channels is fixed by the first layer.")
-    h = h_col.number_input("H", min_value=1, max_value=4096, step=1, key=f"h_{arch}")
-    w = w_col.number_input("W", min_value=1, max_value=4096, step=1, key=f"w_{arch}")
+    # No max_value: the box would silently keep a typed 99999 while the page used the old size;
+    # out-of-range sizes are refused below, with a message.
+    h = h_col.number_input("H", min_value=1, step=1, key=f"h_{arch}")
+    w = w_col.number_input("W", min_value=1, step=1, key=f"w_{arch}")
     if (h, w) != tuple(spec.input_size[1:]):
         st.button("Reset to the default size", on_click=lambda: ss.update({f"h_{arch}": spec.input_size[1],
                                                                           f"w_{arch}": spec.input_size[2]}))
 size = (spec.input_size[0], int(h), int(w))
+if max(size[1:]) > MAX_SIDE:
+    st.error(f"{int(h)}x{int(w)} is larger than this page analyses ({MAX_SIDE:,} pixels a side; the input image "
+             f"alone would be {fmt_bytes(4 * spec.input_size[0] * int(h) * int(w))} in fp32). The default input for "
+             f"{spec.title} is {'x'.join(map(str, spec.input_size))} (C x H x W); \"Reset to the default size\" "
+             "sets it back.")
+    st.stop()
 
 st.caption(f"**{spec.title}** ({spec.year}) — {spec.description}  \n*{spec.paper}*")
 

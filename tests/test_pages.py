@@ -134,6 +134,16 @@ def test_a_read_only_share_link_shows_the_run_without_cancel():
         runner().cancel(job)
 
 
+def test_explorer_a_typed_size_out_of_range_gets_a_message():
+    at = _explorer(arch="alexnet")
+    at.number_input(key="h_alexnet").set_value(100_000).run()
+    assert not at.exception
+    assert at.error and "100000x227 is larger than this page analyses (4,096 pixels a side" in at.error[0].value
+    assert at.number_input(key="h_alexnet").value == 100_000          # what the box shows is what is refused
+    at.button[0].click().run()                                       # "Reset to the default size"
+    assert not at.error and at.metric[0].value == "62,378,344"
+
+
 def test_explorer_bad_links_fall_back_with_a_warning():
     at = _explorer(arch="nosuchnet", size="3x99999x2", layer="500")
     assert not at.exception
