@@ -131,3 +131,5 @@ def job_outcome(state: str, message: str) -> None:
         st.error(f"The run failed: {message}")
     elif state == "cancelled":
         st.warning("Cancelled.")
+    elif state == "interrupted":
+        st.warning(f"Interrupted: {message}. Start it again when you are ready.")

@@ -189,3 +189,52 @@ def _real_job(runner: LocalRunner) -> None:
     assert len(res.val_images) == len(res.summary["val_pred"]) == 6
     assert res.file_bytes("model.safetensors")[:8] and b"val_acc" in res.file_bytes("metrics.csv")
     assert ACTIVE_STATES.isdisjoint({st.state})
+
+
+def test_a_restarted_runner_finds_earlier_runs_and_marks_unfinished_ones(tmp_path):
+    """The job store: a second runner on the same folder (a server restart) lists the first one's
+    runs with their events; a run that was still going is 'interrupted', not lost or 'running'."""
+    from core.train.store import JobStore
+
+    first = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
+    try:
+        done = first.submit("alice", JobSpec("count", 3))
+        assert wait(first, done, 60).state == "done"
+        going = first.submit("bob", JobSpec("sleep", 60))
+        assert _until(lambda: first.events(going))
+        before = first.events(done)
+    finally:
+        first.shutdown()
+    second = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
+    try:
+        assert [s.id for s in second.jobs_of("alice")] == [done]
+        st = second.status(done)
+        assert (st.state, st.message, st.config) == ("done", "counted to 3", 3)
+        assert second.events(done) == before and [e.step for e in before if isinstance(e, Step)] == [1, 2, 3]
+        assert (tmp_path / done / "out.txt").read_text() == "3 steps"          # its folder is kept
+        st = second.status(going)
+        assert st.state == "interrupted" and "server stopped" in st.message
+        assert second.events(going)                                              # its curve so far
+        assert wait(second, second.submit("bob", JobSpec("count", 1)), 60).state == "done"   # bob may run again
+    finally:
+        second.shutdown()
+    third = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
+    try:
+        assert len(third.jobs_of("bob")) == 2 and third.status(going).state == "interrupted"
+    finally:
+        third.shutdown()
+
+
+def test_old_finished_runs_are_pruned_with_their_folders(tmp_path, monkeypatch):
+    from core.train.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    r = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=store)
+    try:
+        old = r.submit("a", JobSpec("count", 1))
+        assert wait(r, old, 60).state == "done"
+        monkeypatch.setattr(LocalRunner, "KEEP_DAYS", -1)                     # everything finished is "old"
+        assert _until(lambda: old not in {s.id for s in r.jobs_of("a")}, 10)
+        assert not (tmp_path / old).exists() and old not in {j.id for j in store.jobs()}
+    finally:
+        r.shutdown()

@@ -298,6 +298,18 @@ def test_transfer_studio_runs_a_tiny_job():
     # a reload (a new session with the same URL) finds the run again
     again = _page("pages/transfer.py", sid=sid)
     assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
+    # and so does a restarted server: a new runner on the same results folder (the job store)
+    from pages.common import runner
+
+    old = runner()
+    runner.clear()
+    try:
+        restarted = _page("pages/transfer.py", sid=sid)
+        assert runner() is not old
+        assert list(restarted.dataframe[-1].value["run"]) == list(runs["run"])
+        assert any(m.label == "Validation accuracy" for m in restarted.metric)   # its results, read from disk
+    finally:
+        old.shutdown()
 
 
 def test_design_lab_depthwise_timing_shows_its_spread():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 if TYPE_CHECKING:
     from core.weights import WeightsUsed
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled", "diverged"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled", "diverged", "interrupted"]
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
 JobKind = Literal["train", "lr_find", "lab"]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
+from core.train.store import JobStore, StoredJob, results_dir
 
 HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find",
                             "lab": "core.lab.common:run"}
@@ -191,22 +192,28 @@ class _Job:
     cancel: Any = None
     queue: Any = None
     cancel_at: float = 0.0
+    saved: int = 0                  # events already in the store
+    loaded: bool = True             # False for a stored job whose events are read on first use
 
 
 class LocalRunner:
     """Worker processes on this machine. Thread-safe; one instance serves every session of a server."""
 
     CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
-    KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted
+    KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted,
+    KEEP_DAYS = 30          # and so are finished jobs older than this
 
     def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
-                 handlers: Mapping[str, str] = HANDLERS, spare: bool = True) -> None:
+                 handlers: Mapping[str, str] = HANDLERS, spare: bool = True, store: JobStore | None = None) -> None:
         self._limits = RunnerLimits(max_concurrent, device)
         self._handlers = dict(handlers)
         self._keep_spare = spare
         self._spare: _Worker | None = None
         self.root = Path(root or tempfile.mkdtemp(prefix="convnetlab-jobs-"))
         self._jobs: dict[str, _Job] = {}
+        self._store = store
+        if store is not None:
+            self._load(store)
         self._lock = threading.Lock()
         self._ctx = mp.get_context("spawn")
         self._stop = threading.Event()
@@ -227,7 +234,9 @@ class LocalRunner:
             jid = uuid.uuid4().hex[:12]
             out = self.root / jid
             out.mkdir(parents=True)
-            self._jobs[jid] = _Job(jid, owner, spec, spec.kind, spec.config, out)
+            j = self._jobs[jid] = _Job(jid, owner, spec, spec.kind, spec.config, out)
+            if self._store is not None:
+                self._store.add(StoredJob(jid, owner, j.kind, j.config, j.state, j.message, j.submitted, str(out)))
         return jid
 
     def status(self, job_id: str) -> JobStatus:
@@ -241,13 +250,17 @@ class LocalRunner:
 
     def events(self, job_id: str, since: int = 0) -> list[Event]:
         with self._lock:
-            return list(self._get(job_id).events[since:])
+            j = self._get(job_id)
+            if not j.loaded:
+                j.events, j.loaded = self._store.events(j.id), True
+            return list(j.events[since:])
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
             j = self._get(job_id)
             if j.state == "queued":
-                j.state, j.message, j.spec = "cancelled", "cancelled before it started", None
+                self._set(j, "cancelled", "cancelled before it started")
+                j.spec = None
             elif j.state == "running" and j.cancel is not None:
                 j.cancel.set()
                 j.cancel_at = time.time()
@@ -277,6 +290,24 @@ class LocalRunner:
                 self._spare = None
 
     # --- inside -------------------------------------------------------------------------------------
+    def _set(self, j: _Job, state: JobState, message: str) -> None:
+        """A job's new state, in memory and in the store."""
+        j.state, j.message = state, message
+        if self._store is not None:
+            self._store.set_state(j.id, state, message)
+
+    def _load(self, store: JobStore) -> None:
+        """The jobs an earlier server left: finished ones as they were, unfinished ones interrupted."""
+        for sj in store.jobs():
+            j = _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state, sj.message,
+                     submitted=sj.submitted, loaded=False)
+            if sj.state in ACTIVE_STATES or sj.config is None:
+                j.state = "interrupted"
+                j.message = ("the server stopped while this run was in progress" if sj.state in ACTIVE_STATES else
+                             "this run was made by an older version of the dashboard")
+                store.set_state(j.id, j.state, j.message)
+            self._jobs[j.id] = j
+
     def _get(self, job_id: str) -> _Job:
         if job_id not in self._jobs:
             raise JobError(f"unknown job {job_id!r}")
@@ -300,7 +331,7 @@ class LocalRunner:
                             self._start(j)
                             running += 1
                         except OSError as e:  # e.g. out of processes or file descriptors
-                            j.state, j.message = "failed", f"could not start a worker process: {e}"
+                            self._set(j, "failed", f"could not start a worker process: {e}")
                 if self._keep_spare and not self._stop.is_set():
                     self._refresh_spare()
                 self._forget_old()
@@ -338,7 +369,8 @@ class LocalRunner:
         # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
         threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
         j.process, j.queue, j.cancel = w.process, w.queue, w.cancel
-        j.state, j.spec = "running", None
+        self._set(j, "running", "")
+        j.spec = None
 
     @staticmethod
     def _close(w: _Worker) -> None:
@@ -353,9 +385,13 @@ class LocalRunner:
     def _forget_old(self) -> None:
         """Deletes the oldest finished jobs (events and result folder) beyond KEEP_FINISHED."""
         done = sorted((j for j in self._jobs.values() if j.state not in ACTIVE_STATES), key=lambda x: x.submitted)
-        for j in done[:max(0, len(done) - self.KEEP_FINISHED)]:
-            shutil.rmtree(j.out_dir, ignore_errors=True)
-            del self._jobs[j.id]
+        too_old = time.time() - self.KEEP_DAYS * 86400
+        for i, j in enumerate(done):
+            if i < len(done) - self.KEEP_FINISHED or j.submitted < too_old:
+                shutil.rmtree(j.out_dir, ignore_errors=True)
+                del self._jobs[j.id]
+                if self._store is not None:
+                    self._store.delete(j.id)
 
     @staticmethod
     def _release(j: _Job) -> None:
@@ -371,13 +407,21 @@ class LocalRunner:
         j.process = j.queue = j.cancel = None
 
     def _drain(self, j: _Job) -> None:
+        try:
+            self._drain_queue(j)
+        finally:
+            if self._store is not None and len(j.events) > j.saved:
+                self._store.add_events(j.id, j.saved, j.events[j.saved:])
+                j.saved = len(j.events)
+
+    def _drain_queue(self, j: _Job) -> None:
         while True:
             try:
                 item = j.queue.get_nowait()
             except (queue.Empty, OSError, EOFError):
                 return
             if isinstance(item, tuple) and item[0] == "end":
-                j.state, j.message = item[1], item[2]
+                self._set(j, item[1], item[2])
             else:
                 j.events.append(item)
 
@@ -387,14 +431,13 @@ class LocalRunner:
                 continue
             if j.cancel_at and time.time() - j.cancel_at > self.CANCEL_GRACE_S and j.process.is_alive():
                 j.process.terminate()  # it did not reach a cancellation point in time
-                j.state, j.message = "cancelled", "cancelled (the worker was stopped)"
+                self._set(j, "cancelled", "cancelled (the worker was stopped)")
             self._drain(j)
             if j.state == "running" and not j.process.is_alive():
                 time.sleep(0.05)  # the queue may still hold the last events of a process that just ended
                 self._drain(j)
                 if j.state == "running":
-                    j.state = "failed"
-                    j.message = f"the training process crashed (exit code {j.process.exitcode})"
+                    self._set(j, "failed", f"the training process crashed (exit code {j.process.exitcode})")
             if j.state != "running":
                 self._release(j)
 
@@ -416,5 +459,10 @@ def make_runner(backend: str | None = None, device: str | None = None, **options
 
         device = "cuda" if describe_device().kind == "cuda" else "cpu"
     options.setdefault("max_concurrent", 2 if device == "cuda" else 1)
+    if name == "local":
+        # Durable by default: runs and their folders outlive the server (core.train.store).
+        root = Path(options.get("root") or results_dir() / "runs")
+        options["root"] = str(root)
+        options.setdefault("store", JobStore(root / "jobs.sqlite"))
     cls = _resolve(BACKENDS[name])
     return cls(device=device, **options)
