@@ -259,6 +259,20 @@ def test_model_zoo_table_and_latency():
     assert any("5 timed runs after 2 warm-up runs" in c.value for c in at.caption)
 
 
+def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
+    """vit_h_14 (1,017 GMACs at 518 px) would hold both cores for minutes in the server process: refused with a
+    reason, the small model beside it is timed."""
+    at = _page("pages/zoo.py")
+    at.multiselect(key="zoo_lat_models").set_value(["vit_h_14", "squeezenet1_1"]).run()
+    at.button(key="zoo_lat_go").click().run()
+    assert not at.exception
+    assert any("Not timed on this CPU: vit_h_14 (1,017 GMACs)" in w.value for w in at.warning)
+    assert list(at.dataframe[-1].value["name"]) == ["squeezenet1_1"]
+    at.multiselect(key="zoo_lat_models").set_value(["vit_h_14"]).run()
+    at.button(key="zoo_lat_go").click().run()
+    assert not at.exception and any("vit_h_14" in w.value for w in at.warning)
+
+
 def test_inside_the_network_feature_maps_filters_and_attributions():
     at = _page("pages/inside.py")
     assert not at.exception
