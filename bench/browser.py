@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
@@ -17,14 +17,15 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 @contextlib.contextmanager
-def streamlit_server() -> Iterator[str]:
-    """Starts `streamlit run app.py` on a free loopback port; yields its base URL; stops it."""
+def streamlit_server(log: IO | None = None) -> Iterator[str]:
+    """Starts `streamlit run app.py` on a free loopback port (its output to `log`); yields its base
+    URL once healthy (RuntimeError if it never is); stops it. Used by the benchmarks and the tests."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                "--server.port", str(port), "--server.fileWatcherType", "none"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -33,6 +34,8 @@ def streamlit_server() -> Iterator[str]:
                     break
             except OSError:
                 time.sleep(0.5)
+        else:
+            raise RuntimeError("the app did not start")
         yield base
     finally:
         server.terminate()
