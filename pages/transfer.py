@@ -41,6 +41,13 @@ session_id()
 jr = runner()
 
 
+def imagenet_cached(arch: str) -> bool:
+    from core.weights import cache_path, default_weights
+
+    w = default_weights(arch)
+    return w is not None and cache_path(w).is_file()
+
+
 def restore_sidebar_from_run() -> None:
     """A reload during (or after) a run opens a new session on ?sid=...&job=...: the sidebar then
     shows what that run trained, not the defaults. Once per session, before the widgets exist."""
@@ -112,13 +119,19 @@ with st.sidebar:
     size = st.select_slider("Image size (pixels)", [32, 64, 96, 128], 32, key="tr_size")
     st.header("Model")
     arch = st.selectbox("Encoder", ENCODERS, key="tr_arch", format_func=lambda n: registry.get(n).label)
+    imagenet_here = imagenet_cached(arch)
+    # The default start: ImageNet when cached, else (for ResNet-18) the starter weights we ship,
+    # never a silent "from scratch" on a fresh machine.
     weights = st.radio("Start from", ["imagenet", "starter", "random"], key="tr_w",
+                       index=0 if imagenet_here or arch != "resnet18" else 1,
                        format_func={"imagenet": "ImageNet weights (when cached)",
                                     "starter": "ConvNet Lab starter weights (ResNet-18, fractals)",
                                     "random": "random (from scratch)"}.get)
     if weights == "starter":
         st.caption("Our own ResNet-18, pre-trained on formula-driven fractal images (no photos), shipped with "
-                   "the dashboard: `python -m core pretrain` reproduces it.")
+                   "the dashboard: `python -m core pretrain` reproduces it."
+                   + ("" if imagenet_here else " ImageNet weights are not cached on this machine, so the Studio "
+                      "starts from these."))
     scenario = st.radio("Scenario", list(SCENARIOS), key="tr_scenario", format_func=lambda k: f"{k}: {SCENARIOS[k]}"
                         if k != "finetune" else SCENARIOS[k])
     d = TrainConfig()
@@ -143,14 +156,11 @@ with st.sidebar:
                                     help="Off: scenarios 1 and 2 compute the frozen features once and train only "
                                          "the head.")
 
-if weights == "imagenet":
-    from core.weights import cache_path, default_weights
-
-    w = default_weights(arch)
-    if w is not None and not cache_path(w).is_file():
-        st.warning(f"ImageNet weights for {registry.get(arch).title} are not cached on this machine, so this run "
-                   f"starts from random weights (training from scratch). Ahead of a lecture: "
-                   f"`python -m core weights prefetch {arch}`.")
+if weights == "imagenet" and not imagenet_here:
+    st.warning(f"ImageNet weights for {registry.get(arch).title} are not cached on this machine, so this run "
+               f"starts from random weights (training from scratch). Ahead of a lecture: "
+               f"`python -m core weights prefetch {arch}`"
+               + (", or start from the starter weights." if arch == "resnet18" else "."))
 cfg, config_error = None, None
 try:
     cfg = TrainConfig(dataset="zip" if ds == "folder" else ds, arch=arch, weights=weights, scenario=scenario,

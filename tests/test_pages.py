@@ -293,7 +293,12 @@ def test_inside_the_network_feature_maps_filters_and_attributions():
 def test_transfer_studio_runs_a_tiny_job():
     at = _page("pages/transfer.py")
     assert not at.exception
-    assert any("not cached" in w.value for w in at.warning)   # ImageNet weights are not here: said so
+    # ImageNet weights are not here: the default start is the starter weights we ship, and it says why
+    assert at.radio(key="tr_w").value == "starter"
+    assert any("ImageNet weights are not cached on this machine, so the Studio starts from these" in c.value
+               for c in at.sidebar.caption)
+    at.radio(key="tr_w").set_value("imagenet").run()
+    assert any("not cached" in w.value and "starts from random weights" in w.value for w in at.warning)
     at.radio(key="tr_ds").set_value("shapes").run()
     at.slider(key="tr_shn").set_value(10).run()
     at.radio(key="tr_scenario").set_value("3").run()
