@@ -6,15 +6,20 @@ gradients are taken (no parameter gradients accumulate), so a shared cached mode
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
+from captum.attr import (Deconvolution, GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion,
+                         Saliency)
 from torch import nn
 
-METHODS = ("Saliency", "Integrated Gradients", "Occlusion", "Grad-CAM")
+METHODS = ("Saliency", "Deconvnet", "Guided backprop", "Integrated Gradients", "Occlusion", "Grad-CAM")
+# Deconvnet (Zeiler & Fergus 2014, the ZFNet paper's visualisation) and guided backpropagation
+# (Springenberg et al. 2015) change how gradients pass each ReLU: only positive gradients
+# (deconvnet), or only where both the input and the gradient are positive (guided).
 SLOW = {"Integrated Gradients", "Occlusion"}
 
 
@@ -33,6 +38,18 @@ def _norm(a: torch.Tensor) -> torch.Tensor:
     return a / a.max().clamp_min(1e-12)
 
 
+@contextlib.contextmanager
+def _relus_not_inplace(model: nn.Module) -> Iterator[None]:
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
+    for m in relus:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in relus:
+            m.inplace = True
+
+
 def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, gradcam_layer: str,
               ig_steps: int = 32, ig_batch: int = 8, occlusion_window: int = 32) -> Attribution:
     """Runs one captum method on a (1, 3, H, W) input for class `target`.
@@ -49,6 +66,10 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, gradc
         xs = x.detach().clone().requires_grad_(True)
         if method == "Saliency":
             a = Saliency(model).attribute(xs, target=target, abs=True)[0].amax(0)
+        elif method in ("Deconvnet", "Guided backprop"):
+            cls = Deconvolution if method == "Deconvnet" else GuidedBackprop
+            with _relus_not_inplace(model):  # captum's ReLU hooks cannot follow in-place ReLUs
+                a = cls(model).attribute(xs, target=target)[0].abs().amax(0)
         elif method == "Integrated Gradients":
             a = IntegratedGradients(model).attribute(xs, target=target, n_steps=ig_steps,
                                                      internal_batch_size=ig_batch)[0].abs().sum(0)

@@ -185,7 +185,9 @@ with tab_attr:
                             format_func=lambda i: next(f"{n} ({p:.1%})" for j, n, p in preds if j == i))
     methods = c[1].multiselect("Methods", METHODS, ["Saliency", "Grad-CAM"], key="in_methods",
                                help="Integrated Gradients and Occlusion run many forward passes: seconds to minutes on a CPU.")
-    st.caption(f"Grad-CAM looks at the stage `{gradcam_layer(summary)}`. Slow methods: {', '.join(sorted(SLOW))}.")
+    st.caption(f"Grad-CAM looks at the stage `{gradcam_layer(summary)}`. Slow methods: {', '.join(sorted(SLOW))}. "
+               "Deconvnet is ZFNet's visualisation (Zeiler & Fergus): the gradient passes each ReLU only where it "
+               "is positive; guided backprop also needs the ReLU's input to be positive, hence its sharper maps.")
     st.button("Compute attributions", key="in_attr_go", disabled=not methods,
               on_click=lambda: ss.update(attr_requested=True))
     if ss.pop("attr_requested", False):

@@ -112,3 +112,28 @@ def test_weights_cli_offline(tmp_path, monkeypatch, capsys):
     assert "resnet18" in out and "not cached" in out and str(tmp_path) in out
     assert main(["weights", "prefetch", "lenet5"]) == 2
     assert "no torchvision ImageNet weights" in capsys.readouterr().err
+
+
+def test_deconvnet_and_guided_backprop_match_their_relu_rules():
+    """On a two-layer net, by hand: the class weight vector passes the ReLU as deconvnet (only
+    positive gradients) and as guided backprop (and only where the ReLU's input was positive),
+    then back through the first layer. In-place ReLUs are handled and restored."""
+    import torch
+    from torch import nn
+
+    from core.attribution import attribute
+
+    torch.manual_seed(0)
+    fc1, fc2 = nn.Linear(12, 6), nn.Linear(6, 3)
+    model = nn.Sequential(nn.Flatten(), fc1, nn.ReLU(inplace=True), fc2)
+    x = torch.randn(1, 3, 2, 2)
+    z = fc1(x.flatten(1))[0].detach()
+    g = fc2.weight[2].detach()                                   # d class-2 score / d ReLU output
+    rules = {"Deconvnet": g.clamp_min(0), "Guided backprop": g.clamp_min(0) * (z > 0)}
+    for method, g_relu in rules.items():
+        want = (fc1.weight.detach().T @ g_relu).reshape(3, 2, 2).abs().amax(0)
+        want = (want - want.min()) / (want.max() - want.min())
+        got = attribute(model, x, 2, method, gradcam_layer="")
+        assert got.heat.shape == (2, 2) and got.seconds > 0
+        assert torch.allclose(got.heat, want, atol=1e-5), method
+    assert model[2].inplace                                      # put back as it was
