@@ -7,6 +7,7 @@ import streamlit as st
 from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
+from core.diagram import Diagram, diagram
 from core.links import new_session_id, server_secret, share_token, valid_session_id, valid_share_token
 from core.train.jobs import Runner, make_runner
 from core.weights import WeightsStatus, weights_status
@@ -41,6 +42,16 @@ def require_router() -> None:
 def cached_summary(name: str, size: tuple[int, int, int], options: tuple[tuple[str, object], ...]) -> Summary:
     """summarize(), keyed by plain arguments."""
     return summarize(name, size, dict(options))
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing the diagram...")
+def cached_diagram(name: str, size: tuple[int, int, int], options: tuple[tuple[str, object], ...],
+                   depth: int) -> Diagram:
+    """The architecture's diagram (core.diagram), keyed by plain arguments."""
+    from core import registry
+
+    spec = registry.get(name)
+    return diagram(spec.builder(**spec.resolve_options(dict(options))), size, depth, spec.num_inputs)
 
 
 @st.cache_resource

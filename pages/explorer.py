@@ -6,18 +6,21 @@ lecturer can link a slide to an exact layer: /explorer?arch=alexnet&layer=0.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from core import registry
+from core.diagram import MAX_NODES, render
 from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
 from core.explain import (DEFAULT_QUIZ_KINDS, QUIZ_KINDS, ShownNote, block_fields, check_answer, fields_of_view,
                           is_quizzed, layer_card, next_quizzed, quiz_questions, shown_warnings, variant_notes)
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
 from core.spec import ArchSpec, OptionError
-from pages.common import require_router, cached_summary
+from pages.common import cached_diagram, cached_summary, require_router
 
 require_router()
 
@@ -223,8 +226,47 @@ if ss["quiz"]:
         q2.caption(f"Quiz score this session: {ss['quiz_score'][0]} of {ss['quiz_score'][1]}")
 
 # --- details -------------------------------------------------------------------------------------
-tab_chart, tab_struct, tab_table, tab_mem, tab_notes = st.tabs(
-    ["Per-layer chart", "Stages and blocks", "Full table", "Training memory", "Variant notes"])
+def url_params(layer: int) -> dict[str, str]:
+    """The page's state as a link: the address bar mirrors it; diagram nodes link to other layers."""
+    params = {"arch": arch, "layer": str(layer)}
+    if size != tuple(spec.input_size):
+        params["size"] = "x".join(map(str, size))
+    for k, v in options.items():
+        if v != spec.options[k].default:
+            params[f"o_{k}"] = str(v)
+    if ss["quiz"]:
+        params["quiz"] = "1"
+    if "sid" in ss:
+        params["sid"] = ss["sid"]   # the session's runs stay one reload away on every page
+    return params
+
+
+tab_diagram, tab_chart, tab_struct, tab_table, tab_mem, tab_notes = st.tabs(
+    ["Diagram", "Per-layer chart", "Stages and blocks", "Full table", "Training memory", "Variant notes"])
+
+with tab_diagram:
+    top = max(1, summary.max_depth())
+    if f"diagram_{arch}" not in ss:
+        ss[f"diagram_{arch}"] = min(2 if top < 4 else 1, top)
+    d_depth = (st.slider("Depth", 1, top, key=f"diagram_{arch}",
+                         help="1 = the top-level blocks; each step opens the containers one level further")
+               if top > 1 else 1)
+    drawn = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
+    if drawn.nodes > MAX_NODES:
+        st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller depth "
+                "(the full table lists every layer).")
+    else:
+        paths = [path for _, path in drawn.modules]
+        first: dict[str, int] = {}    # module path -> the first step-through layer inside it
+        for r in layers:
+            for path in paths:
+                if path not in first and (r.module == path or r.module.startswith(path + ".")):
+                    first[path] = r.index
+        st.graphviz_chart(render(drawn, rec.module, lambda path: "?" + urlencode(url_params(first[path]))
+                                 if path in first else None), width="content")
+        st.caption(f"Drawn from the model by torchview: each box is a module with its input and output shapes; "
+                   f"`add` and `cat` nodes are residual additions and concatenations. The red box holds the current "
+                   f"layer ({rec.name}); click a box to step there. {drawn.nodes} nodes at depth {d_depth}.")
 
 with tab_chart:
     log = st.toggle("Logarithmic scale", value=True, key="log_chart")
@@ -299,15 +341,6 @@ with tab_notes:
         st.write("No variant notes for this architecture.")
 
 # --- mirror the state in the URL ------------------------------------------------------------------
-params = {"arch": arch, "layer": str(i)}
-if size != tuple(spec.input_size):
-    params["size"] = "x".join(map(str, size))
-for k, v in options.items():
-    if v != spec.options[k].default:
-        params[f"o_{k}"] = str(v)
-if ss["quiz"]:
-    params["quiz"] = "1"
-if "sid" in ss:
-    params["sid"] = ss["sid"]   # the session's runs stay one reload away on every page
+params = url_params(i)
 if dict(qp) != params:
     qp.from_dict(params)

@@ -272,3 +272,19 @@ def test_every_page_reads_whole_at_projector_sizes(server, page, width, height):
     finally:
         pg.close()
     assert not clipped, "\n".join(f"{k}: {v}" for k, v in clipped.items())
+
+
+@pytest.mark.parametrize("arch,node_text,expect", [("googlenet", "step to inception4c", "inception4c.branch1.conv"),
+                                                    ("resnet18", "step to layer3", "layer3.0.conv1")])
+def test_explorer_diagram_click_a_node_to_step_there(server, page, arch, node_text, expect):
+    """The diagram of a branching and a residual network: the current layer's box is marked, and a
+    click on another box moves the step-through to that module's first layer."""
+    page.goto(server + f"/explorer?arch={arch}&layer=0")
+    _wait(page)
+    chart = page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=60_000)
+    assert chart.query_selector_all('polygon[fill="#f5b7b1"]')                 # layer 0's box is marked
+    page.locator(f'[data-testid="stGraphVizChart"] a[*|title="{node_text}"]').first.click()
+    _wait(page)
+    page.wait_for_function(f"document.body.innerText.includes('{expect}')", timeout=30_000)
+    assert f"arch={arch}" in page.url and "layer=0" not in page.url and "sid=" in page.url
+    assert not page.query_selector_all('[data-testid="stException"]')

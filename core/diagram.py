@@ -1,0 +1,76 @@
+"""The architecture as a diagram, drawn from the model itself by torchview.
+
+torchview traces one forward pass (on the meta device: no memory, no weights) and draws each
+module as a node with its input and output shapes, containers collapsed below a chosen depth, and
+function calls such as a residual `add` or Inception's `cat` as nodes of their own, so branches
+and skips show as they run. `diagram()` keeps the DOT text and which module each node stands for;
+`render()` then marks the node that holds the explorer's current layer and makes every module
+node a link that moves the step-through there. The DOT text is drawn in the browser
+(`st.graphviz_chart`), so no Graphviz binary is needed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from torch import nn
+
+MAX_NODES = 400        # beyond this a diagram is unreadable: the page asks for a smaller depth
+
+
+@dataclass(frozen=True)
+class Diagram:
+    dot: str                              # Graphviz source
+    modules: tuple[tuple[str, str], ...]  # (node id, module path) of every module node
+    nodes: int                            # nodes drawn
+    depth: int
+
+
+def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs: int = 1) -> Diagram:
+    """The diagram of `model` for one input of (C, H, W) `input_size`, containers expanded down
+    to `depth` (1 = the top-level blocks)."""
+    from torchview import draw_graph
+    from torchview.computation_node import ModuleNode
+
+    names = {id(m): name for name, m in model.named_modules() if name}
+    shape = (1, *input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = draw_graph(model, input_size=[shape] * num_inputs, depth=depth, device="meta", expand_nested=True,
+                       hide_inner_tensors=True, roll=False, graph_name=type(model).__name__)
+    modules: dict[str, str] = {}
+    for edge in g.edge_list:
+        for node in edge:
+            if isinstance(node, ModuleNode) and node.node_id in g.id_dict and node.compute_unit_id in names:
+                modules[str(g.id_dict[node.node_id])] = names[node.compute_unit_id]
+    return Diagram(g.visual_graph.source, tuple(sorted(modules.items(), key=lambda kv: int(kv[0]))),
+                   len(g.id_dict), depth)
+
+
+def node_of(d: Diagram, layer: str) -> str | None:
+    """The node that holds `layer` (a module path): the module itself, or its deepest drawn ancestor."""
+    best, best_len = None, -1
+    for node, path in d.modules:
+        if (layer == path or layer.startswith(path + ".")) and len(path) > best_len:
+            best, best_len = node, len(path)
+    return best
+
+
+def render(d: Diagram, current: str | None, link: Callable[[str], str | None]) -> str:
+    """The DOT text with the current layer's node filled and every module node linked (`link` maps
+    a module path to a URL, or None for no link)."""
+    extra = []
+    here = node_of(d, current) if current else None
+    for node, path in d.modules:
+        attrs = []
+        url = link(path)
+        if url:
+            attrs.append(f'href="{url}" target="_self" tooltip="step to {path}"')
+        if node == here:
+            attrs.append('fillcolor="#f5b7b1" penwidth=3 color="#c0392b"')
+        if attrs:
+            extra.append(f'\t{node} [{" ".join(attrs)}]')
+    body = d.dot.rstrip().rstrip("}")
+    return body + "\n" + "\n".join(extra) + "\n}\n"

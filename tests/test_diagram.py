@@ -1,0 +1,46 @@
+"""The architecture diagram: drawn from the model by torchview, its nodes tied to module paths,
+the current layer's node marked and every module node linked."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import registry
+from core.diagram import diagram, node_of, render
+
+
+def _draw(arch: str, depth: int):
+    spec = registry.get(arch)
+    return diagram(spec.builder(), spec.input_size, depth, spec.num_inputs)
+
+
+def test_top_level_diagram_has_one_node_per_top_level_module():
+    d = _draw("resnet18", 1)
+    model = registry.get("resnet18").builder()
+    assert [p for _, p in d.modules] == [n for n, _ in model.named_children()]   # conv1 ... fc, in order
+    assert "(1, 64, 56, 56)" in d.dot                                           # shapes on the nodes
+
+
+def test_branches_and_skips_are_drawn():
+    inception = _draw("inception_module", 2)
+    assert "cat" in inception.dot                       # the four branches meet in a concatenation
+    assert sum(p.startswith("branch") for _, p in inception.modules) >= 4
+    resnet = _draw("resnet18", 3)
+    assert resnet.dot.count("add") >= 8                 # eight basic blocks, one residual addition each
+    assert node_of(resnet, "layer1.0.conv2") == dict((p, n) for n, p in resnet.modules)["layer1.0.conv2"]
+
+
+def test_the_current_layer_is_marked_and_nodes_link_to_their_layers():
+    d = _draw("resnet18", 2)
+    here = node_of(d, "layer2.0.conv1")                 # collapsed into its block at depth 2
+    assert here == dict((p, n) for n, p in d.modules)["layer2.0"]
+    dot = render(d, "layer2.0.conv1", lambda path: f"?layer={path}" if path != "fc" else None)
+    assert f'\t{here} [href="?layer=layer2.0"' in dot and 'fillcolor="#f5b7b1"' in dot
+    assert dot.count("fillcolor=\"#f5b7b1\"") == 1
+    assert 'tooltip="step to fc"' not in dot and dot.rstrip().endswith("}")
+
+
+@pytest.mark.parametrize("arch", registry.names())
+def test_every_architecture_draws_at_depth_one(arch):
+    d = _draw(arch, 1)
+    assert d.modules and d.nodes <= 400 and d.dot.startswith(("digraph", "strict digraph"))
