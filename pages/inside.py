@@ -29,10 +29,14 @@ ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_siz
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the model...")
-def shared_model(name: str, pretrained: bool) -> tuple[torch.nn.Module, WeightsUsed, threading.Lock]:
-    """One model per (architecture, weights) for every user. Its parameters never change; the lock
-    keeps one user's hooks from seeing another user's forward pass."""
-    model, used = build_model(name, pretrained)
+def shared_model(name: str, kind: str) -> tuple[torch.nn.Module, WeightsUsed, threading.Lock]:
+    """One model per (architecture, weights: "imagenet", "starter" or "random") for every user. Its
+    parameters never change; the lock keeps one user's hooks from seeing another user's forward pass."""
+    model, used = build_model(name, kind == "imagenet")
+    if kind == "starter":
+        from core.train.pretrain import load_starter
+
+        used = load_starter(model)
     model.requires_grad_(False)
     return model, used, threading.Lock()
 
@@ -52,8 +56,10 @@ with st.sidebar:
     st.header("Model")
     arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
                         format_func=lambda n: registry.get(n).label)
-    wchoice = st.radio("Weights", ["ImageNet (when cached)", "random initialisation", "upload (.safetensors / .pt)"],
-                       key="in_weights")
+    wchoice = st.radio("Weights", ["ImageNet (when cached)", "starter weights (ResNet-18, ours)",
+                                   "random initialisation", "upload (.safetensors / .pt)"], key="in_weights",
+                       help="The starter weights ship with the dashboard: a ResNet-18 pre-trained on generated "
+                            "fractals. Its filters and maps are learnt, but it knows no ImageNet classes.")
     wfile = None
     if wchoice.startswith("upload"):
         wfile = st.file_uploader("State dict", type=["safetensors", "pt", "pth"], key="in_wfile",
@@ -68,10 +74,15 @@ try:
         data = wfile.getvalue()
         model, wnote, lock = uploaded_model(arch, hashlib.sha256(data).hexdigest(), data, wfile.name)
     else:
-        model, wnote, lock = shared_model(arch, wchoice.startswith("ImageNet"))
+        kind = ("imagenet" if wchoice.startswith("ImageNet") else
+                "starter" if wchoice.startswith("starter") and arch == "resnet18" else "random")
+        if wchoice.startswith("starter") and arch != "resnet18":
+            st.info(f"The starter weights are a ResNet-18; {spec.title} is shown with random initialisation. "
+                    "Choose ResNet-18 to see them.")
+        model, wnote, lock = shared_model(arch, kind)
 except WeightsError as e:
     st.error(str(e))
-    model, wnote, lock = shared_model(arch, False)
+    model, wnote, lock = shared_model(arch, "random")
 trained = wnote.trained
 if wchoice.startswith("ImageNet") and not trained:
     if weights is None:
@@ -162,7 +173,9 @@ with tab_maps:
         l1, l2 = st.columns(2)
         l1.image(big.numpy(), caption=f"channel {ch}, {act.shape[2]}x{act.shape[3]} upsampled", clamp=True)
         l2.image(overlay(torch.from_numpy(pre.crop), big).numpy(), caption="overlaid on the input")
-    if trained and spec.torchvision_name:
+    if wnote.kind == "starter":
+        st.caption("No top-5 predictions: the starter weights were trained on fractal classes, not ImageNet's.")
+    if wnote.kind == "imagenet" and spec.torchvision_name:
         st.subheader("Top-5 predictions")
         preds = top_k(logits, weights.meta["categories"])
         st.dataframe(pd.DataFrame(preds, columns=["class", "name", "probability"]), hide_index=True)
@@ -179,7 +192,7 @@ with tab_filters:
                             "Random filters are noise: the structure of trained ones is learned."))
 
 with tab_attr:
-    preds = top_k(logits, weights.meta["categories"] if (weights is not None and trained) else None, 5)
+    preds = top_k(logits, weights.meta["categories"] if (weights is not None and wnote.kind == "imagenet") else None, 5)
     c = st.columns([2, 3])
     target = c[0].selectbox("Explain the class", [p[0] for p in preds], key=f"in_target_{arch}",
                             format_func=lambda i: next(f"{n} ({p:.1%})" for j, n, p in preds if j == i))

@@ -273,6 +273,18 @@ def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
     assert not at.exception and any("vit_h_14" in w.value for w in at.warning)
 
 
+def test_inside_the_network_offers_the_starter_weights_without_imagenet_classes():
+    at = _page("pages/inside.py")
+    at.radio(key="in_weights").set_value("starter weights (ResNet-18, ours)").run()
+    assert not at.exception
+    assert any("ConvNet Lab starter weights" in c.value for c in at.caption)
+    assert any("No top-5 predictions" in c.value for c in at.caption)
+    assert not any(h.value == "Top-5 predictions" for h in at.subheader)
+    assert not any("tench" in str(o) for o in at.selectbox(key="in_target_resnet18").options)   # no ImageNet names
+    at.selectbox(key="in_arch").set_value("alexnet").run()
+    assert not at.exception and any("The starter weights are a ResNet-18" in i.value for i in at.info)
+
+
 def test_inside_the_network_feature_maps_filters_and_attributions():
     at = _page("pages/inside.py")
     assert not at.exception
