@@ -318,7 +318,9 @@ def live() -> None:
                                               xaxis_title="learning rate", yaxis_title="smoothed loss"),
                             key="tr_lrplot")
         if found:
-            st.success(f"LR finder {stt.message}.")
+            # From the event itself: the job's state may still read "running" for a moment.
+            st.success(f"LR finder finished: {plural(len(found.lrs), 'learning rate')} tried, suggested "
+                       f"{found.suggestion:.1e}.")
             st.button(f"Use {found.suggestion:.1e} as the peak learning rate", key="tr_use_lr",
                       on_click=use_lr, args=(float(f"{found.suggestion:.1e}"),))
             if ss.pop("tr_lr_applied", False):
