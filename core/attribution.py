@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -68,7 +69,8 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, gradc
             a = Saliency(model).attribute(xs, target=target, abs=True)[0].amax(0)
         elif method in ("Deconvnet", "Guided backprop"):
             cls = Deconvolution if method == "Deconvnet" else GuidedBackprop
-            with _relus_not_inplace(model):  # captum's ReLU hooks cannot follow in-place ReLUs
+            with _relus_not_inplace(model), warnings.catch_warnings():  # in-place ReLUs defeat captum's hooks
+                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")  # removed after, as it says
                 a = cls(model).attribute(xs, target=target)[0].abs().amax(0)
         elif method == "Integrated Gradients":
             a = IntegratedGradients(model).attribute(xs, target=target, n_steps=ig_steps,
