@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from core import registry
 from core.attribution import METHODS, SLOW, attribute_all, overlay
+from core.patches import top_patches
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
-from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_image
+from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
 from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, cache_path, default_weights,
                           read_user_weights)
 from pages.common import cached_summary, require_router
@@ -136,7 +137,8 @@ summary = cached_summary(arch, tuple(spec.input_size[:1]) + (crop, crop), ())
 layers = feature_layers(summary)
 by_path = {fl.path: fl for fl in layers}
 
-tab_maps, tab_filters, tab_attr = st.tabs(["Feature maps", "First-layer filters", "Attributions"])
+tab_maps, tab_filters, tab_attr, tab_top = st.tabs(["Feature maps", "First-layer filters", "Attributions",
+                                                    "What excites a channel"])
 
 with tab_maps:
     cols = st.columns([3, 1, 1])
@@ -220,3 +222,34 @@ with tab_attr:
         fig = go.Figure(go.Bar(x=[m for m, _, _ in res[3]], y=[s for _, _, s in res[3]]))
         fig.update_layout(height=260, title="Run time (s)", margin=dict(t=40, b=10))
         st.plotly_chart(fig, key="in_attr_time")
+
+with tab_top:
+    st.caption("Zeiler & Fergus' Figure 2: for one channel, the image patches where it responds most, each the "
+               "unit's receptive field (from the analysis engine), and the deconvnet projection of that single unit.")
+    t = st.columns([3, 1])
+    top_layer = t[0].selectbox("Layer", [fl.path for fl in layers], index=len(layers) // 3, key=f"in_top_layer_{arch}",
+                               format_func=lambda path: by_path[path].label)
+    top_ch = t[1].number_input("Channel", 0, by_path[top_layer].channels - 1, 0, key=f"in_top_ch_{arch}_{top_layer}")
+    names = SAMPLES + PATTERNS
+    st.button(f"Search {len(names) + 1} images", key="in_top_go", on_click=lambda: ss.update(top_requested=True),
+              help="The bundled photos, the test patterns and the image chosen above.")
+    if ss.pop("top_requested", False):
+        with st.spinner("Searching and projecting..."), lock:
+            xs, crops_ = sample_batch(crop, names)
+            xs, crops_ = torch.cat([xs, x]), np.concatenate([crops_, pre.crop[None]])
+            found = top_patches(model, summary, top_layer, int(top_ch), xs, crops_, k=9)
+        ss["top_result"] = (arch, wnote.describe(), top_layer, int(top_ch), len(xs), found,
+                            list(names) + ["your image"])
+    res = ss.get("top_result")
+    if res and res[0] == arch:
+        _, wdesc, r_layer, r_ch, n_searched, found, image_names = res
+        side = found[0].box[2] if found else 0
+        st.markdown(f"**{r_layer}, channel {r_ch}**: the {len(found)} strongest places in {n_searched} images "
+                    f"({wdesc}); each patch is the unit's {side}x{side}-pixel receptive field.")
+        for row in range(0, len(found), 3):
+            cols = st.columns(6)
+            for k, ptc in enumerate(found[row:row + 3]):
+                cols[2 * k].image(ptc.pixels, width=110, caption=f"{image_names[ptc.image]} ({ptc.value:.2f})")
+                cols[2 * k + 1].image(ptc.projection, width=110, clamp=True, caption="deconvnet")
+        st.caption("Grey where a field leaves the image. Random weights give patches with no common theme; "
+                   "trained ones repeat one pattern (an edge, a colour, a texture), as in the paper.")

@@ -285,6 +285,19 @@ def test_inside_the_network_offers_the_starter_weights_without_imagenet_classes(
     assert not at.exception and any("The starter weights are a ResNet-18" in i.value for i in at.info)
 
 
+def test_inside_the_network_top_patches_of_a_channel():
+    at = _page("pages/inside.py")
+    at.radio(key="in_weights").set_value("random initialisation").run()
+    at.selectbox(key="in_top_layer_resnet18").set_value("layer1.0").run()
+    at.number_input(key="in_top_ch_resnet18_layer1.0").set_value(7).run()
+    at.button(key="in_top_go").click().run()
+    assert not at.exception
+    _, _, layer, ch, n, found, names = at.session_state["top_result"]
+    assert (layer, ch, n, len(found)) == ("layer1.0", 7, 8, 9)
+    assert all(p.pixels.shape[:2] == p.projection.shape == (p.box[2], p.box[2]) for p in found)
+    assert any("the 9 strongest places in 8 images" in m.value for m in at.markdown)
+
+
 def test_inside_the_network_feature_maps_filters_and_attributions():
     at = _page("pages/inside.py")
     assert not at.exception

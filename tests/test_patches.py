@@ -1,0 +1,62 @@
+"""What excites a channel: the top patches over a fixed image set, cropped by the receptive field
+the analysis engine predicts, and each unit's deconvnet projection, which must be zero outside
+that field (an independent check of the receptive-field arithmetic too)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core import registry
+from core.analysis import summarize
+from core.features import capture
+from core.images import PATTERNS, SAMPLES, sample_batch
+from core.patches import box_of, crop, field_of, top_patches
+
+
+def _setup(arch: str, path: str):
+    torch.manual_seed(0)
+    model = registry.get(arch).builder().eval()
+    x, crops = sample_batch(112, SAMPLES + PATTERNS)              # 7 fixed images
+    return model, summarize(arch, (3, 112, 112)), x, crops
+
+
+def test_top_patches_are_the_strongest_units_cropped_by_their_field():
+    model, summary, x, crops = _setup("alexnet_torchvision", "features.3")
+    rec = field_of(summary, "features.3")
+    assert (rec.rf, rec.jump) == (51, 8)                          # conv2's field: 51 pixels, jump 8
+    got = top_patches(model, summary, "features.3", 5, x, crops, k=9)
+    act = capture(model, x, ["features.3"])[0]["features.3"][:, 5]
+    assert len(got) == 9 and [p.value for p in got] == sorted((p.value for p in got), reverse=True)
+    assert got[0].value == float(act.max())                       # the strongest unit of all
+    for p in got:
+        assert p.value == float(act[p.image, p.row, p.col])
+        assert p.box == box_of(rec, p.row, p.col) and p.pixels.shape == (51, 51, 3) and p.projection.shape == (51, 51)
+        top, left, side = p.box
+        assert top == round(rec.start + p.row * 8 - 25) and left == round(rec.start + p.col * 8 - 25)
+        inside = crops[p.image][max(0, top):top + side, max(0, left):left + side]
+        assert (p.pixels[max(0, -top):max(0, -top) + inside.shape[0], max(0, -left):max(0, -left) + inside.shape[1]]
+                == inside).all()                                  # the picture under the field
+    # no two kept units of one image closer than half a field
+    for a in got:
+        for b in got:
+            if a is not b and a.image == b.image:
+                assert max(abs(a.row - b.row), abs(a.col - b.col)) * 8 >= 51 / 2
+
+
+def test_a_units_deconvnet_projection_stays_inside_its_receptive_field():
+    from core.patches import deconv_unit
+
+    model, summary, x, _ = _setup("alexnet_torchvision", "features.3")
+    rec = field_of(summary, "features.3")
+    full = deconv_unit(model, x[:1], "features.3", 5, 6, 6).numpy()
+    top, left, side = box_of(rec, 6, 6)
+    mask = np.zeros_like(full, dtype=bool)
+    mask[max(0, top):top + side, max(0, left):left + side] = True
+    assert full[mask].max() > 0 and full[~mask].max() == 0        # nothing outside the predicted field
+
+
+def test_crop_pads_outside_the_image():
+    a = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    c = crop(a, (-1, 2, 3), 99)
+    assert c.tolist() == [[99, 99, 99], [2, 3, 99], [6, 7, 99]]
