@@ -2,8 +2,8 @@
 Figure 2, and their deconvnet projections.
 
 For a layer and channel, every position of every image is a unit. The strongest units are kept
-(at most one per place: a unit closer than half a receptive field to a stronger one of the same
-image is skipped), and each is shown as the input patch its receptive field covers (from the
+(spread over the images, at most ceil(k / N) from one; and one per place: a unit closer than half
+a receptive field to a stronger one of the same image is skipped), and each is shown as the input patch its receptive field covers (from the
 analysis engine: size `rf`, grid `start` + index x `jump`) and as the deconvnet projection of
 that single unit back to the input (captum's Deconvolution), cropped the same way.
 """
@@ -99,12 +99,13 @@ def top_patches(model: nn.Module, summary: Summary, path: str, channel: int, x: 
     a = acts[path][:, channel]                                   # (N, h, w)
     order = torch.argsort(a.flatten(), descending=True)
     h, w = a.shape[1:]
+    per_image = -(-k // len(a))                                  # spread over the images: ceil(k / N) each
     chosen: list[tuple[int, int, int]] = []
     for idx in order.tolist():
         n, rest = divmod(idx, h * w)
         i, j = divmod(rest, w)
         near = any(m == n and max(abs(i - p), abs(j - q)) * rec.jump < rec.rf / 2 for m, p, q in chosen)
-        if not near:
+        if not near and sum(m == n for m, _, _ in chosen) < per_image:
             chosen.append((n, i, j))
         if len(chosen) == k:
             break

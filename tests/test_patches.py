@@ -37,6 +37,7 @@ def test_top_patches_are_the_strongest_units_cropped_by_their_field():
         inside = crops[p.image][max(0, top):top + side, max(0, left):left + side]
         assert (p.pixels[max(0, -top):max(0, -top) + inside.shape[0], max(0, -left):max(0, -left) + inside.shape[1]]
                 == inside).all()                                  # the picture under the field
+    assert max(sum(p.image == n for p in got) for n in range(7)) <= 2     # ceil(9 / 7) per image
     # no two kept units of one image closer than half a field
     for a in got:
         for b in got:
