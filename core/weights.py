@@ -111,6 +111,19 @@ def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module",
     return get_model(spec.torchvision_name, weights=w, progress=False).eval(), WeightsUsed("imagenet", requested, wname)
 
 
+def build_with(name: str, kind: WeightsKind) -> tuple["torch.nn.Module", WeightsUsed]:
+    """`build_model` for "imagenet" (when cached) and "random", plus "starter": the starter encoder we
+    ship, for ResNet-18 only (its FC layer stays random: it knows no ImageNet classes)."""
+    model, used = build_model(name, kind == "imagenet")
+    if kind == "starter":
+        if name != "resnet18":
+            raise ValueError("the starter weights are a ResNet-18")
+        from core.train.pretrain import load_starter
+
+        used = load_starter(model)
+    return model, used
+
+
 class WeightsError(ValueError):
     """User-supplied weights that cannot be used, with a message for the user."""
 

@@ -15,7 +15,7 @@ from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian
                       theoretical_box)
 from core.formatting import fmt_count, fmt_int, fmt_shape
 from core.measure import separable_timing
-from core.weights import build_model
+from core.weights import build_with
 from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
 from pages.common import cached_summary, device, require_router
 
@@ -274,14 +274,19 @@ with tabs[6]:
     uc = c[2].columns(2)
     u_row = uc[0].number_input("unit row", 0, oh - 1, oh // 2, key=f"erf_r_{e_arch}_{e_layer}")
     u_col = uc[1].number_input("unit col", 0, ow - 1, ow // 2, key=f"erf_c_{e_arch}_{e_layer}")
-    pretrained = c[3].toggle("ImageNet weights", key="erf_pre", help="Used when cached on this machine.")
+    ERF_WEIGHTS = {"random": "random initialisation", "imagenet": "ImageNet (when cached)",
+                   "starter": "starter weights (ResNet-18)"}
+    e_weights = c[3].selectbox("Weights", [k for k in ERF_WEIGHTS if k != "starter" or e_arch == "resnet18"],
+                               format_func=ERF_WEIGHTS.get, key=f"erf_w_{e_arch}",
+                               help="ImageNet weights are used when cached on this machine; the starter weights "
+                                    "(ours, pre-trained on fractals) ship with the dashboard.")
     ERF_SOURCES = {"random noise (as Luo et al.)": "noise", "sample photos (scikit-image)": "samples"}
     source = st.radio("Images", list(ERF_SOURCES), horizontal=True, key="erf_src")
     st.button("Compute the effective receptive field", key="erf_go",
               on_click=lambda: ss.update(erf_requested=True))
     if ss.pop("erf_requested", False):
         with st.spinner("Building the model and back-propagating from one unit..."):
-            model, used = build_model(e_arch, pretrained)
+            model, used = build_with(e_arch, e_weights)
             note = used.sentence()
             inp = erf_input_batch(tuple(registry.get(e_arch).input_size), ERF_SOURCES[source])
             erf, unit = effective_rf(model, e_layer, inp.images, (int(u_row), int(u_col)))

@@ -19,8 +19,8 @@ from core.patches import top_patches
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
 from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
-from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, cache_path, default_weights,
-                          read_user_weights)
+from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, build_with, cache_path,
+                          default_weights, read_user_weights)
 from pages.common import cached_summary, require_router
 
 require_router()
@@ -33,11 +33,7 @@ ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_siz
 def shared_model(name: str, kind: str) -> tuple[torch.nn.Module, WeightsUsed, threading.Lock]:
     """One model per (architecture, weights: "imagenet", "starter" or "random") for every user. Its
     parameters never change; the lock keeps one user's hooks from seeing another user's forward pass."""
-    model, used = build_model(name, kind == "imagenet")
-    if kind == "starter":
-        from core.train.pretrain import load_starter
-
-        used = load_starter(model)
+    model, used = build_with(name, kind)
     model.requires_grad_(False)
     return model, used, threading.Lock()
 

@@ -238,6 +238,11 @@ def test_design_lab_effective_receptive_field_runs():
     assert not at.exception
     assert any("random initialisation" in c.value for c in at.caption)
     assert any("95% of the gradient" in i.value for i in at.info)
+    at.selectbox(key="erf_w_resnet18").set_value("starter").run()       # the weights we ship, offline
+    at.button(key="erf_go").click().run()
+    assert not at.exception and any("Weights: ConvNet Lab starter weights" in c.value for c in at.caption)
+    at.selectbox(key="erf_arch").set_value("vgg16").run()
+    assert not any("starter" in str(o) for o in at.selectbox(key="erf_w_vgg16").options)   # a ResNet-18 only
 
 
 def test_model_zoo_table_and_latency():

@@ -31,7 +31,7 @@ from core.train.data import BUILTIN_SETS, TORCHVISION_SETS, ImageSet, limit_per_
 from core.train.events import Cancelled, Done, Epoch, Event, LRFound, LRPoint, Note, Phase, RunInfo, Step
 from core.train.loop import (LoopConfig, Stepper, learning_problem, normalise, predict, random_shift, run_loop,
                              set_train_mode)
-from core.weights import WeightsKind, WeightsUsed
+from core.weights import WeightsKind, WeightsUsed, build_with
 
 Scenario = Literal["1", "2", "3", "finetune"]
 Classifier = Literal["logreg", "knn"]
@@ -154,18 +154,12 @@ class TransferModel:
 
 def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     """An encoder from the registry with a new head for `num_classes`, frozen as the scenario says."""
-    from core.weights import build_model
-
     spec = registry.get(cfg.arch)
     if spec.classifier is None:
         raise ValueError(f"{spec.title} has no classifier to replace")
     check_input(cfg)
     torch.manual_seed(cfg.seed)
-    model, used = build_model(cfg.arch, pretrained=cfg.weights == "imagenet")
-    if cfg.weights == "starter":
-        from core.train.pretrain import load_starter
-
-        used = load_starter(model)
+    model, used = build_with(cfg.arch, cfg.weights)
     if hasattr(model, "aux_logits") and getattr(model, "aux1", None) is not None:
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     d = model.get_submodule(spec.classifier).in_features
