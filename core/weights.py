@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torchvision.models import get_model_weights
@@ -173,11 +173,14 @@ def apply_user_weights(model: "torch.nn.Module", state: dict[str, torch.Tensor])
     model.load_state_dict(state)
 
 
-def prefetch(name: str) -> str:
+def prefetch(name: str, progress: Callable[[float, str], None] | None = None) -> str:
     """Downloads a registry entry's ImageNet weights into the cache (ahead of an offline lecture).
 
+    With `progress` (fraction, message) the file is streamed from torchvision's URL into the same
+    place torchvision reads it from, its SHA-256 checked against the prefix in its name (as
+    torch.hub does), and only then moved into place; without, torchvision downloads it itself.
     Returns a sentence saying what happened. Raises WeightsError when there is nothing to fetch
-    or the download fails (no network).
+    or the download fails (no network, a broken file).
     """
     w = default_weights(name)
     if w is None:
@@ -186,8 +189,43 @@ def prefetch(name: str) -> str:
     if path.is_file():
         return f"{name}: already cached at {path}"
     try:
-        w.get_state_dict(progress=True)
+        if progress is None:
+            w.get_state_dict(progress=True)
+        else:
+            _stream(w.url, path, progress)
     except OSError as e:  # URLError is an OSError
         raise WeightsError(f"{name}: could not download {w.url} ({e}). Without a network, copy that file "
                            f"to {path}.") from None
     return f"{name}: downloaded to {path}"
+
+
+def download_size_mb(name: str) -> float | None:
+    """The size of a registry entry's ImageNet weights file in MB (torchvision's metadata), if known."""
+    w = default_weights(name)
+    return None if w is None else w.meta.get("_file_size")
+
+
+def _stream(url: str, path: Path, progress: Callable[[float, str], None], chunk: int = 1 << 20) -> None:
+    import hashlib
+    import re
+    import urllib.request
+
+    part = path.with_name(path.name + ".part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=15) as r, open(part, "wb") as f:
+            total, done = int(r.headers.get("Content-Length") or 0), 0
+            while block := r.read(chunk):
+                f.write(block)
+                digest.update(block)
+                done += len(block)
+                progress(min(1.0, done / total) if total else 0.0, f"{done / 1e6:.1f} of {total / 1e6:.1f} MB")
+    except OSError:
+        part.unlink(missing_ok=True)   # a broken download leaves nothing behind
+        raise
+    want = re.search(r"-([a-f0-9]+)\.", path.name)
+    if want and not digest.hexdigest().startswith(want.group(1)):
+        part.unlink(missing_ok=True)
+        raise WeightsError(f"the downloaded file does not match its checksum ({path.name}); nothing was saved")
+    part.replace(path)

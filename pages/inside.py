@@ -20,7 +20,7 @@ from core.features import (capture, channel_stats, feature_layers, filter_mosaic
                            gradcam_layer, mosaic, top_k)
 from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
 from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, build_with, cache_path,
-                          default_weights, read_user_weights)
+                          default_weights, download_size_mb, prefetch, read_user_weights)
 from pages.common import cached_summary, require_router
 
 require_router()
@@ -89,6 +89,19 @@ if wchoice.startswith("ImageNet") and not trained:
                    "this is a randomly initialised network: early filters look like noise. Ahead of a lecture, "
                    f"run `python -m core weights prefetch {arch}` on a machine with internet, or copy "
                    f"`{cache_path(weights).name}` to `{cache_path(weights).parent}`.")
+        size_mb = download_size_mb(arch)
+        st.button(f"Download them now ({size_mb:,.1f} MB)" if size_mb else "Download them now", key="in_download",
+                  help="From torchvision's server into the cache above ($TORCH_HOME); needs a network.",
+                  on_click=lambda: ss.update(download_requested=True))
+        if ss.pop("download_requested", False):
+            bar = st.progress(0.0, "connecting...")
+            try:
+                st.success(prefetch(arch, progress=lambda f, msg: bar.progress(f, msg)) + ". Using them now.")
+                shared_model.clear()      # the next build finds the file
+                st.rerun()
+            except WeightsError as e:
+                bar.empty()
+                st.error(f"No download: {e}")
 st.caption(f"{spec.title} with {wnote.describe()}.")
 
 # --- the image ---------------------------------------------------------------------------------

@@ -278,6 +278,23 @@ def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
     assert not at.exception and any("vit_h_14" in w.value for w in at.warning)
 
 
+def test_inside_the_network_download_button_offline_says_why_and_keeps_the_page():
+    """No network here (only the package registries): the button tries torchvision's real URL and
+    says what failed and what to do; nothing half-written is left in the cache."""
+    from core.weights import cache_path, default_weights
+
+    at = _page("pages/inside.py")
+    button = at.button(key="in_download")
+    assert button.label == "Download them now (44.7 MB)"
+    button.click().run()
+    assert not at.exception
+    err = next(e.value for e in at.error if e.value.startswith("No download"))
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in err and "copy that file" in err
+    path = cache_path(default_weights("resnet18"))
+    assert not path.exists() and not path.with_name(path.name + ".part").exists()
+    assert any(m.label == "Exact zeros" for m in at.metric)                  # the page is still all there
+
+
 def test_inside_the_network_offers_the_starter_weights_without_imagenet_classes():
     at = _page("pages/inside.py")
     at.radio(key="in_weights").set_value("starter weights (ResNet-18, ours)").run()

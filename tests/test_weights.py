@@ -53,3 +53,26 @@ def test_googlenet_checkpoint_with_auxiliary_classifiers_loads(tmp_path, monkeyp
     model, used = build_model("googlenet", pretrained=True)
     assert used.kind == "imagenet" and used.name.startswith("GoogLeNet_Weights")
     assert torch.equal(model.conv1.conv.weight, state["conv1.conv.weight"]) and model.aux1 is None
+
+
+def test_the_streamed_download_checks_the_checksum_in_the_file_name(tmp_path):
+    """The download button's path, with a file:// URL standing in for torchvision's server: the
+    bytes land where torchvision looks only when their SHA-256 starts as the name says."""
+    import hashlib
+
+    import pytest
+
+    from core.weights import WeightsError, _stream
+
+    src = tmp_path / "served.pth"
+    src.write_bytes(b"weights" * 300_000)
+    good = hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+    seen = []
+    target = tmp_path / "cache" / f"net-{good}.pth"
+    _stream(src.as_uri(), target, lambda f, msg: seen.append((f, msg)), chunk=1 << 18)
+    assert target.read_bytes() == src.read_bytes() and seen[-1] == (1.0, "2.1 of 2.1 MB")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and len(seen) == 9
+    bad = tmp_path / "cache" / "net-00000000.pth"
+    with pytest.raises(WeightsError, match="does not match its checksum"):
+        _stream(src.as_uri(), bad, lambda f, msg: None)
+    assert not bad.exists() and not bad.with_name(bad.name + ".part").exists()
