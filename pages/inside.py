@@ -26,6 +26,7 @@ from pages.common import cached_summary, require_router
 require_router()
 ss = st.session_state
 
+ALEXNET_ZFNET = ("alexnet_torchvision", "zfnet")   # shown side by side on the filters tab of either
 ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
 
 
@@ -201,6 +202,20 @@ with tab_filters:
                  caption=f"{n} filters of {k}x{k}x3, each stretched to its own range. "
                          + ("Trained filters show oriented edges and colour blobs." if trained else
                             "Random filters are noise: the structure of trained ones is learned."))
+    if arch in ALEXNET_ZFNET:
+        st.subheader("AlexNet -> ZFNet: the first layer Zeiler & Fergus changed")
+        pair = st.columns(2)
+        for col, name in zip(pair, ALEXNET_ZFNET):
+            m, used, _ = shared_model(name, "imagenet")
+            conv = next(x for x in m.modules() if isinstance(x, torch.nn.Conv2d))
+            f = first_layer_filters(m)
+            col.image(filter_mosaic(f, cols=8, scale=max(1, 48 // f.shape[1])),
+                      caption=f"{registry.get(name).title}: {f.shape[0]} filters {conv.kernel_size[0]}x"
+                              f"{conv.kernel_size[1]}, stride {conv.stride[0]} ({used.describe()})")
+        st.caption("ZFNet's 7x7 filters at stride 2 (AlexNet: 11x11 at stride 4) kept the first layer from the dead and "
+                   "aliased filters the paper's visualisations showed. torchvision ships ImageNet weights for AlexNet "
+                   "only, so ZFNet's filters here are random (its trained ones are in the paper's Figure 6); AlexNet's "
+                   "are trained when its weights are cached, as each caption says.")
 
 with tab_attr:
     preds = top_k(logits, weights.meta["categories"] if (weights is not None and wnote.kind == "imagenet") else None, 5)

@@ -278,6 +278,15 @@ def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
     assert not at.exception and any("vit_h_14" in w.value for w in at.warning)
 
 
+def test_inside_the_network_alexnet_and_zfnet_first_layers_side_by_side():
+    at = _page("pages/inside.py")
+    at.selectbox(key="in_arch").set_value("zfnet").run()
+    assert not at.exception
+    text = " ".join(str(c.proto) for c in at.get("image"))                 # the image captions
+    assert "AlexNet (torchvision): 64 filters 11x11, stride 4" in text and "ZFNet: 96 filters 7x7, stride 2" in text
+    assert any("AlexNet -> ZFNet" in h.value for h in at.subheader)
+
+
 def test_inside_the_network_download_button_offline_says_why_and_keeps_the_page():
     """No network here (only the package registries): the button tries torchvision's real URL and
     says what failed and what to do; nothing half-written is left in the cache."""
