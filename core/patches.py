@@ -75,17 +75,33 @@ class _Unit(nn.Module):
         return got["o"][:, c, i, j].unsqueeze(1)
 
 
-def deconv_unit(model: nn.Module, x: torch.Tensor, path: str, channel: int, row: int, col: int) -> torch.Tensor:
-    """(H, W) deconvnet projection of one unit for a (1, 3, H, W) input: |attribution|, max over colour."""
-    from captum.attr import Deconvolution
+def deconv_unit(model: nn.Module, x: torch.Tensor, path: str, channel: int, row: int, col: int,
+                guided: bool = False) -> torch.Tensor:
+    """(H, W) deconvnet (or, `guided`, guided-backprop) projection of one unit for a (1, 3, H, W)
+    input: |attribution|, max over colour."""
+    from captum.attr import Deconvolution, GuidedBackprop
 
     from core.attribution import _relus_not_inplace
 
-    with _relus_not_inplace(model), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        a = Deconvolution(_Unit(model, path, channel, row, col)).attribute(x.detach().clone().requires_grad_(True),
-                                                                          target=0)
+    was_training = model.training
+    model.eval()
+    try:
+        with _relus_not_inplace(model), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            method = (GuidedBackprop if guided else Deconvolution)(_Unit(model, path, channel, row, col))
+            a = method.attribute(x.detach().clone().requires_grad_(True), target=0)
+    finally:
+        model.train(was_training)
     return a[0].abs().amax(0).detach()
+
+
+def strongest_unit(model: nn.Module, x: torch.Tensor, path: str, channel: int) -> tuple[int, int, float]:
+    """Where `channel` of module `path` responds most to the (1, 3, H, W) image: row, col, value."""
+    from core.features import capture
+
+    a = capture(model, x, [path])[0][path][0, channel]
+    i, j = divmod(int(a.argmax()), a.shape[1])
+    return i, j, float(a[i, j])
 
 
 def top_patches(model: nn.Module, summary: Summary, path: str, channel: int, x: torch.Tensor, crops: np.ndarray,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from core import registry
 from core.attribution import METHODS, SLOW, attribute_all, overlay
-from core.patches import top_patches
+from core.patches import deconv_unit, strongest_unit, top_patches
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
 from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
@@ -277,3 +278,24 @@ with tab_top:
                 cols[2 * k + 1].image(ptc.projection, width=110, clamp=True, caption="deconvnet")
         st.caption("Grey where a field leaves the image. Random weights give patches with no common theme; "
                    "trained ones repeat one pattern (an edge, a colour, a texture), as in the paper.")
+    st.markdown("**One unit on this image**: the channel's strongest unit on the image chosen above, projected back "
+                "by deconvnet and by guided backprop.")
+    st.button("Project this channel's strongest unit", key="in_unit_go",
+              on_click=lambda: ss.update(unit_requested=True))
+    if ss.pop("unit_requested", False):
+        with st.spinner("Projecting..."), lock:
+            ui, uj, uval = strongest_unit(model, x, top_layer, int(top_ch))
+            maps = []
+            for guided in (False, True):
+                t0 = time.perf_counter()
+                maps.append((deconv_unit(model, x, top_layer, int(top_ch), ui, uj, guided=guided),
+                             time.perf_counter() - t0))
+        ss["unit_result"] = (arch, top_layer, int(top_ch), ui, uj, uval,
+                             [(m / m.max().clamp_min(1e-12), t) for m, t in maps])
+    ures = ss.get("unit_result")
+    if ures and ures[0] == arch:
+        _, u_layer, u_ch, ui, uj, uval, maps = ures
+        uc = st.columns(2)
+        for col, name, (heat, secs) in zip(uc, ("deconvnet", "guided backprop"), maps):
+            col.image(overlay(torch.from_numpy(pre.crop), heat).numpy(),
+                      caption=f"{name}: {u_layer} channel {u_ch} at ({ui}, {uj}), activation {uval:.2f}; {secs:.2f} s")

@@ -327,6 +327,13 @@ def test_inside_the_network_top_patches_of_a_channel():
     assert (layer, ch, n, len(found)) == ("layer1.0", 7, 8, 9)
     assert all(p.pixels.shape[:2] == p.projection.shape == (p.box[2], p.box[2]) for p in found)
     assert any("the 9 strongest places in 8 images" in m.value for m in at.markdown)
+    at.button(key="in_unit_go").click().run()                   # one unit: deconvnet vs guided backprop
+    assert not at.exception
+    _, layer, ch, i, j, value, maps = at.session_state["unit_result"]
+    assert (layer, ch) == ("layer1.0", 7) and [tuple(m.shape) for m, _ in maps] == [(224, 224)] * 2
+    assert all(float(m.max()) == 1.0 and secs > 0 for m, secs in maps)
+    text = " ".join(str(c.proto) for c in at.get("image"))
+    assert f"guided backprop: layer1.0 channel 7 at ({i}, {j})" in text and "deconvnet: layer1.0" in text
 
 
 def test_inside_the_network_feature_maps_filters_and_attributions():

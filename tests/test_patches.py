@@ -61,3 +61,34 @@ def test_crop_pads_outside_the_image():
     a = np.arange(16, dtype=np.uint8).reshape(4, 4)
     c = crop(a, (-1, 2, 3), 99)
     assert c.tolist() == [[99, 99, 99], [2, 3, 99], [6, 7, 99]]
+
+
+def test_guided_backprop_of_a_unit_is_deconvnet_masked_by_the_forward_pass():
+    """Guided backprop passes a ReLU only where deconvnet does and where the ReLU's input was
+    positive: on a conv-ReLU-conv net its map is deconvnet's with the inactive inputs' paths
+    removed, and both stay inside the unit's field."""
+    from torch import nn
+
+    from core.patches import deconv_unit, strongest_unit
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    x = torch.randn(1, 3, 12, 12)
+    i, j, v = strongest_unit(net, x, "2", 1)
+    out = net(x)[0, 1]
+    assert v == float(out.max()) and (i, j) == divmod(int(out.argmax()), 12)
+    deconv = deconv_unit(net, x, "2", 1, i, j)
+    guided = deconv_unit(net, x, "2", 1, i, j, guided=True)
+    # by hand: the second conv's kernel for channel 1, through the ReLU rules, then the first conv
+    w2 = net[2].weight[1].detach()                               # (4, 3, 3) onto the ReLU's outputs
+    z = net[0](x)[0].detach()                                    # the ReLU's inputs
+    g = torch.zeros(4, 12, 12)
+    for di in range(3):
+        for dj in range(3):
+            r, c = i + di - 1, j + dj - 1
+            if 0 <= r < 12 and 0 <= c < 12:
+                g[:, r, c] = w2[:, di, dj]
+    for mask, got in ((g > 0, deconv), ((g > 0) & (z > 0), guided)):
+        gx = torch.nn.grad.conv2d_input((1, 3, 12, 12), net[0].weight.detach(), (g * mask)[None], padding=1)
+        assert torch.allclose(got, gx[0].abs().amax(0), atol=1e-5)
+    assert (guided[:max(0, i - 2)].abs().sum() == 0) and (deconv[i + 3:].abs().sum() == 0)   # a 5x5 field
