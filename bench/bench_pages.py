@@ -22,6 +22,9 @@ CHANGES = [
     ("pages/design.py", [], "number_input", "s_n", [2, 3, 4, 5, 6]),
     ("pages/design.py", [], "number_input", "st_h", [128, 160, 192, 224, 256]),
     ("pages/zoo.py", [], "toggle", "zoo_log", [False, True, False, True, False]),
+    # the explorer's diagram: depth 2 and 3 are drawn once (the max), then cached (the median)
+    ("pages/explorer.py", [("selectbox", "arch", "googlenet")], "slider", "diagram_googlenet", [2, 3, 2, 3, 2]),
+    ("pages/explorer.py", [("selectbox", "arch", "resnet152")], "slider", "diagram_resnet152", [2, 3, 2, 3, 2]),
     # feature maps of ResNet-50 at 224 once the model is cached: a full forward pass per change
     ("pages/inside.py", [("selectbox", "in_arch", "resnet50")], "selectbox", "in_layer_resnet50",
      ["layer1", "layer2", "layer3", "layer4", "layer1.0"]),

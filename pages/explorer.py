@@ -251,11 +251,16 @@ with tab_diagram:
     d_depth = (st.slider("Depth", 1, top, key=f"diagram_{arch}",
                          help="1 = the top-level blocks; each step opens the containers one level further")
                if top > 1 else 1)
-    drawn = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
-    if drawn.nodes > MAX_NODES:
+    try:
+        drawn = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
+    except Exception as e:  # noqa: BLE001 - a trace torchview cannot follow: said, the rest of the page stays
+        drawn = None
+        st.info(f"The diagram cannot be drawn for this network at depth {d_depth} ({type(e).__name__}: "
+                f"{str(e)[:200]}); the Full table tab lists every layer.")
+    if drawn is not None and drawn.nodes > MAX_NODES:
         st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller depth "
-                "(the full table lists every layer).")
-    else:
+                "(the Full table tab lists every layer).")
+    elif drawn is not None:
         paths = [path for _, path in drawn.modules]
         first: dict[str, int] = {}    # module path -> the first step-through layer inside it
         for r in layers:

@@ -41,6 +41,14 @@ def test_the_current_layer_is_marked_and_nodes_link_to_their_layers():
 
 
 @pytest.mark.parametrize("arch", registry.names())
-def test_every_architecture_draws_at_depth_one(arch):
-    d = _draw(arch, 1)
-    assert d.modules and d.nodes <= 400 and d.dot.startswith(("digraph", "strict digraph"))
+def test_every_architecture_draws_at_every_depth_the_page_offers(arch):
+    from core.analysis import summarize
+
+    spec = registry.get(arch)
+    model = spec.builder()
+    sizes = []
+    for depth in range(1, max(1, summarize(arch, tuple(spec.input_size)).max_depth()) + 1):
+        d = diagram(model, spec.input_size, depth, spec.num_inputs)
+        assert d.modules and d.dot.startswith(("digraph", "strict digraph")), depth
+        sizes.append(d.nodes)
+    assert sizes[0] <= 400 and sizes == sorted(sizes)          # opening containers only adds nodes
