@@ -1,0 +1,106 @@
+"""A bounded load run on loopback: N browser sessions open on one real server at once, each
+browsing (explorer steps and a chart tab, the Design Lab and a tab, the Zoo), and the server's
+memory before, after the first session, at its peak and after everyone has left.
+
+One driver issues the interactions round-robin over the open sessions (Playwright's sync API is
+single-threaded), so the server holds N live sessions while each interaction runs, but two
+interactions never start at the same instant. Each figure is the time from the action to the
+page's script having finished (the app idle again). Bounded: N sessions, 6 interactions each.
+
+    .venv/bin/python bench/bench_load.py [--sessions 10,25] [--json-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.browser import CHROMIUM_ARGS, IDLE, load, streamlit_server  # noqa: E402
+
+ARCHS = ("alexnet", "vgg16", "resnet50", "googlenet", "mobilenet_v2")
+
+
+def server_rss_mb(port: str) -> float:
+    """Resident memory of the Streamlit server listening on `port` (its own process, not workers)."""
+    pid = subprocess.run(["pgrep", "-f", f"server.port {port}"], capture_output=True, text=True).stdout.split()[0]
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def act(page, what) -> float:
+    t = time.perf_counter()
+    what()
+    time.sleep(0.05)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    return time.perf_counter() - t
+
+
+def run(n: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    times, errors = [], 0
+    with streamlit_server() as base, sync_playwright() as pw:
+        port = base.rsplit(":", 1)[1]
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        before = server_rss_mb(port)
+        pages = []
+        for i in range(n):
+            ctx = b.new_context(viewport={"width": 1280, "height": 900})
+            pg = ctx.new_page()
+            load(pg, f"{base}/explorer?arch={ARCHS[i % len(ARCHS)]}")
+            pages.append((ctx, pg))
+            if i == 0:
+                warm = server_rss_mb(port)    # torch, the registry and the first caches: paid once per server
+        peak = server_rss_mb(port)
+        steps = [lambda pg: pg.get_by_role("button", name="Next").click(),
+                 lambda pg: pg.get_by_role("button", name="Next").click(),
+                 lambda pg: pg.get_by_role("tab", name="Per-layer chart").click(),
+                 lambda pg: pg.goto(f"{base}/design"),
+                 lambda pg: pg.get_by_role("tab", name="Depthwise-separable").click(),
+                 lambda pg: pg.goto(f"{base}/zoo")]
+        for step in steps:
+            for _, pg in pages:
+                try:
+                    times.append(act(pg, lambda: step(pg)))
+                    errors += len(pg.query_selector_all('[data-testid="stException"]'))
+                except Exception:  # noqa: BLE001 - counted, the run goes on
+                    errors += 1
+            peak = max(peak, server_rss_mb(port))
+        for ctx, _ in pages:
+            ctx.close()
+        time.sleep(5)                         # Streamlit drops a session a few seconds after its socket closes
+        after = server_rss_mb(port)
+        b.close()
+    times.sort()
+    return {"sessions": n, "interactions": len(times), "errors": errors,
+            "p50_s": round(statistics.median(times), 2), "p95_s": round(times[int(0.95 * (len(times) - 1))], 2),
+            "max_s": round(times[-1], 2), "server_mb_before": round(before), "server_mb_peak": round(peak),
+            "server_mb_after_first_session": round(warm), "server_mb_after": round(after),
+            "mb_per_extra_session": round((peak - warm) / max(1, n - 1), 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", default="10,25")
+    ap.add_argument("--json-out")
+    a = ap.parse_args()
+    rows = []
+    for n in (int(v) for v in a.sessions.split(",")):
+        rows.append(run(n))
+        print(json.dumps(rows[-1]), flush=True)
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
