@@ -89,6 +89,12 @@ class WeightsUsed:
         return self.describe() + (f": {self.reason}" if self.reason else "")
 
 
+def imagenet_cached(name: str) -> bool:
+    """True when the registry entry has torchvision ImageNet weights and they are on this machine."""
+    w = default_weights(name)
+    return w is not None and cache_path(w).is_file()
+
+
 def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module", WeightsUsed]:
     """A CPU model of a registry entry in eval mode, with ImageNet weights when asked for and
     cached on this machine, else randomly initialised; and which weights it got."""
@@ -101,7 +107,7 @@ def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module",
         return spec.build().eval(), WeightsUsed("random", requested,
                                                 reason=f"{spec.title} has no torchvision ImageNet weights")
     wname = f"{type(w).__name__}.{w.name}"
-    if not cache_path(w).is_file():
+    if not imagenet_cached(name):
         return spec.build().eval(), WeightsUsed("random", requested, reason=(
             f"{wname} is not cached on this machine (expected at {cache_path(w)})"))
     # torchvision's own builder with its weights: it handles quirks such as GoogLeNet's auxiliary

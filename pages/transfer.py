@@ -14,13 +14,14 @@ from plotly.subplots import make_subplots
 
 from core import registry
 from core.formatting import plural
+from core.links import read_job_id
 from core.train.advice import SCENARIOS, TABLE, advise
 from core.train.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip, load_dataset, split_sizes
 from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, RunInfo, Step
 from core.train.jobs import JobError, JobSpec
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
-from core.links import read_job_id
+from core.weights import imagenet_cached
 from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
                           session_id, share_link_query)
 
@@ -39,13 +40,6 @@ def dataset(name: str, size: int, shapes_classes: int, shapes_per_class: int, se
 
 session_id()
 jr = runner()
-
-
-def imagenet_cached(arch: str) -> bool:
-    from core.weights import cache_path, default_weights
-
-    w = default_weights(arch)
-    return w is not None and cache_path(w).is_file()
 
 
 def restore_sidebar_from_run() -> None:

@@ -157,6 +157,15 @@ def _worker(handlers: Mapping[str, str], q: Any, cancel: Any, jobs: Any, device:
     q.put(("end", state, message))
 
 
+def _end_process(process: Any) -> None:
+    """Joins a worker process (killing it if it does not end within a second) and frees it."""
+    process.join(timeout=1)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=1)
+    process.close()
+
+
 @dataclass
 class _Worker:
     """A started worker process, waiting for its job on `jobs` (the sending end of a pipe)."""
@@ -360,12 +369,8 @@ class LocalRunner:
                 self._spare = None
 
     def _start(self, j: _Job) -> None:
-        w = self._spare if self._spare is not None and self._spare.process.is_alive() else None
-        if w is None:
-            if self._spare is not None:
-                self._close(self._spare)
-            w = self._spawn()
-        self._spare = None
+        self._refresh_spare()                          # a live worker, a new one if the spare died
+        w, self._spare = self._spare or self._spawn(), None
         # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
         threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
         j.process, j.queue, j.cancel = w.process, w.queue, w.cancel
@@ -374,11 +379,8 @@ class LocalRunner:
 
     @staticmethod
     def _close(w: _Worker) -> None:
-        w.process.join(timeout=1)
-        if w.process.is_alive():
-            w.process.kill()
-            w.process.join(timeout=1)
-        w.process.close()
+        """Ends an unused spare and closes its pipes."""
+        _end_process(w.process)
         w.queue.close()
         w.jobs.close()
 
@@ -397,11 +399,7 @@ class LocalRunner:
     def _release(j: _Job) -> None:
         """Joins the finished worker and closes its pipes (each holds file descriptors)."""
         if j.process is not None:
-            j.process.join(timeout=1)
-            if j.process.is_alive():
-                j.process.kill()
-                j.process.join(timeout=1)
-            j.process.close()
+            _end_process(j.process)
         if j.queue is not None:
             j.queue.close()
         j.process = j.queue = j.cancel = None
