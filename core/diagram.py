@@ -49,6 +49,18 @@ def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs:
                    len(g.id_dict), depth)
 
 
+def first_layers(d: Diagram, layer_modules: Sequence[str]) -> dict[str, int]:
+    """Module path of each node -> index of the first layer (in `layer_modules`, the module path of
+    every layer call in order) that runs inside it: where a click on that node steps to."""
+    first: dict[str, int] = {}
+    for _, path in d.modules:
+        prefix = path + "."
+        first_index = next((i for i, m in enumerate(layer_modules) if m == path or m.startswith(prefix)), None)
+        if first_index is not None:
+            first[path] = first_index
+    return first
+
+
 def node_of(d: Diagram, layer: str) -> str | None:
     """The node that holds `layer` (a module path): the module itself, or its deepest drawn ancestor."""
     best, best_len = None, -1

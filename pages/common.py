@@ -7,7 +7,7 @@ import streamlit as st
 from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
-from core.diagram import Diagram, diagram
+from core.diagram import Diagram, diagram, first_layers
 from core.links import new_session_id, server_secret, share_token, valid_session_id, valid_share_token
 from core.train.jobs import Runner, make_runner
 from core.weights import WeightsStatus, weights_status
@@ -46,12 +46,14 @@ def cached_summary(name: str, size: tuple[int, int, int], options: tuple[tuple[s
 
 @st.cache_data(max_entries=32, show_spinner="Drawing the diagram...")
 def cached_diagram(name: str, size: tuple[int, int, int], options: tuple[tuple[str, object], ...],
-                   depth: int) -> Diagram:
-    """The architecture's diagram (core.diagram), keyed by plain arguments."""
+                   depth: int) -> tuple[Diagram, dict[str, int]]:
+    """The architecture's diagram (core.diagram) and, per node, the first layer inside it; keyed by
+    plain arguments, so a rerun of the page neither traces nor searches again."""
     from core import registry
 
     spec = registry.get(name)
-    return diagram(spec.builder(**spec.resolve_options(dict(options))), size, depth, spec.num_inputs)
+    d = diagram(spec.builder(**spec.resolve_options(dict(options))), size, depth, spec.num_inputs)
+    return d, first_layers(d, [r.module for r in cached_summary(name, size, options).layers])
 
 
 @st.cache_resource

@@ -252,7 +252,7 @@ with tab_diagram:
                          help="1 = the top-level blocks; each step opens the containers one level further")
                if top > 1 else 1)
     try:
-        drawn = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
+        drawn, first = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
     except Exception as e:  # noqa: BLE001 - a trace torchview cannot follow: said, the rest of the page stays
         drawn = None
         st.info(f"The diagram cannot be drawn for this network at depth {d_depth} ({type(e).__name__}: "
@@ -261,12 +261,6 @@ with tab_diagram:
         st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller depth "
                 "(the Full table tab lists every layer).")
     elif drawn is not None:
-        paths = [path for _, path in drawn.modules]
-        first: dict[str, int] = {}    # module path -> the first step-through layer inside it
-        for r in layers:
-            for path in paths:
-                if path not in first and (r.module == path or r.module.startswith(path + ".")):
-                    first[path] = r.index
         st.graphviz_chart(render(drawn, rec.module, lambda path: "?" + urlencode(url_params(first[path]))
                                  if path in first else None), width="content")
         st.caption(f"Drawn from the model by torchview: each box is a module with its input and output shapes; "

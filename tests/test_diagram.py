@@ -52,3 +52,18 @@ def test_every_architecture_draws_at_every_depth_the_page_offers(arch):
         assert d.modules and d.dot.startswith(("digraph", "strict digraph")), depth
         sizes.append(d.nodes)
     assert sizes[0] <= 400 and sizes == sorted(sizes)          # opening containers only adds nodes
+
+
+def test_each_node_links_to_the_first_layer_inside_it():
+    from core.analysis import summarize
+    from core.diagram import first_layers
+
+    layers = summarize("resnet18", (3, 224, 224)).layers
+    assert [r.index for r in layers] == list(range(len(layers)))
+    d = _draw("resnet18", 2)
+    first = first_layers(d, [r.module for r in layers])
+    assert set(first) == {p for _, p in d.modules}
+    for path, i in first.items():
+        inside = [r.index for r in layers if r.module == path or r.module.startswith(path + ".")]
+        assert i == min(inside)
+    assert layers[first["layer2.0"]].module == "layer2.0.conv1"
