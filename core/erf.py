@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -111,6 +111,40 @@ def erf_input_batch(size: tuple[int, int, int], source: ErfSource = "noise", n: 
     # N(0, 1) noise shown as a picture: [-2, 2] stretched to 0..255
     preview = ((images[0, :3].permute(1, 2, 0).clamp(-2, 2) + 2) * 63.75).byte().numpy()  # (H, W, 3)
     return ErfInput(images, preview)
+
+
+@dataclass(frozen=True)
+class ErfResult:
+    """What the Design Lab shows of one effective receptive field (numpy: it crosses a process)."""
+
+    arch: str
+    layer: str
+    erf: np.ndarray         # (H, W), maximum 1
+    preview: np.ndarray     # (H, W, 3) uint8, the first input image
+    unit: tuple[int, int]
+    weights: str            # the weights really used, in words
+    radius: float           # half the side of the square holding 95% of the gradient
+
+
+def effective_rf_of(arch: str, weights: str, layer: str, unit: tuple[int, int], source: ErfSource,
+                    device: str = "cpu", progress: Callable[[float, str], None] | None = None) -> ErfResult:
+    """`effective_rf` of a registry architecture with the weights asked for (core.weights.build_with),
+    from the inputs `source` names; the Design Lab runs this as a job (core.train.compute)."""
+    from core import registry
+    from core.weights import build_with
+
+    if progress:
+        progress(0.0, f"building {arch}")
+    model, used = build_with(arch, weights)
+    inp = erf_input_batch(tuple(registry.get(arch).input_size), source)
+    if progress:
+        progress(0.3, "back-propagating from one unit")
+    dev = torch.device(device)
+    erf, got = effective_rf(model.to(dev), layer, inp.images.to(dev), unit)
+    erf = erf.cpu()
+    if progress:
+        progress(1.0, "done")
+    return ErfResult(arch, layer, erf.numpy(), inp.preview, got, used.sentence(), radius_containing(erf))
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ def model_latency(names: list[str], size: int = 224, device: str = "cpu", repeat
         kwargs = {"init_weights": False} if name in ("googlenet", "inception_v3") else {}
         model = get_model(name, weights=None, **kwargs).to(dev).eval()
         one = time_module(model, torch.randn(1, 3, size, size, device=dev), repeats)
+        if progress:
+            progress((i + 0.3) / len(names), f"{name}, batch {big_batch}")
         many = time_module(model, torch.randn(big_batch, 3, size, size, device=dev), repeats)
         out.append(Latency(name, one, many))
         del model

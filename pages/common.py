@@ -9,7 +9,9 @@ from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
 from core.diagram import Diagram, diagram, first_layers
 from core.links import new_session_id, server_secret, share_token, valid_session_id, valid_share_token
-from core.train.jobs import Runner, make_runner
+from core.train.compute import ComputeConfig
+from core.train.events import ACTIVE_STATES
+from core.train.jobs import JobError, JobSpec, Runner, make_runner
 from core.weights import WeightsStatus, weights_status
 
 
@@ -146,3 +148,48 @@ def job_outcome(state: str, message: str) -> None:
         st.warning("Cancelled.")
     elif state == "interrupted":
         st.warning(f"Interrupted: {message}. Start it again when you are ready.")
+
+
+# --- heavy computations as jobs (core.train.compute) --------------------------------------------------
+
+def start_compute(key: str, config: ComputeConfig) -> None:
+    """A button's on_click: submits `config` as a job of this session's computation lane (beside its
+    training run: one of each at a time); `follow_compute(key)` shows it and collects the result."""
+    ss = st.session_state
+    ss.pop(key, None)
+    try:
+        ss[f"{key}_job"] = runner().submit(f"{ss['sid']}/compute", JobSpec("compute", config))
+    except JobError as e:
+        ss[f"{key}_ended"] = ("refused", str(e))
+
+
+@st.fragment(run_every=1.0)
+def follow_compute(key: str) -> None:
+    """The job `start_compute(key, ...)` started: its queue place or progress with a Cancel button;
+    when it ends, its result goes to session_state[key] and the page reruns once to show it."""
+    ss = st.session_state
+    if f"{key}_ended" in ss:
+        state, message = ss.pop(f"{key}_ended")
+        if state == "refused":
+            st.error(message)
+        else:
+            job_outcome(state, message)
+    jid = ss.get(f"{key}_job")
+    if not jid:
+        return
+    jr = runner()
+    stt = jr.status(jid)
+    if stt.state in ACTIVE_STATES:
+        if stt.state == "queued":
+            st.info(f"Queued: position {stt.position}. This server runs {jr.limits().max_concurrent} heavy job(s) "
+                    "at a time (training runs included), so that each gets the machine to itself.")
+        else:
+            progress_line(job_events(jid))
+        st.button("Cancel", key=f"{key}_cancel", on_click=jr.cancel, args=(jid,))
+        return
+    del ss[f"{key}_job"]
+    if stt.state == "done":
+        ss[key] = jr.results(jid)
+    else:
+        ss[f"{key}_ended"] = (stt.state, stt.message)
+    st.rerun(scope="app")

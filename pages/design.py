@@ -11,13 +11,11 @@ from core import registry
 from core.design import (DEFAULT_STACK, LAYER_KINDS, analyze_stack, gap_vs_fc,
                          residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
                          stack_vs_large)
-from core.erf import (cross_section, effective_rf, erf_input_batch, fit_gaussian, radius_containing,
-                      theoretical_box)
+from core.erf import cross_section, fit_gaussian, theoretical_box
 from core.formatting import fmt_count, fmt_int, fmt_shape
-from core.measure import separable_timing
-from core.weights import build_with
+from core.train.compute import ComputeConfig
 from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
-from pages.common import cached_summary, device, require_router
+from pages.common import cached_summary, device, follow_compute, require_router, start_compute
 
 require_router()
 ss = st.session_state
@@ -116,16 +114,12 @@ with tabs[1]:
     cc = st.columns(2)
     t_df = cc[0].number_input("Map size", 4, 112, 14, key="sep_tdf")
     batch = cc[1].number_input("Batch", 1, 64, 8, key="sep_batch")
-    st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans,
-              on_click=lambda: ss.update(sep_requested=True))
-    if ss.pop("sep_requested", False):
-        bar = st.progress(0.0, "starting")
-        res = separable_timing(sorted(chans), 3, int(t_df), int(batch), dev.kind if dev.kind != "mps" else "cpu",
-                               progress=lambda f, msg: bar.progress(f, msg))
-        bar.empty()
-        ss["sep_result"] = (dev.label, res)
-    if "sep_result" in ss:
-        label, res = ss["sep_result"]
+    st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans, on_click=start_compute,
+              args=("sep_result", ComputeConfig.of("separable", "depthwise vs standard timing", channels=sorted(chans),
+                                                   dk=3, df=int(t_df), batch=int(batch))))
+    follow_compute("sep_result")
+    if ss.get("sep_result"):
+        label, res = dev.label, ss["sep_result"]
         clear = [t for t in res if t.clear]
         fig = go.Figure([go.Scatter(x=[t.channels for t in res], y=[t.mac_ratio for t in res], name="MAC ratio (theory)",
                                     mode="lines+markers"),
@@ -282,30 +276,25 @@ with tabs[6]:
                                     "(ours, pre-trained on fractals) ship with the dashboard.")
     ERF_SOURCES = {"random noise (as Luo et al.)": "noise", "sample photos (scikit-image)": "samples"}
     source = st.radio("Images", list(ERF_SOURCES), horizontal=True, key="erf_src")
-    st.button("Compute the effective receptive field", key="erf_go",
-              on_click=lambda: ss.update(erf_requested=True))
-    if ss.pop("erf_requested", False):
-        with st.spinner("Building the model and back-propagating from one unit..."):
-            model, used = build_with(e_arch, e_weights)
-            note = used.sentence()
-            inp = erf_input_batch(tuple(registry.get(e_arch).input_size), ERF_SOURCES[source])
-            erf, unit = effective_rf(model, e_layer, inp.images, (int(u_row), int(u_col)))
-        ss["erf_result"] = dict(key=(e_arch, e_layer), note=note, erf=erf.numpy(), image=inp.preview, unit=unit,
-                                rf=rec.rf, box=theoretical_box(rec, unit), radius=radius_containing(erf))
+    st.button("Compute the effective receptive field", key="erf_go", on_click=start_compute, args=(
+        "erf_result", ComputeConfig.of("erf", f"effective receptive field of {e_arch} {e_layer}", arch=e_arch,
+                                       weights=e_weights, layer=e_layer, unit=(int(u_row), int(u_col)),
+                                       source=ERF_SOURCES[source])))
+    follow_compute("erf_result")
     res = ss.get("erf_result")
-    if res and res["key"] == (e_arch, e_layer):
-        st.caption(f"Weights: {res['note']}. Unit {res['unit']} of layer {e_layer}.")
-        b = res["box"]
+    if res and (res.arch, res.layer) == (e_arch, e_layer):
+        st.caption(f"Weights: {res.weights}. Unit {res.unit} of layer {e_layer}.")
+        b = theoretical_box(rec, res.unit)
         box = dict(type="rect", x0=b.x0, x1=b.x1, y0=b.y0, y1=b.y1, line=dict(color="#2ca02c", width=3))
         left, right = st.columns(2)
-        img = go.Figure(go.Image(z=res["image"])).add_shape(**box)
-        img.update_layout(title=f"theoretical field: {res['rf']}x{res['rf']} (unclipped)", xaxis_range=[-20, 244],
+        img = go.Figure(go.Image(z=res.preview)).add_shape(**box)
+        img.update_layout(title=f"theoretical field: {rec.rf}x{rec.rf} (unclipped)", xaxis_range=[-20, 244],
                           yaxis_range=[244, -20])
         left.plotly_chart(_fig(img, 460), key="erf_img")
-        heat = go.Figure(go.Heatmap(z=res["erf"], colorscale="Viridis", showscale=False)).add_shape(**box)
+        heat = go.Figure(go.Heatmap(z=res.erf, colorscale="Viridis", showscale=False)).add_shape(**box)
         heat.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x", title="effective field |d unit / d pixel|")
         right.plotly_chart(_fig(heat, 460), key="erf_plot")
-        prof = cross_section(res["erf"], b.cy)
+        prof = cross_section(res.erf, b.cy)
         fit = fit_gaussian(prof)
         xs = list(range(len(prof)))
         fig = go.Figure([go.Scatter(x=xs, y=prof, name="effective field (row through the unit)"),
@@ -314,8 +303,8 @@ with tabs[6]:
         fig.add_vrect(x0=b.x0, x1=b.x1, fillcolor="#2ca02c", opacity=0.08, line_width=0)
         st.plotly_chart(_fig(fig.update_layout(title="Cross-section: roughly Gaussian, inside the theoretical field"),
                              300), key="erf_profile")
-        side = 2 * res["radius"]
+        side = 2 * res.radius
         st.info(f"95% of the gradient falls within a {side:.0f}-pixel square, "
-                f"{100 * side ** 2 / res['rf'] ** 2:.0f}% of the theoretical {res['rf']}x{res['rf']} area: the "
+                f"{100 * side ** 2 / rec.rf ** 2:.0f}% of the theoretical {rec.rf}x{rec.rf} area: the "
                 "effective field is smaller and concentrated in the middle. Training reshapes it; compare "
                 "with ImageNet weights when they are cached on this machine.")

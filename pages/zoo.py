@@ -7,9 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.measure import model_latency
 from core.zoo import zoo_rows
-from pages.common import device, require_router
+from core.train.compute import ComputeConfig
+from pages.common import device, follow_compute, require_router, start_compute
 
 require_router()
 ss = st.session_state
@@ -84,25 +84,20 @@ choices = st.multiselect("Models to time", list(df.name),
                          key="zoo_lat_models", max_selections=12)
 st.caption(f"Device: {dev.label}. Random weights (speed does not depend on the values); batch 1 and 32 at "
            "224x224, median and range of 5 runs after 2 warm-ups. Big models take tens of seconds on a laptop CPU.")
-st.button("Measure", key="zoo_lat_go", disabled=not choices, on_click=lambda: ss.update(lat_requested=True))
-if ss.pop("lat_requested", False):
-    # This runs in the server process: on a CPU a huge model would hold every core (and gigabytes)
-    # for minutes, for every other student too. Such models are refused with a reason.
-    gmacs = dict(zip(df.name, df.gmacs))
-    too_big = [n for n in choices if dev.kind == "cpu" and gmacs[n] > CPU_GMACS_CAP]
-    if too_big:
-        st.warning(f"Not timed on this CPU: {', '.join(f'{n} ({gmacs[n]:,.0f} GMACs)' for n in too_big)}. Models "
-                   f"above {CPU_GMACS_CAP} GMACs per image take minutes at batch 32 and slow the dashboard for "
-                   "everyone; the dashboard times them when it runs on a GPU.")
-    timed = [n for n in choices if n not in too_big]
-    if timed:
-        bar = st.progress(0.0, "starting")
-        res = model_latency(timed, device=dev.kind if dev.kind != "mps" else "cpu",
-                            progress=lambda f, msg: bar.progress(f, f"timing {msg}"))
-        bar.empty()
-        ss["zoo_latency"] = (dev.label, res)
-if "zoo_latency" in ss:
-    label, res = ss["zoo_latency"]
+gmacs = dict(zip(df.name, df.gmacs))
+too_big = [n for n in choices if dev.kind == "cpu" and gmacs[n] > CPU_GMACS_CAP]
+timed = [n for n in choices if n not in too_big]
+if too_big:
+    # Even as a job, such a model would hold the one CPU job slot for minutes, every student's
+    # training queued behind it.
+    st.warning(f"Not timed on this CPU: {', '.join(f'{n} ({gmacs[n]:,.0f} GMACs)' for n in too_big)}. Models "
+               f"above {CPU_GMACS_CAP} GMACs per image take minutes at batch 32 and would hold up everyone's "
+               "runs; the dashboard times them when it runs on a GPU.")
+st.button("Measure", key="zoo_lat_go", disabled=not timed, on_click=start_compute, args=("zoo_latency", ComputeConfig.of(
+    "latency", f"timing {len(timed)} models", names=timed)))
+follow_compute("zoo_latency")
+if ss.get("zoo_latency"):
+    label, res = dev.label, ss["zoo_latency"]
     lat = pd.DataFrame([{"name": r.name, "ms": r.batch1.median * 1e3, "lo": r.batch1.lo * 1e3,
                          "hi": r.batch1.hi * 1e3, "batch 1 (ms)": r.batch1.ms, "batch 32 (ms)": r.batch32.ms,
                          "images/s (batch 32)": round(32 / r.batch32.median, 1)} for r in res])

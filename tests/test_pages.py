@@ -3,7 +3,9 @@ and the explorer does what a student does with it."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -235,22 +237,52 @@ def test_design_lab_effective_receptive_field_runs():
     at.selectbox(key="erf_arch").set_value("resnet18").run()
     at.radio(key="erf_src").set_value("sample photos (scikit-image)").run()
     at.button(key="erf_go").click().run()
+    assert at.session_state["erf_result_job"]             # a job in a worker, not the page's thread
+    _until_result(at, "erf_result")
     assert not at.exception
     assert any("random initialisation" in c.value for c in at.caption)
     assert any("95% of the gradient" in i.value for i in at.info)
     at.selectbox(key="erf_w_resnet18").set_value("starter").run()       # the weights we ship, offline
     at.button(key="erf_go").click().run()
+    _until_result(at, "erf_result")
     assert not at.exception and any("Weights: ConvNet Lab starter weights" in c.value for c in at.caption)
     at.selectbox(key="erf_arch").set_value("vgg16").run()
     assert not any("starter" in str(o) for o in at.selectbox(key="erf_w_vgg16").options)   # a ResNet-18 only
 
 
+def _rss_mb() -> float:
+    return int(next(l for l in Path("/proc/self/status").read_text().splitlines()
+                    if l.startswith("VmRSS")).split()[1]) / 1024
+
+
+def _until(pred, timeout: float) -> bool:
+    end = time.time() + timeout
+    while not pred() and time.time() < end:
+        time.sleep(0.1)
+    return pred()
+
+
+def _until_result(at: AppTest, key: str, timeout: float = 240) -> AppTest:
+    """Reruns the page until the computation job behind `key` has left its result (AppTest does not
+    tick run_every fragments)."""
+    end = time.time() + timeout
+    while f"{key}_job" in at.session_state and time.time() < end:
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
 def test_model_zoo_table_and_latency():
+    """The timing runs as a job in a worker (queued with the training runs, cancellable): the page shows
+    its progress, then the figures."""
     at = _page("pages/zoo.py")
     assert not at.exception
     assert len(at.dataframe[0].value) >= 80
     at.multiselect(key="zoo_lat_models").set_value(["squeezenet1_1"]).run()
     at.button(key="zoo_lat_go").click().run()
+    assert not at.exception
+    assert at.session_state["zoo_latency_job"] and [b for b in at.button if b.key == "zoo_latency_cancel"]
+    _until_result(at, "zoo_latency")
     assert not at.exception
     lat = at.dataframe[-1].value
     assert list(lat["name"]) == ["squeezenet1_1"]
@@ -259,23 +291,61 @@ def test_model_zoo_table_and_latency():
     for col in ("batch 1 (ms)", "batch 32 (ms)"):          # "median (fastest-slowest)"
         med, lo, hi = map(float, re.fullmatch(r"([\d.e+]+) \(([\d.e+]+)-([\d.e+]+)\)", lat[col].iloc[0]).groups())
         assert 0 < lo <= med <= hi
-    r = at.session_state["zoo_latency"][1][0]
+    r = at.session_state["zoo_latency"][0]
     assert r.batch1.runs == 5 and r.batch1.lo <= r.batch1.median <= r.batch1.hi
     assert any("5 timed runs after 2 warm-up runs" in c.value for c in at.caption)
 
 
 def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
-    """vit_h_14 (1,017 GMACs at 518 px) would hold both cores for minutes in the server process: refused with a
+    """vit_h_14 (1,017 GMACs at 518 px) would hold the CPU's one job slot for minutes: refused with a
     reason, the small model beside it is timed."""
     at = _page("pages/zoo.py")
     at.multiselect(key="zoo_lat_models").set_value(["vit_h_14", "squeezenet1_1"]).run()
-    at.button(key="zoo_lat_go").click().run()
-    assert not at.exception
     assert any("Not timed on this CPU: vit_h_14 (1,017 GMACs)" in w.value for w in at.warning)
+    at.button(key="zoo_lat_go").click().run()
+    _until_result(at, "zoo_latency")
+    assert not at.exception
     assert list(at.dataframe[-1].value["name"]) == ["squeezenet1_1"]
     at.multiselect(key="zoo_lat_models").set_value(["vit_h_14"]).run()
-    at.button(key="zoo_lat_go").click().run()
     assert not at.exception and any("vit_h_14" in w.value for w in at.warning)
+    assert at.button(key="zoo_lat_go").disabled
+
+
+def test_model_zoo_measurement_cancelled_ends_its_worker_and_frees_its_memory():
+    """VGG-19's weights alone are 548 MB: while it is timed they sit in the worker, never in the server;
+    Cancel ends the worker within seconds, and the memory goes back with the process."""
+    from pages.common import runner
+
+    def children_rss_mb() -> dict[int, float]:
+        out = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    rss = next(l for l in (stat.parent / "status").read_text().splitlines() if l.startswith("VmRSS"))
+                    out[int(stat.parent.name)] = int(rss.split()[1]) / 1024
+            except (OSError, StopIteration, ValueError, IndexError):
+                pass
+        return out
+
+    at = _page("pages/zoo.py")
+    at.multiselect(key="zoo_lat_models").set_value(["vgg19"]).run()
+    before = _rss_mb()
+    at.button(key="zoo_lat_go").click().run()
+    job = at.session_state["zoo_latency_job"]
+    end = time.time() + 120
+    while time.time() < end and max(children_rss_mb().values(), default=0) < 600:
+        time.sleep(0.2)
+    big = {pid: mb for pid, mb in children_rss_mb().items() if mb >= 600}
+    assert big, children_rss_mb()                          # the model lives in a worker process...
+    at.button(key="zoo_latency_cancel").click().run()
+    t = time.time()
+    while time.time() - t < 15 and runner().status(job).state == "running":
+        time.sleep(0.1)
+    assert runner().status(job).state == "cancelled" and time.time() - t < 2.5    # a second or two
+    assert _until(lambda: not (set(big) & set(children_rss_mb())), 10)   # ...which has ended
+    assert _rss_mb() - before < 300                       # and the server never held it
+    at.run()
+    assert any("Cancelled" in w.value for w in at.warning) and "zoo_latency" not in at.session_state
 
 
 def test_inside_the_network_alexnet_and_zfnet_first_layers_side_by_side():
@@ -399,8 +469,9 @@ def test_design_lab_depthwise_timing_shows_its_spread():
     at.multiselect(key="sep_ch").set_value([32, 256]).run()
     at.number_input(key="sep_batch").set_value(1).run()
     at.button(key="sep_go").click().run()
+    _until_result(at, "sep_result")
     assert not at.exception
-    label, res = at.session_state["sep_result"]
+    res = at.session_state["sep_result"]
     table = next(d.value for d in at.dataframe if "time ratio" in d.value.columns)
     for t, shown in zip(res, table["time ratio"]):
         # a ratio only where the runs do not overlap, with its range; otherwise said

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "diverged", "interrupted"]
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
-JobKind = Literal["train", "lr_find", "lab"]
+JobKind = Literal["train", "lr_find", "lab", "compute"]
 
 
 class Cancelled(RuntimeError):

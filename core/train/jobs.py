@@ -37,9 +37,16 @@ from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFail
 from core.train.store import JobStore, StoredJob, results_dir
 
 HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find",
-                            "lab": "core.lab.common:run"}
+                            "lab": "core.lab.common:run", "compute": "core.train.compute:run"}
 # How a finished job's folder is read back, per kind (kinds without an entry leave no results).
-RESULT_LOADERS: dict[str, str] = {"train": "core.train.results:load_results", "lab": "core.lab.common:load_results"}
+RESULT_LOADERS: dict[str, str] = {"train": "core.train.results:load_results", "lab": "core.lab.common:load_results",
+                                  "compute": "core.train.compute:load_result"}
+
+
+# Kinds whose half-done work is worth nothing (a timing, a computation): a cancelled worker of
+# one is stopped after this many seconds, not after the grace a training run gets to stop at a
+# step boundary; one forward pass of a big model can take longer than a user should wait.
+QUICK_CANCEL_S: dict[str, float] = {"compute": 0.5}
 
 
 class JobError(RuntimeError):
@@ -427,7 +434,8 @@ class LocalRunner:
         for j in self._jobs.values():
             if j.state != "running":
                 continue
-            if j.cancel_at and time.time() - j.cancel_at > self.CANCEL_GRACE_S and j.process.is_alive():
+            grace = QUICK_CANCEL_S.get(j.kind, self.CANCEL_GRACE_S)
+            if j.cancel_at and time.time() - j.cancel_at > grace and j.process.is_alive():
                 j.process.terminate()  # it did not reach a cancellation point in time
                 self._set(j, "cancelled", "cancelled (the worker was stopped)")
             self._drain(j)
