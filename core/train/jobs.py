@@ -450,7 +450,8 @@ class LocalRunner:
 
 # --- choosing a backend --------------------------------------------------------------------------
 
-BACKENDS: dict[str, str] = {"local": "core.train.jobs:LocalRunner"}
+# "ray": a job board on a Ray cluster ($RAY_ADDRESS), shared by every web replica (core.train.ray_runner).
+BACKENDS: dict[str, str] = {"local": "core.train.jobs:LocalRunner", "ray": "core.train.ray_runner:RayRunner"}
 
 
 def make_runner(backend: str | None = None, device: str | None = None, **options: Any) -> Runner:
@@ -470,5 +471,8 @@ def make_runner(backend: str | None = None, device: str | None = None, **options
         root = Path(options.get("root") or results_dir() / "runs")
         options["root"] = str(root)
         options.setdefault("store", JobStore(root / "jobs.sqlite"))
+    if name == "ray":
+        # The runs' folders and the board's store in the results directory every replica shares.
+        options.setdefault("root", str(results_dir() / "runs"))
     cls = _resolve(BACKENDS[name])
     return cls(device=device, **options)
