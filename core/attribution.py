@@ -7,6 +7,7 @@ gradients are taken (no parameter gradients accumulate), so a shared cached mode
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -89,6 +90,21 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, gradc
     finally:
         model.train(was_training)
     return Attribution(method, _norm(a), time.perf_counter() - t)
+
+
+def passes(method: str, side: int, ig_steps: int = 32, occlusion_window: int = 32) -> int:
+    """Forward-pass equivalents one method costs on a side x side image (a backward pass counts
+    as two forwards): what the page multiplies by the model's MACs to refuse work a shared CPU
+    server should not do."""
+    if method == "Integrated Gradients":
+        return 3 * ig_steps
+    if method == "Occlusion":
+        stride = max(1, occlusion_window * 3 // 4)
+        # captum slides until the window covers the last pixel (a ceiling), plus one unoccluded pass
+        return (math.ceil(max(0, side - occlusion_window) / stride) + 1) ** 2 + 1
+    if method in METHODS:
+        return 3
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
 def attribute_all(model: nn.Module, x: torch.Tensor, target: int, methods: list[str], gradcam_layer: str,

@@ -15,19 +15,20 @@ import torch
 import torch.nn.functional as F
 
 from core import registry
-from core.attribution import METHODS, SLOW, attribute_all, overlay
+from core.attribution import METHODS, SLOW, attribute_all, overlay, passes
 from core.patches import deconv_unit, strongest_unit, top_patches
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
 from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
 from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, build_with, cache_path,
                           default_weights, download_size_mb, prefetch, read_user_weights)
-from pages.common import cached_summary, require_router
+from pages.common import cached_summary, device, require_router
 
 require_router()
 ss = st.session_state
 
 ALEXNET_ZFNET = ("alexnet_torchvision", "zfnet")   # shown side by side on the filters tab of either
+CPU_ATTR_CAP_GMACS = 400   # per attribution method on a CPU: ~5 s on 2 cores (ResNet-18's IG: 175 GMACs, 2 s)
 ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
 
 
@@ -228,12 +229,24 @@ with tab_attr:
     st.caption(f"Grad-CAM looks at the stage `{gradcam_layer(summary)}`. Slow methods: {', '.join(sorted(SLOW))}. "
                "Deconvnet is ZFNet's visualisation (Zeiler & Fergus): the gradient passes each ReLU only where it "
                "is positive; guided backprop also needs the ReLU's input to be positive, hence its sharper maps.")
-    st.button("Compute attributions", key="in_attr_go", disabled=not methods,
+    # On a CPU these run in the server's process, beside every other user: methods that would take
+    # more than a few seconds (and gigabytes of gradients) on this model are refused, said why.
+    cost = {m: passes(m, crop) * summary.totals.macs / 1e9 for m in methods}
+    refused = [m for m in methods if device().kind == "cpu" and cost[m] > CPU_ATTR_CAP_GMACS]
+    if refused:
+        st.warning("Not run on this CPU server: " + "; ".join(
+            f"{m} on {spec.title} needs about {cost[m]:,.0f} GMACs ({passes(m, crop)} passes of "
+            f"{summary.totals.macs / 1e9:.1f})" for m in refused)
+            + f". The limit is {CPU_ATTR_CAP_GMACS} GMACs per method (a few seconds here, shared by every user): "
+              "pick a smaller network (AlexNet, ResNet-18) or Saliency, Deconvnet, Guided backprop and Grad-CAM, "
+              "which cost one forward and one backward pass. On a GPU every method runs.")
+    allowed = [m for m in methods if m not in refused]
+    st.button("Compute attributions", key="in_attr_go", disabled=not allowed,
               on_click=lambda: ss.update(attr_requested=True))
     if ss.pop("attr_requested", False):
         bar = st.progress(0.0, "starting")
         with lock:
-            res = attribute_all(model, x, int(target), list(methods), gradcam_layer(summary),
+            res = attribute_all(model, x, int(target), allowed, gradcam_layer(summary),
                                 progress=lambda f, msg: bar.progress(f, msg))
         ss["attr_result"] = (arch, wnote.describe(), int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
     res = ss.get("attr_result")

@@ -137,3 +137,44 @@ def test_deconvnet_and_guided_backprop_match_their_relu_rules():
         assert got.heat.shape == (2, 2) and got.seconds > 0
         assert torch.allclose(got.heat, want, atol=1e-5), method
     assert model[2].inplace                                      # put back as it was
+
+
+def test_attribution_passes_count_the_model_calls_captum_makes():
+    """The cost the Inside page caps is the number of forward passes (a backward counting two), checked
+    against the calls captum really makes through a counting forward hook."""
+    from core.attribution import passes
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))
+    seen = []
+    model[0].register_forward_hook(lambda m, a, o: seen.append(a[0].shape[0]))
+    x = torch.randn(1, 3, 64, 64)
+    for method in ("Integrated Gradients", "Occlusion", "Saliency"):
+        seen.clear()
+        attribute(model, x, 2, method, "0")
+        images = sum(seen)                                    # images through the network, all batches
+        backward = 0 if method == "Occlusion" else images     # the gradient methods go back through each
+        assert passes(method, 64) == images + 2 * backward, method
+
+
+def test_inside_refuses_costly_attributions_on_a_cpu_with_a_reason():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/inside.py").run()
+    at.selectbox(key="in_arch").set_value("vgg16").run()
+    at.multiselect(key="in_methods").set_value(["Integrated Gradients", "Saliency"]).run()
+    warning = next(w.value for w in at.warning if "Not run on this CPU server" in w.value)
+    assert "Integrated Gradients on VGG-16 needs about 1,48" in warning and "96 passes of 15.5" in warning
+    assert "Saliency" not in warning.split(". The limit")[0]
+    at.button(key="in_attr_go").click().run()
+    assert not at.exception
+    assert [m for m, _, _ in at.session_state["attr_result"][3]] == ["Saliency"]
+    at.multiselect(key="in_methods").set_value(["Occlusion"]).run()
+    assert at.button(key="in_attr_go").disabled
+    at.selectbox(key="in_arch").set_value("resnet18").run()                   # 81 x 1.8 GMACs: allowed
+    at.multiselect(key="in_methods").set_value(["Occlusion"]).run()
+    assert not any("Not run on this CPU server" in w.value for w in at.warning)
+    assert not at.button(key="in_attr_go").disabled
