@@ -372,9 +372,11 @@ if res is not None:
         st.image([v.image for v in views], width=128,
                  caption=[f"true {v.true}, predicted {v.predicted} (Grad-CAM at {v.stage})" for v in views])
     cols = st.columns(len(DOWNLOADS))
-    for col, (name, label) in zip(cols, DOWNLOADS.items()):
-        if name != "model.safetensors" or res.has_model:
-            col.download_button(label, res.file_bytes(name), name, icon=":material/download:", key=f"tr_dl_{name}")
+    for col, (name, label) in zip(cols, res.downloads.items()):
+        col.download_button(label, res.file_bytes(name), name, icon=":material/download:", key=f"tr_dl_{name}")
+    if "head.safetensors" in res.downloads:
+        st.caption("The encoder stayed frozen, so only the trained head is kept (the model card names the encoder's "
+                   "weights); Grad-CAM rebuilds the whole model from both.")
 
 # --- this session's runs ----------------------------------------------------------------------------------
 rows = []

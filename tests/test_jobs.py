@@ -187,7 +187,7 @@ def _real_job(runner: LocalRunner) -> None:
     assert res is not None and res.summary["val_acc"] == pytest.approx(done.metrics["acc"])
     assert st.message == f"validation accuracy {done.metrics['acc']:.1%}"
     assert len(res.val_images) == len(res.summary["val_pred"]) == 6
-    assert res.file_bytes("model.safetensors")[:8] and b"val_acc" in res.file_bytes("metrics.csv")
+    assert res.file_bytes("head.safetensors")[:8] and b"val_acc" in res.file_bytes("metrics.csv")  # scenario 1
     assert ACTIVE_STATES.isdisjoint({st.state})
 
 

@@ -357,6 +357,33 @@ def test_a_saved_run_loads_back_and_predicts_the_same(tiny, tmp_path):
     assert pred == res.val_pred
 
 
+@pytest.mark.parametrize("scenario", ["1", "2"])
+def test_a_frozen_encoder_run_keeps_only_its_head_and_loads_back_the_same(tiny, tmp_path, scenario):
+    """Scenarios 1 and 2 leave the encoder as it started: the run keeps the head (not a copy of the
+    encoder), rebuilds the encoder from the same weights, checks its digest, and predicts as trained."""
+    import json
+
+    from core.train.loop import predict
+    from core.train.results import load_results, save_results
+
+    res = fit(TrainConfig(dataset="shapes", weights="random", scenario=scenario, epochs=1, batch_size=8, seed=3),
+              tiny)
+    save_results(res, tiny, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+    head = (tmp_path / "head.safetensors").stat().st_size
+    whole = sum(p.numel() * 4 for p in res.model.state_dict().values())
+    assert head < whole / 50                                  # the head, not the 45 MB encoder
+    back = load_results(tmp_path)
+    assert back.has_model and set(back.downloads) == {"head.safetensors", "model.json", "metrics.csv"}
+    pred = predict(back.trained_model(), tiny.images[res.val_idx], 32).argmax(1).tolist()
+    assert pred == res.val_pred
+    card = json.loads((tmp_path / "model.json").read_text())
+    card["config"]["seed"] = 4                                # another encoder than the one trained on
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="differs from the one this run trained on"):
+        load_results(tmp_path).trained_model()
+
+
 def test_the_out_of_memory_retry_halves_the_batch_once():
     import torch
 

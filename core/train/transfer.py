@@ -180,10 +180,25 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     return TransferModel(model, spec.classifier, used)
 
 
-def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
-    """A finished run's model rebuilt from its card (`model.json`) and its weights, in eval mode."""
-    cfg = TrainConfig(**{**model_info["config"], "weights": "random"})
+def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor], head_only: bool = False) -> nn.Module:
+    """A finished run's model rebuilt from its card (`model.json`) and its weights, in eval mode.
+
+    With `head_only` (scenarios 1 and 2 save only the head), the encoder is rebuilt from the weights
+    the run really started from, with the run's seed, and must match the digest on the card:
+    ImageNet weights deleted from the cache or changed since cannot pass for the run's encoder.
+    """
+    from core.train.results import split_head, state_digest
+
+    used = model_info["weights"]["kind"] if head_only else "random"
+    cfg = TrainConfig(**{**model_info["config"], "weights": used})
     tm = build_transfer_model(cfg, len(model_info["classes"]))
+    if head_only:
+        if tm.weights.kind != used:
+            raise ValueError(f"this run's encoder started from {used} weights, which are not on this machine now")
+        _, encoder = split_head(tm.model.state_dict(), cfg.arch)
+        if state_digest(encoder) != model_info.get("encoder_sha256"):
+            raise ValueError("the encoder rebuilt here differs from the one this run trained on")
+        state = {**encoder, **state}
     tm.model.load_state_dict(state)
     return tm.model.eval()
 
