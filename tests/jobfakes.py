@@ -53,4 +53,10 @@ def boom(spec, ctx) -> str:
     raise KeyError("no such thing")
 
 
-HANDLERS = {k: f"jobfakes:{k}" for k in ("count", "sleep", "deaf", "crash", "diverge", "boom")}
+def fill(spec, ctx) -> str:
+    """Leaves `spec.config` bytes in its folder (pruning by size)."""
+    (ctx.out_dir / "blob.bin").write_bytes(b"x" * spec.config)
+    return f"{spec.config} bytes"
+
+
+HANDLERS = {k: f"jobfakes:{k}" for k in ("count", "sleep", "deaf", "crash", "diverge", "boom", "fill")}

@@ -238,3 +238,23 @@ def test_old_finished_runs_are_pruned_with_their_folders(tmp_path, monkeypatch):
         assert not (tmp_path / old).exists() and old not in {j.id for j in store.jobs()}
     finally:
         r.shutdown()
+
+
+def test_finished_runs_beyond_the_size_cap_are_pruned_oldest_first(tmp_path, monkeypatch):
+    """$CONVNETLAB_KEEP_GB bounds the finished runs' folders together: the oldest go first, the newest stays."""
+    from core.train.jobs import folder_bytes
+
+    monkeypatch.setenv("CONVNETLAB_KEEP_GB", str(2.5e6 / 1e9))       # 2.5 MB
+    r = LocalRunner(root=str(tmp_path), handlers=HANDLERS, spare=False)
+    try:
+        ids = []
+        for _ in range(3):                                              # 1 MB each, one after another
+            ids.append(r.submit("a", JobSpec("fill", 1_000_000)))
+            assert wait(r, ids[-1], 60).state == "done"
+        assert _until(lambda: [s.id for s in r.jobs_of("a")] == ids[1:], 10)
+        assert not (tmp_path / ids[0]).exists() and (tmp_path / ids[2]).exists()
+        assert sum(folder_bytes(tmp_path / i) for i in ids[1:]) <= 2.5e6
+        monkeypatch.setenv("CONVNETLAB_KEEP_GB", "0")                  # nothing fits: the newest run stays
+        assert _until(lambda: [s.id for s in r.jobs_of("a")] == ids[2:], 10)
+    finally:
+        r.shutdown()

@@ -103,6 +103,19 @@ class Runner(Protocol):
     def shutdown(self) -> None: ...
 
 
+def keep_bytes() -> int:
+    """How much the finished runs' folders may take together: $CONVNETLAB_KEEP_GB (default 5 GB)."""
+    try:
+        return int(float(os.environ.get("CONVNETLAB_KEEP_GB", "5")) * 1e9)
+    except ValueError:
+        return int(5e9)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of the files under a folder (0 when it is gone)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def _resolve(target: str) -> Callable[[JobSpec, JobContext], str]:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -209,6 +222,7 @@ class _Job:
     queue: Any = None
     cancel_at: float = 0.0
     saved: int = 0                  # events already in the store
+    bytes: int | None = None        # size of the result folder once finished
     loaded: bool = True             # False for a stored job whose events are read on first use
 
 
@@ -392,11 +406,17 @@ class LocalRunner:
         w.jobs.close()
 
     def _forget_old(self) -> None:
-        """Deletes the oldest finished jobs (events and result folder) beyond KEEP_FINISHED."""
+        """Deletes finished jobs (events and result folder), oldest first: beyond KEEP_FINISHED, older
+        than KEEP_DAYS, and while their folders together exceed keep_bytes() (the newest stays)."""
         done = sorted((j for j in self._jobs.values() if j.state not in ACTIVE_STATES), key=lambda x: x.submitted)
         too_old = time.time() - self.KEEP_DAYS * 86400
+        for j in done:
+            if j.bytes is None:                  # measured once, when a finished job is first seen
+                j.bytes = folder_bytes(j.out_dir)
+        total, cap = sum(j.bytes for j in done), keep_bytes()
         for i, j in enumerate(done):
-            if i < len(done) - self.KEEP_FINISHED or j.submitted < too_old:
+            if i < len(done) - self.KEEP_FINISHED or j.submitted < too_old or (total > cap and i < len(done) - 1):
+                total -= j.bytes
                 shutil.rmtree(j.out_dir, ignore_errors=True)
                 del self._jobs[j.id]
                 if self._store is not None:
