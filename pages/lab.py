@@ -16,7 +16,9 @@ import streamlit as st
 from core.lab.common import TASKS, TITLES, options, task_module, task_of
 from core.train.events import ACTIVE_STATES, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
-from pages.common import device, job_events, job_outcome, progress_line, require_router, runner, session_id
+from core.links import read_job_id
+from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
+                          session_id, share_link_query)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -120,10 +122,23 @@ if active is not None:
 if "lab_error" in ss:
     st.error(ss.pop("lab_error"))
 
-# The job to show: this task's newest in this session (a reload finds it through sid= and job=).
+# The job to show: a run shared read-only with this link (job= and view=), else this task's newest
+# in this session (a reload finds it through sid= and job=).
 ours = [j for j in mine if j.kind == "lab" and task_of(j.config) == task]
-wanted = ss.get("lab_jobs", {}).get(task) or qp.get("job")
-job = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
+linked = read_job_id(qp.get("job"))
+job = None
+if linked and linked not in {j.id for j in mine} and may_view(linked):
+    try:
+        shared = jr.status(linked)
+        if shared.kind == "lab" and shared.config is not None and task_of(shared.config) == task:
+            job = shared
+            st.info("A shared run, read-only: you can look at it, not cancel it.")
+    except JobError:
+        st.warning("The shared run is no longer on this server.")
+viewer = job is not None
+if not viewer:
+    wanted = ss.get("lab_jobs", {}).get(task) or linked
+    job = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
 
 
 @st.fragment(run_every=1.0)
@@ -147,6 +162,10 @@ def live() -> None:
                    "validation examples.")
     view.live(ev, stt.config)
     job_outcome(stt.state, stt.message)
+    if not viewer:
+        with st.popover("Share this run (read-only)"):
+            st.code(f"/lab?task={task}&{share_link_query(job.id)}", language=None)
+            st.caption("Whoever opens this link sees this run and its results; they cannot cancel it.")
     if stt.state not in ACTIVE_STATES and ss.get("lab_shown") != job.id:
         ss["lab_shown"] = job.id
         st.rerun()  # once, so the results below render

@@ -595,6 +595,15 @@ def test_lab_autoencoder_runs_from_a_deep_link_and_shows_its_code_space():
     sid, job = at.session_state["sid"], at.query_params["job"]
     again = _page("pages/lab.py", task="autoencoder", sid=sid, job=job)   # a reload finds the run
     assert any("Done: bottleneck 2" in s.value for s in again.success)
+    # the owner's read-only share link: another session sees the run and its results, nothing to cancel
+    share = next(c.value for c in at.code if "view=" in c.value)
+    assert share.startswith(f"/lab?task=autoencoder&job={job}&view=")
+    viewer = _page("pages/lab.py", task="autoencoder", job=job, view=share.split("view=")[1])
+    assert viewer.session_state["sid"] != sid and any("read-only" in i.value for i in viewer.info)
+    assert any("Done: bottleneck 2" in s.value for s in viewer.success)
+    assert not [b for b in viewer.button if b.key == "lab_cancel"] and not [c for c in viewer.code if "view=" in c.value]
+    guess = _page("pages/lab.py", task="autoencoder", job=job, view="0" * 32)   # a wrong token sees nothing
+    assert not any("Done" in s.value for s in guess.success) and not any("read-only" in i.value for i in guess.info)
 
 
 def test_lab_unet_tiny_run_reports_both_networks():
