@@ -288,3 +288,21 @@ def test_explorer_diagram_click_a_node_to_step_there(server, page, arch, node_te
     page.wait_for_function(f"document.body.innerText.includes('{expect}')", timeout=30_000)
     assert f"arch={arch}" in page.url and "layer=0" not in page.url and "sid=" in page.url
     assert not page.query_selector_all('[data-testid="stException"]')
+
+
+def test_a_tab_closed_mid_run_leaves_a_quiet_server_log(server, page):
+    """Closing a tab while its run trains: the run goes on and the server's log stays free of
+    tracebacks (websocket errors) and of bare-mode page runs (a worker must not re-run a page script
+    when it starts); this checks the whole log of this module's server."""
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = ctx.new_page()
+    tab.goto(server + "/transfer")
+    _wait(tab)
+    tab.get_by_role("button", name="Train").click()
+    tab.wait_for_function("document.body.innerText.includes('step') || document.body.innerText.includes('Queued')",
+                          timeout=60_000)
+    ctx.close()                                        # the tab goes away mid-run
+    time.sleep(3)                                      # the run's fragment ticks on in the server for a moment
+    log = (ARTIFACTS / "streamlit.log").read_text()
+    for noise in ("Traceback", "WebSocketDisconnected", "missing ScriptRunContext", "No runtime found"):
+        assert noise not in log, f"{noise!r} in test-artifacts/streamlit.log"

@@ -258,3 +258,24 @@ def test_finished_runs_beyond_the_size_cap_are_pruned_oldest_first(tmp_path, mon
         assert _until(lambda: [s.id for s in r.jobs_of("a")] == ids[2:], 10)
     finally:
         r.shutdown()
+
+
+def test_a_worker_does_not_rerun_the_servers_page_script(tmp_path, monkeypatch):
+    """Under `streamlit run`, __main__ is the page script that ran last (a module with a path and no
+    import name): a spawned worker would run that whole page before its job. It must not."""
+    import sys
+    import types
+
+    marker = tmp_path / "page-ran.txt"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    r = LocalRunner(root=str(tmp_path / "runs"), handlers=HANDLERS, spare=False)
+    try:
+        assert wait(r, r.submit("a", JobSpec("count", 2)), 60).state == "done"
+    finally:
+        r.shutdown()
+    assert not marker.exists()
+    assert sys.modules["__main__"] is fake                     # put back after the start

@@ -20,18 +20,21 @@ handlers, and a worker imports only what its handler needs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
 from core.train.store import JobStore, StoredJob, results_dir
@@ -175,6 +178,28 @@ def _worker(handlers: Mapping[str, str], q: Any, cancel: Any, jobs: Any, device:
         return
     state, message = run_job(spec, JobContext(q.put, cancel.is_set, Path(out_dir), device), handlers)
     q.put(("end", state, message))
+
+
+_MAIN_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """A spawned process first re-runs the parent's `__main__` script by its path. Under `streamlit
+    run`, `__main__` is whichever page script ran last: every worker ran a whole page in bare mode
+    (data loaded, warnings logged) before its job. While a worker starts, `__main__` is a module
+    without a path (one whose import name spawn can use, like `pytest`, is left alone)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) or not getattr(main, "__file__", None):
+        yield
+        return
+    with _MAIN_SWAP:
+        sys.modules["__main__"] = placeholder = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is placeholder:   # unless a page run put its own there meanwhile
+                sys.modules["__main__"] = main
 
 
 def _end_process(process: Any) -> None:
@@ -374,7 +399,8 @@ class LocalRunner:
         receive, send = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=_worker, daemon=True, args=(
             self._handlers, q, cancel, receive, self._limits.device, threads, os.getpid()))
-        process.start()
+        with _without_main_script():
+            process.start()
         receive.close()
         return _Worker(process, q, cancel, send)
 
