@@ -6,8 +6,11 @@ One driver issues the interactions round-robin over the open sessions (Playwrigh
 single-threaded), so the server holds N live sessions while each interaction runs, but two
 interactions never start at the same instant. Each figure is the time from the action to the
 page's script having finished (the app idle again). Bounded: N sessions, 6 interactions each.
+With --train K, K more fresh sessions first open the Studio (the learning rate each shows is
+recorded: it must be the default), click Train, and stay open; their waits from the click to
+the first training step are measured between rounds of interactions (so to a round's resolution).
 
-    .venv/bin/python bench/bench_load.py [--sessions 10,25] [--json-out FILE]
+    .venv/bin/python bench/bench_load.py [--sessions 10,25] [--train 2] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -44,7 +47,25 @@ def act(page, what) -> float:
     return time.perf_counter() - t
 
 
-def run(n: int) -> dict:
+LR_BOX = 'input[aria-label="Peak learning rate (one-cycle)"]'
+
+
+def start_training(b, base: str) -> tuple:
+    """A fresh session opens the Studio, reads the learning rate it shows, and clicks Train."""
+    ctx = b.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    load(pg, f"{base}/transfer")
+    lr = pg.input_value(LR_BOX)
+    pg.get_by_role("button", name="Train").click()
+    return ctx, pg, lr, time.perf_counter()
+
+
+def started(pg) -> bool:
+    """The run's progress names a training step (it left the queue and loaded its data)."""
+    return "step " in pg.inner_text("body")
+
+
+def run(n: int, train: int = 0) -> dict:
     from playwright.sync_api import sync_playwright
 
     times, errors = [], 0
@@ -52,6 +73,8 @@ def run(n: int) -> dict:
         port = base.rsplit(":", 1)[1]
         b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         before = server_rss_mb(port)
+        trainers = [start_training(b, base) for _ in range(train)]
+        waits: dict[int, float] = {}
         pages = []
         for i in range(n):
             ctx = b.new_context(viewport={"width": 1280, "height": 900})
@@ -75,7 +98,12 @@ def run(n: int) -> dict:
                 except Exception:  # noqa: BLE001 - counted, the run goes on
                     errors += 1
             peak = max(peak, server_rss_mb(port))
+            for i, (_, tpg, _, clicked) in enumerate(trainers):
+                if i not in waits and started(tpg):
+                    waits[i] = time.perf_counter() - clicked
         for ctx, _ in pages:
+            ctx.close()
+        for ctx, *_ in trainers:
             ctx.close()
         time.sleep(5)                         # Streamlit drops a session a few seconds after its socket closes
         after = server_rss_mb(port)
@@ -85,17 +113,20 @@ def run(n: int) -> dict:
             "p50_s": round(statistics.median(times), 2), "p95_s": round(times[int(0.95 * (len(times) - 1))], 2),
             "max_s": round(times[-1], 2), "server_mb_before": round(before), "server_mb_peak": round(peak),
             "server_mb_after_first_session": round(warm), "server_mb_after": round(after),
-            "mb_per_extra_session": round((peak - warm) / max(1, n - 1), 1)}
+            "mb_per_extra_session": round((peak - warm) / max(1, n - 1), 1),
+            "training_runs": train, "learning_rates_shown": sorted({lr for _, _, lr, _ in trainers}),
+            "queue_waits_s": [round(waits[i], 1) if i in waits else None for i in range(train)]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", default="10,25")
+    ap.add_argument("--train", type=int, default=0, help="training runs started (Studio defaults) before browsing")
     ap.add_argument("--json-out")
     a = ap.parse_args()
     rows = []
     for n in (int(v) for v in a.sessions.split(",")):
-        rows.append(run(n))
+        rows.append(run(n, a.train))
         print(json.dumps(rows[-1]), flush=True)
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(rows, indent=1))

@@ -32,7 +32,9 @@ CPU_ATTR_CAP_GMACS = 400   # per attribution method on a CPU: ~5 s on 2 cores (R
 ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
 
 
-@st.cache_resource(max_entries=4, show_spinner="Building the model...")
+# The server's largest memory: at most 3 models (VGG-19 is 0.55 GB) shared by every user, each
+# dropped 15 minutes after its last use, so a class's peak does not stay for good.
+@st.cache_resource(max_entries=3, ttl="15m", show_spinner="Building the model...")
 def shared_model(name: str, kind: str) -> tuple[torch.nn.Module, WeightsUsed, threading.Lock]:
     """One model per (architecture, weights: "imagenet", "starter" or "random") for every user. Its
     parameters never change; the lock keeps one user's hooks from seeing another user's forward pass."""
@@ -41,7 +43,7 @@ def shared_model(name: str, kind: str) -> tuple[torch.nn.Module, WeightsUsed, th
     return model, used, threading.Lock()
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading your weights...")
+@st.cache_resource(max_entries=2, ttl="15m", show_spinner="Loading your weights...")
 def uploaded_model(name: str, digest: str, _data: bytes, filename: str) -> tuple[torch.nn.Module, WeightsUsed,
                                                                                 threading.Lock]:
     """A model with user-uploaded weights, keyed by the file's hash."""

@@ -290,6 +290,27 @@ def test_explorer_diagram_click_a_node_to_step_there(server, page, arch, node_te
     assert not page.query_selector_all('[data-testid="stException"]')
 
 
+def test_fresh_sessions_opened_at_once_all_show_the_default_learning_rate(server, page):
+    """Under load, fresh sessions once showed the learning rate box at its minimum (1e-06) instead of
+    3e-3. Six sessions open the Studio at the same moment; each must show 3.0e-3."""
+    browser = page.context.browser
+    tabs = []
+    for _ in range(6):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = ctx.new_page()
+        tab.goto(server + "/transfer", wait_until="commit")     # all six requests in flight together
+        tabs.append((ctx, tab))
+    try:
+        shown = []
+        for _, tab in tabs:
+            _wait(tab)
+            shown.append(float(tab.input_value('input[aria-label="Peak learning rate (one-cycle)"]')))
+        assert shown == [3e-3] * 6
+    finally:
+        for ctx, _ in tabs:
+            ctx.close()
+
+
 def test_a_tab_closed_mid_run_leaves_a_quiet_server_log(server, page):
     """Closing a tab while its run trains: the run goes on and the server's log stays free of
     tracebacks (websocket errors) and of bare-mode page runs (a worker must not re-run a page script

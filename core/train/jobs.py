@@ -394,7 +394,11 @@ class LocalRunner:
 
     def _spawn(self) -> _Worker:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # $CONVNETLAB_JOB_THREADS: a hosted server sets fewer than its cores, so that its pages stay
+        # quick while a run trains (the run takes longer).
         threads = max(1, cores // self._limits.max_concurrent)
+        if os.environ.get("CONVNETLAB_JOB_THREADS", "").isdigit():
+            threads = max(1, int(os.environ["CONVNETLAB_JOB_THREADS"]))
         q, cancel = self._ctx.Queue(), self._ctx.Event()
         receive, send = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=_worker, daemon=True, args=(
