@@ -311,6 +311,32 @@ def test_fresh_sessions_opened_at_once_all_show_the_default_learning_rate(server
             ctx.close()
 
 
+def test_a_restarted_server_lists_the_old_run_with_its_results(page, tmp_path, monkeypatch):
+    """A real server restart: a run made on one server process is found, with its results, through the
+    same link on a new server process over the same results directory."""
+    from bench.browser import streamlit_server
+
+    monkeypatch.setenv("CONVNETLAB_RESULTS", str(tmp_path))          # both servers' results directory
+    with open(ARTIFACTS / "streamlit-restart.log", "w") as log:
+        with streamlit_server(log) as first:
+            page.goto(first + "/transfer")
+            _wait(page)
+            page.get_by_text("generated shapes & textures").click()
+            _wait(page)
+            page.get_by_role("button", name="Train").click()
+            page.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=240_000)
+            _wait(page)
+            link = page.url.split("/transfer", 1)[1]
+            accuracy = page.inner_text('[data-testid="stMetric"]:has-text("Validation accuracy")')
+        with streamlit_server(log) as second:                         # a new process, a new port
+            page.goto(second + "/transfer" + link)
+            _wait(page)
+            page.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=60_000)
+            assert page.inner_text('[data-testid="stMetric"]:has-text("Validation accuracy")') == accuracy
+            assert "This session's runs" in page.inner_text("body")
+            assert not page.query_selector_all('[data-testid="stException"]')
+
+
 def test_a_tab_closed_mid_run_leaves_a_quiet_server_log(server, page):
     """Closing a tab while its run trains: the run goes on and the server's log stays free of
     tracebacks (websocket errors) and of bare-mode page runs (a worker must not re-run a page script
