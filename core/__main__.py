@@ -3,7 +3,9 @@ train [...] | lab autoencoder|unet|siamese|depth [...] | pretrain [...]`.
 
 Everything the Architecture Explorer shows, and every run the Transfer Learning Studio starts,
 is available here, for scripts and for checking the dashboard's numbers without a browser.
-Bad options end with one line on stderr and exit code 2, before any data is loaded.
+Bad options end with one line on stderr and exit code 2, before any data is loaded. `train` and
+`lab` with `--runner local|ray` go through the dashboard's job runner instead of this process and
+print the same lines, so a lecturer can check a Ray cluster from a terminal.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from typing import TYPE_CHECKING, Any, Callable
 
 from core import registry
 from core.analysis import AnalysisError, summarize
 from core.formatting import fmt_bytes, fmt_int, fmt_macs, fmt_shape
 from core.spec import OptionError, UnknownArchitectureError
+
+if TYPE_CHECKING:
+    from core.train.events import Event
+    from core.train.jobs import JobSpec
 
 
 def _parse_opts(pairs: list[str]) -> dict[str, str]:
@@ -80,17 +87,75 @@ def _train(a: argparse.Namespace) -> int:
         elif isinstance(e, Note) and not a.json:
             print(e.message, flush=True)
 
-    try:
-        data = load_dataset(cfg.dataset, cfg.image_size, shapes_classes=cfg.shapes_classes,
-                            shapes_per_class=cfg.shapes_per_class, seed=cfg.seed, zip_bytes=zip_bytes)
-        res = transfer.fit(cfg, data, a.device, on_event=show)
-    except (DatasetError, Diverged, Cancelled, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    final = {"type": "final", "val_acc": res.val_acc, "val_loss": res.val_loss, "seconds": round(res.seconds, 2),
-             "weights": res.weights.kind}
-    print(json.dumps(final) if a.json else f"done: validation accuracy {res.val_acc:.2%} in {res.seconds:.1f} s")
+    if a.runner:
+        from core.train.jobs import JobSpec
+
+        rc, results = _through_runner(a.runner, JobSpec("train", cfg, payload=zip_bytes), a.device, show)
+        if rc:
+            return rc
+        s = results.summary
+        val_acc, val_loss, seconds, weights = s["val_acc"], s["val_loss"], s["seconds"], results.weights.kind
+    else:
+        try:
+            data = load_dataset(cfg.dataset, cfg.image_size, shapes_classes=cfg.shapes_classes,
+                                shapes_per_class=cfg.shapes_per_class, seed=cfg.seed, zip_bytes=zip_bytes)
+            res = transfer.fit(cfg, data, a.device, on_event=show)
+        except (DatasetError, Diverged, Cancelled, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        val_acc, val_loss, seconds, weights = res.val_acc, res.val_loss, res.seconds, res.weights.kind
+    final = {"type": "final", "val_acc": val_acc, "val_loss": val_loss, "seconds": round(seconds, 2), "weights": weights}
+    print(json.dumps(final) if a.json else f"done: validation accuracy {val_acc:.2%} in {seconds:.1f} s")
     return 0
+
+
+def _through_runner(backend: str, spec: JobSpec, device: str, show: Callable[[Event], None]) -> tuple[int, Any]:
+    """Submits `spec` through the job runner `backend` ("local" or "ray"), shows its events as they
+    arrive, and returns the exit code (0 done, 2 otherwise, with the job's sentence on stderr; 130
+    after Ctrl-C, which cancels the job) and the job's results."""
+    import os
+    import tempfile
+    import time
+
+    from core.train.events import ACTIVE_STATES
+    from core.train.jobs import JobError, make_runner
+
+    # The local backend in a private folder: a runner in this process must not mark a running
+    # server's jobs in the shared store as interrupted. A Ray cluster's board is shared by design.
+    tmp = tempfile.TemporaryDirectory(prefix="convnetlab-cli-") if backend == "local" else None
+    try:
+        runner = make_runner(backend, device=device, **({"root": tmp.name} if tmp else {}))
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2, None
+    try:
+        jid = runner.submit(f"cli-{os.getpid()}", spec)
+        seen = 0
+        try:
+            while True:
+                st = runner.status(jid)  # read first: once a job has ended, all its events are in
+                new = runner.events(jid, seen)
+                for e in new:
+                    show(e)
+                seen += len(new)
+                if st.state not in ACTIVE_STATES:
+                    break
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            runner.cancel(jid)
+            print("error: cancelled", file=sys.stderr)
+            return 130, None
+        if st.state != "done":
+            print(f"error: {st.message}", file=sys.stderr)
+            return 2, None
+        return 0, runner.results(jid)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2, None
+    finally:
+        runner.shutdown()
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def _weights(cmd: str, names: list[str]) -> int:
@@ -159,6 +224,13 @@ def _train_options(tp: argparse.ArgumentParser) -> None:
     tp.add_argument("--seed", type=int, default=d.seed)
     tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     tp.add_argument("--json", action="store_true", help="print one JSON object per epoch and a final one")
+    _runner_option(tp)
+
+
+def _runner_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner", choices=["local", "ray"],
+                   help="run it as a job of the dashboard's runner (ray: the cluster at $RAY_ADDRESS) and "
+                        "follow its events; default: in this process")
 
 
 def _lab_options(lp: argparse.ArgumentParser) -> None:
@@ -183,6 +255,7 @@ def _lab_options(lp: argparse.ArgumentParser) -> None:
                                 choices=getattr(cfg_cls, "CHOICES", {}).get(f.name))
         tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
         tp.add_argument("--json", action="store_true", help="one JSON object per epoch, the final metrics last")
+        _runner_option(tp)
 
 
 def _lab(a: argparse.Namespace) -> int:
@@ -210,12 +283,20 @@ def _lab(a: argparse.Namespace) -> int:
         elif isinstance(e, Note) and not a.json:
             print(e.message, flush=True)
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="convnetlab-lab-") as tmp:
-            final, _ = run_headless(cfg, tmp, a.device, show)
-    except (Diverged, Cancelled, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if a.runner:
+        from core.train.jobs import JobSpec
+
+        rc, results = _through_runner(a.runner, JobSpec("lab", cfg), a.device, show)
+        if rc:
+            return rc
+        final = results.final
+    else:
+        try:
+            with tempfile.TemporaryDirectory(prefix="convnetlab-lab-") as tmp:
+                final, _ = run_headless(cfg, tmp, a.device, show)
+        except (Diverged, Cancelled, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(json.dumps(final) if a.json else module.summary(final))
     return 0
 

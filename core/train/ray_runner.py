@@ -373,12 +373,25 @@ def _connect(address: str | None) -> Any:
         return ray
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
     try:
+        _reachable(target)
         ray.init(address=target, namespace=NAMESPACE, include_dashboard=False, ignore_reinit_error=True,
                  log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except (OSError, RuntimeError, ValueError) as e:
         raise JobError(f"no Ray cluster could be reached at {target!r} ({e}). Start one with "
                        "`ray start --head` and set RAY_ADDRESS, or use the local runner (CONVNETLAB_RUNNER=local).") from e
     return ray
+
+
+def _reachable(address: str) -> None:
+    """Raises ConnectionError when nothing listens at a "host:port" address: `ray.init` would
+    keep retrying such an address for minutes. ("auto", "local" and "ray://..." are Ray's to resolve.)"""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    with socket.create_connection((host, int(port)), timeout=5):
+        pass
 
 
 def _loads(blob: bytes | None) -> Any:

@@ -1,0 +1,250 @@
+"""One job-runner suite, run against every backend: the local processes and a real local Ray
+cluster (started once for this module, on loopback, small). Submit and events, the queue and one
+active job per owner, cancel (queued, running, a worker that does not listen), crash, divergence
+and exceptions, a second client finding a job (a reload on another web replica), a restart over
+the same store, results of a real training job, and the CLI through the runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from core.train.events import Note, Step
+from core.train.jobs import JobError, JobSpec, LocalRunner, wait
+from core.train.store import JobStore
+from jobfakes import HANDLERS
+
+TESTS = str(Path(__file__).resolve().parent)
+REPO = str(Path(TESTS).parent)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A private Ray cluster (not one `ray start` may have left on this machine), limited to 4
+    logical CPUs and a 200 MB object store; its GCS address for clients in other processes."""
+    ray = pytest.importorskip("ray")
+    ctx = ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
+                   log_to_driver=False, _node_ip_address="127.0.0.1")
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+class Backend:
+    """Makes runners of one backend over one folder and store, and ends them after the test."""
+
+    def __init__(self, name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.name, self.root, self._mp = name, root, monkeypatch
+        self.board = f"test-{uuid.uuid4().hex[:8]}"
+        self._made: list = []
+
+    def make(self, handlers: dict = HANDLERS, grace: float | None = None):
+        if self.name == "local":
+            if grace is not None:
+                self._mp.setattr(LocalRunner, "CANCEL_GRACE_S", grace)
+            r = LocalRunner(max_concurrent=1, root=str(self.root), handlers=handlers,
+                            store=JobStore(self.root / "jobs.sqlite"))
+        else:
+            from core.train.ray_runner import RayRunner
+
+            r = RayRunner(max_concurrent=1, root=str(self.root), handlers=handlers, name=self.board, num_cpus=1,
+                          cancel_grace_s=grace, pythonpath=[TESTS])
+        self._made.append(r)
+        return r
+
+    def another_client(self, r):
+        """What a reload on another web replica talks to: the same instance for the local backend
+        (one server process), a new client of the same board for Ray."""
+        return r if self.name == "local" else self.make()
+
+    def restart(self, r):
+        """The server (local) or the cluster's board (Ray) goes away; a new one opens the store."""
+        if self.name == "local":
+            r.shutdown()
+        else:
+            r.stop_board()
+        return self.make()
+
+    def close(self) -> None:
+        for r in self._made:
+            r.shutdown()
+        if self.name == "ray" and self._made:
+            self._made[-1].stop_board()
+
+
+@pytest.fixture(params=["local", "ray"])
+def backend(request, tmp_path, monkeypatch):
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+    b = Backend(request.param, tmp_path, monkeypatch)
+    yield b
+    b.close()
+
+
+@pytest.fixture()
+def runner(backend):
+    return backend.make()
+
+
+def _until(pred, timeout=60.0):
+    end = time.time() + timeout
+    while not pred() and time.time() < end:
+        time.sleep(0.02)
+    return pred()
+
+
+def _steps(events) -> list[int]:
+    return [e.step for e in events if isinstance(e, Step)]
+
+
+def test_events_arrive_in_order_and_since_returns_only_new_ones(runner, backend):
+    jid = runner.submit("alice", JobSpec("count", 5))
+    st = wait(runner, jid, 120)
+    assert st.state == "done" and st.message == "counted to 5" and st.config == 5
+    ev = runner.events(jid)
+    assert _steps(ev) == [1, 2, 3, 4, 5]
+    assert runner.events(jid, since=3) == ev[3:] and runner.events(jid, since=len(ev)) == []
+    assert Note("torch imported: False") in ev            # the worker imports only its handlers
+    assert (backend.root / jid / "out.txt").read_text() == "5 steps"   # in the shared results folder
+
+
+def test_one_active_job_per_owner_queue_position_and_cancel(runner):
+    a = runner.submit("alice", JobSpec("sleep", 60))
+    with pytest.raises(JobError, match="^You already have a run in progress"):
+        runner.submit("alice", JobSpec("count", 1))
+    b = runner.submit("bob", JobSpec("count", 2))
+    c = runner.submit("carol", JobSpec("count", 2))
+    assert _until(lambda: _steps(runner.events(a)))
+    assert (runner.status(a).state, runner.status(a).position) == ("running", 0)
+    assert (runner.status(b).state, runner.status(b).position) == ("queued", 1)
+    assert runner.status(c).position == 2
+    runner.cancel(c)                                          # a queued job cancels at once
+    assert runner.status(c).state == "cancelled" and runner.status(b).position == 1
+    t = time.time()
+    runner.cancel(a)
+    assert wait(runner, a, 10).state == "cancelled"
+    assert time.time() - t < 2.5                              # within a second or two
+    assert runner.status(a).message == "cancelled"           # the handler stopped itself
+    assert wait(runner, b, 60).state == "done"                # the queue moves on
+    assert wait(runner, runner.submit("alice", JobSpec("count", 1)), 60).state == "done"   # alice may run again
+    assert [s.id for s in runner.jobs_of("alice")][0] == a and runner.jobs_of("nobody") == []
+
+
+def test_how_jobs_end(runner):
+    assert wait(runner, runner.submit("d", JobSpec("diverge", None)), 60).state == "diverged"
+    assert runner.status(runner.jobs_of("d")[0].id).message == "the loss became nan at step 3"
+    st = wait(runner, runner.submit("d", JobSpec("boom", None)), 60)
+    assert (st.state, st.message) == ("failed", "KeyError: 'no such thing'")
+    st = wait(runner, runner.submit("d", JobSpec("crash", None)), 60)
+    assert st.state == "failed" and st.message.startswith("the training process crashed")
+    assert wait(runner, runner.submit("d", JobSpec("count", 1)), 60).state == "done"   # the runner lives on
+    with pytest.raises(JobError, match="unknown job kind 'nope'"):
+        runner.submit("d", JobSpec("nope", None))
+    with pytest.raises(JobError, match="unknown job '0000'"):
+        runner.status("0000")
+
+
+def test_a_worker_that_ignores_cancel_is_stopped(backend):
+    r = backend.make(grace=0.5)
+    jid = r.submit("e", JobSpec("deaf", 60))
+    assert _until(lambda: r.events(jid))
+    t = time.time()
+    r.cancel(jid)
+    st = wait(r, jid, 10)
+    assert (st.state, st.message) == ("cancelled", "cancelled (the worker was stopped)")
+    assert time.time() - t < 2.5
+    assert wait(r, r.submit("e", JobSpec("count", 1)), 60).state == "done"    # a new worker takes over
+
+
+def test_another_client_finds_watches_and_cancels_a_job(runner, backend):
+    """A reload that lands on another web replica: the job, its events so far, the owner's limit
+    and cancelling all work through the other client."""
+    jid = runner.submit("fay", JobSpec("sleep", 60))
+    assert _until(lambda: len(_steps(runner.events(jid))) >= 3)
+    other = backend.another_client(runner)
+    assert [s.id for s in other.jobs_of("fay")] == [jid] and other.status(jid).state == "running"
+    seen = other.events(jid)
+    assert _steps(seen)[:3] == [1, 2, 3] and runner.events(jid)[:len(seen)] == seen
+    assert _until(lambda: len(other.events(jid)) > len(seen))               # live, through the other client
+    with pytest.raises(JobError, match="already have a run"):
+        other.submit("fay", JobSpec("count", 1))
+    other.cancel(jid)
+    assert wait(runner, jid, 10).state == "cancelled"
+
+
+def test_a_restart_finds_earlier_runs_and_marks_unfinished_ones(backend):
+    first = backend.make()
+    done = first.submit("alice", JobSpec("count", 3))
+    assert wait(first, done, 60).state == "done"
+    going = first.submit("bob", JobSpec("sleep", 60))
+    assert _until(lambda: _steps(first.events(going)))
+    before = first.events(done)
+    second = backend.restart(first)
+    assert [s.id for s in second.jobs_of("alice")] == [done]
+    st = second.status(done)
+    assert (st.state, st.message, st.config) == ("done", "counted to 3", 3)
+    assert second.events(done) == before and _steps(before) == [1, 2, 3]
+    assert (backend.root / done / "out.txt").read_text() == "3 steps"       # its folder is kept
+    st = second.status(going)
+    assert st.state == "interrupted" and "server stopped" in st.message
+    assert _steps(second.events(going))                                       # its curve so far
+    assert wait(second, second.submit("bob", JobSpec("count", 1)), 60).state == "done"   # bob may run again
+
+
+def test_no_ray_cluster_is_said_plainly(tmp_path):
+    """No cluster at the address: the CLI says so in one line and exits 2 (no ray_cluster here)."""
+    pytest.importorskip("ray")
+    env = {**os.environ, "PYTHONPATH": REPO, "RAY_ADDRESS": "127.0.0.1:1", "CONVNETLAB_RESULTS": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "core", *TINY, "--runner", "ray"], capture_output=True, text=True,
+                       env=env, timeout=120, cwd=REPO)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "error: no Ray cluster could be reached at '127.0.0.1:1'" in p.stderr
+
+
+def test_a_real_training_job_through_ray(ray_cluster, tmp_path, monkeypatch):
+    """A real run on a warm Ray worker (it imported torch before the job came), its typed events
+    and its results read back from the shared folder; the same checks as the local backend's."""
+    from test_jobs import _real_job
+
+    b = Backend("ray", tmp_path, monkeypatch)
+    try:
+        _real_job(b.make(handlers={**HANDLERS, "train": "core.train.run:train"}))
+    finally:
+        b.close()
+
+
+TINY = ["train", "--dataset", "shapes", "--shapes-classes", "3", "--shapes-per-class", "12", "--weights", "random",
+        "--scenario", "1", "--epochs", "2", "--batch-size", "8", "--json"]
+
+
+def test_the_cli_through_ray_prints_what_it_prints_in_process(ray_cluster, tmp_path):
+    import ray
+
+    env = {**os.environ, "PYTHONPATH": REPO, "RAY_ADDRESS": ray_cluster, "CONVNETLAB_RESULTS": str(tmp_path)}
+
+    def cli(*extra: str) -> list[dict]:
+        p = subprocess.run([sys.executable, "-m", "core", *TINY, *extra], capture_output=True, text=True, env=env,
+                           timeout=300, cwd=REPO)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return [json.loads(line) for line in p.stdout.splitlines()]
+
+    try:
+        here, there = cli(), cli("--runner", "ray")
+    finally:
+        try:
+            ray.kill(ray.get_actor("convnetlab-jobs", namespace="convnetlab"), no_restart=True)
+        except ValueError:
+            pass
+    assert [d["type"] for d in there] == [d["type"] for d in here] == ["epoch", "epoch", "final"]
+    assert [list(d) for d in there] == [list(d) for d in here]
+    assert there[-1]["weights"] == here[-1]["weights"] == "random"
+    assert [e["epoch"] for e in there[:2]] == [1, 2]
+    assert (tmp_path / "runs" / "ray-jobs.sqlite").is_file()        # the board kept the run in the shared folder
