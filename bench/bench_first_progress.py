@@ -7,7 +7,12 @@ warm spare worker (the default: handlers and torch imported ahead) and without o
 worker per job, as before). Each figure: median and range over `--repeat` runs, one at a time,
 with an idle gap so the spare is ready, as it is when the queue is free.
 
-    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--json-out FILE] [--browser]
+    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--json-out FILE] [--browser] [--runner ray]
+
+`--runner ray` measures the same through the Ray backend instead (core.train.ray_runner): a job
+board and one long-lived worker that has imported the handlers, on the cluster at $RAY_ADDRESS, or
+on a Ray started in this process when it is not set; the worker is warm for every run (it outlives
+its jobs), so there is no cold case.
 
 `--browser` also measures it as a user sees it: a real server, the Studio in headless Chromium,
 from the click on Train to a progress bar that names a phase or a step (the page polls its job
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.train.events import Epoch, Phase, Step  # noqa: E402
-from core.train.jobs import JobSpec, LocalRunner, wait  # noqa: E402
+from core.train.jobs import JobSpec, LocalRunner, Runner, wait  # noqa: E402
 
 
 def jobs() -> dict[str, JobSpec]:
@@ -38,7 +44,7 @@ def jobs() -> dict[str, JobSpec]:
             "lab autoencoder (default)": JobSpec("lab", AutoencoderConfig(epochs=1))}
 
 
-def one(runner: LocalRunner, spec: JobSpec, owner: str) -> tuple[float, float | None]:
+def one(runner: Runner, spec: JobSpec, owner: str) -> tuple[float, float | None]:
     t0 = time.perf_counter()
     jid = runner.submit(owner, spec)
     first = step = None
@@ -90,21 +96,33 @@ def browser(repeat: int, idle: float) -> dict:
     return spread(times)
 
 
+def make(backend: str, root: str, warm: bool) -> Runner:
+    """The local runner (with or without its spare), or a client of a fresh Ray job board (its
+    worker comes up during the idle gap before the first run, as the local spare does)."""
+    if backend == "local":
+        return LocalRunner(root=root, spare=warm)
+    from core.train.ray_runner import RayRunner
+
+    return RayRunner(root=root, name="bench-first-progress", address=os.environ.get("RAY_ADDRESS") or "local")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--idle", type=float, default=8.0, help="seconds between runs (the spare gets ready)")
     ap.add_argument("--json-out")
     ap.add_argument("--browser", action="store_true", help="also click Train in a real browser")
+    ap.add_argument("--runner", choices=["local", "ray"], default="local")
     a = ap.parse_args()
     report = {}
     if a.browser:
         report["browser: click Train to a visible phase, Studio default"] = row = browser(a.repeat, a.idle)
         print(f"{'browser: click Train -> visible progress':52} {row['median']:5.2f} s ({row['min']}-{row['max']})",
               flush=True)
-    for warm in (True, False):
+    for warm in (True,) if a.runner == "ray" else (True, False):
         with tempfile.TemporaryDirectory() as tmp:
-            runner = LocalRunner(root=tmp, spare=warm)
+            runner = make(a.runner, tmp, warm)
+            label = "warm Ray worker" if a.runner == "ray" else "warm spare " if warm else "cold worker"
             try:
                 for name, spec in jobs().items():
                     firsts, steps = [], []
@@ -115,13 +133,15 @@ def main() -> int:
                         if s is not None:
                             steps.append(s)
                     row = {"first_event_s": spread(firsts), "first_step_s": spread(steps) if steps else None}
-                    report[f"{name}, {'warm spare' if warm else 'cold worker'}"] = row
-                    print(f"{name:40} {'warm spare ' if warm else 'cold worker'}  first progress "
+                    report[f"{name}, {label.strip()}"] = row
+                    print(f"{name:40} {label}  first progress "
                           f"{row['first_event_s']['median']:5.2f} s ({row['first_event_s']['min']}-"
                           f"{row['first_event_s']['max']})  first step "
                           + (f"{row['first_step_s']['median']:5.2f} s" if steps else "-"), flush=True)
             finally:
                 runner.shutdown()
+                if a.runner == "ray":
+                    runner.stop_board()
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(report, indent=1))
     return 0
