@@ -28,9 +28,9 @@ REPO = str(Path(TESTS).parent)
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A private Ray cluster (not one `ray start` may have left on this machine), limited to 4
-    logical CPUs and a 200 MB object store; its GCS address for clients in other processes."""
+    logical CPUs, no GPU and a 200 MB object store; its GCS address for clients in other processes."""
     ray = pytest.importorskip("ray")
-    ctx = ray.init(address="local", num_cpus=4, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
+    ctx = ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
                    log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         yield ctx.address_info["gcs_address"]
@@ -197,6 +197,47 @@ def test_a_restart_finds_earlier_runs_and_marks_unfinished_ones(backend):
     assert st.state == "interrupted" and "server stopped" in st.message
     assert _steps(second.events(going))                                       # its curve so far
     assert wait(second, second.submit("bob", JobSpec("count", 1)), 60).state == "done"   # bob may run again
+
+
+def test_a_board_whose_process_dies_comes_back_from_its_store(ray_cluster, tmp_path, monkeypatch):
+    """Ray restarts the board's actor; the clients' next call reaches the new one, which lists the
+    runs again (the one that was running, and died with its worker, as interrupted)."""
+    import ray
+
+    b = Backend("ray", tmp_path, monkeypatch)
+    try:
+        r = b.make()
+        done = r.submit("hal", JobSpec("count", 2))
+        assert wait(r, done, 60).state == "done"
+        going = r.submit("ida", JobSpec("sleep", 60))
+        assert _until(lambda: _steps(r.events(going)))
+        ray.kill(ray.get_actor(b.board, namespace="convnetlab"), no_restart=False)   # as a crash would
+        assert _until(lambda: r.status(going).state != "running")   # the kill is asynchronous
+        st = r.status(going)
+        assert st.state == "interrupted" and "server stopped" in st.message
+        assert r.status(done).state == "done" and _steps(r.events(done)) == [1, 2]
+        assert wait(r, r.submit("ida", JobSpec("count", 1)), 60).state == "done"
+    finally:
+        b.close()
+
+
+def test_ray_places_jobs_by_the_resources_they_declare(ray_cluster, tmp_path):
+    """A job's worker asks Ray for its CPUs and GPU share: on this GPU-less cluster a job that needs
+    half a GPU waits in the queue, and says what for, instead of running on the CPU."""
+    from core.train.ray_runner import RayRunner
+
+    r = RayRunner(max_concurrent=2, device="cuda", root=str(tmp_path), handlers=HANDLERS,
+                  name=f"test-gpu-{uuid.uuid4().hex[:8]}", num_cpus=1, pythonpath=[TESTS])
+    try:
+        jid = r.submit("gil", JobSpec("count", 1))
+        time.sleep(3)                                          # long enough for a CPU worker to come up
+        st = r.status(jid)
+        assert (st.state, st.position) == ("queued", 1)
+        assert st.message == "waiting for a Ray worker with 1 CPU and 0.5 GPU"   # 2 jobs share one GPU
+        r.cancel(jid)
+        assert r.status(jid).state == "cancelled"
+    finally:
+        r.stop_board()
 
 
 def test_no_ray_cluster_is_said_plainly(tmp_path):

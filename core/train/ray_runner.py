@@ -250,7 +250,13 @@ class JobBoard:
     def _status(self, j: _BoardJob) -> JobStatus:
         queued = sorted((x for x in self._jobs.values() if x.state == "queued"), key=lambda x: x.submitted)
         pos = next((i + 1 for i, x in enumerate(queued) if x.id == j.id), 0)
-        return JobStatus(j.id, j.kind, j.state, j.message, pos, j.config, j.submitted)
+        message = j.message
+        if j.state == "queued" and not any(s.ready is None for s in self._slots):
+            # e.g. a GPU share asked of a cluster without a GPU: Ray holds the worker back, say so
+            cpus, gpus = self._resources["num_cpus"], self._resources["num_gpus"]
+            need = f"{cpus:g} CPU{'s' if cpus != 1 else ''}" + (f" and {gpus:g} GPU" if gpus else "")
+            message = f"waiting for a Ray worker with {need}" + (f" ({self._worker_error})" if self._worker_error else "")
+        return JobStatus(j.id, j.kind, j.state, message, pos, j.config, j.submitted)
 
     def _loop(self) -> None:
         while not self._closed.is_set():
@@ -335,9 +341,9 @@ class JobBoard:
                     continue
                 try:
                     ray.get(s.ready)
-                    s.ready = None
+                    s.ready, self._worker_error = None, ""
                 except Exception as e:  # noqa: BLE001 - e.g. its process could not start
-                    self._worker_error = f"{type(e).__name__}: {e}"
+                    self._worker_error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
                     self._next_worker = time.time() + self.RETRY_WORKER_S
                     with self._lock:
                         self._drop(s)
@@ -487,9 +493,11 @@ class RayRunner:
     def _attach(self) -> Any:
         """The board by name, started (detached) if no client has started it yet."""
         board_cls = self._ray.remote(JobBoard)
+        # On the head node, next to its store (as Ray Train keeps its state actor); a board whose
+        # process died is restarted by Ray and reloads the store.
         return board_cls.options(name=self._name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-                                 max_concurrency=32, num_cpus=0, runtime_env={"env_vars": self._env}
-                                 ).remote(**self._board_args)
+                                 max_concurrency=32, num_cpus=0, resources={"node:__internal_head__": 0.001},
+                                 max_restarts=-1, runtime_env={"env_vars": self._env}).remote(**self._board_args)
 
     def _call(self, method: str, *args: Any) -> Any:
         """One call to the board; a board that died (a restarted cluster, a killed actor) is
