@@ -163,7 +163,12 @@ def start_compute(key: str, config: ComputeConfig) -> None:
         ss[f"{key}_ended"] = ("refused", str(e))
 
 
-@st.fragment(run_every=1.0)
+def ticking(active: bool) -> float | None:
+    """A live fragment's run_every: once a second while its job is queued or running, never after
+    (a tab left open on a finished run would otherwise keep the server busy every second)."""
+    return 1.0 if active else None
+
+
 def follow_compute(key: str) -> None:
     """The job `start_compute(key, ...)` started: its queue place or progress with a Cancel button;
     when it ends, its result goes to session_state[key] and the page reruns once to show it."""
@@ -174,9 +179,13 @@ def follow_compute(key: str) -> None:
             st.error(message)
         else:
             job_outcome(state, message)
-    jid = ss.get(f"{key}_job")
-    if not jid:
-        return
+    if ss.get(f"{key}_job"):
+        st.fragment(_follow, run_every=ticking(True))(key)
+
+
+def _follow(key: str) -> None:
+    ss = st.session_state
+    jid = ss[f"{key}_job"]
     jr = runner()
     stt = jr.status(jid)
     if stt.state in ACTIVE_STATES:

@@ -18,7 +18,7 @@ from core.train.events import ACTIVE_STATES, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
 from core.links import read_job_id
 from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
-                          session_id, share_link_query)
+                          session_id, share_link_query, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -141,7 +141,6 @@ if not viewer:
     job = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
 
 
-@st.fragment(run_every=1.0)
 def live() -> None:
     if job is None:
         return
@@ -171,7 +170,7 @@ def live() -> None:
         st.rerun()  # once, so the results below render
 
 
-live()
+st.fragment(live, run_every=ticking(job is not None and jr.status(job.id).state in ACTIVE_STATES))()
 res = jr.results(job.id) if job is not None else None
 if res is not None:
     view.results(res)

@@ -23,7 +23,7 @@ from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from core.weights import imagenet_cached
 from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
-                          session_id, share_link_query)
+                          session_id, share_link_query, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -283,7 +283,6 @@ def use_lr(value: float) -> None:
     ss["tr_lr_applied"] = True
 
 
-@st.fragment(run_every=1.0)
 def live() -> None:
     if not job_id:
         return
@@ -340,7 +339,7 @@ def live() -> None:
         st.rerun()  # once, so the results below render
 
 
-live()
+st.fragment(live, run_every=ticking(bool(job_id) and jr.status(job_id).state in ACTIVE_STATES))()
 
 # --- results --------------------------------------------------------------------------------------------
 res = jr.results(job_id) if job_id and jr.status(job_id).kind == "train" else None
