@@ -8,7 +8,8 @@ interactions never start at the same instant. Each figure is the time from the a
 page's script having finished (the app idle again). Bounded: N sessions, 6 interactions each.
 With --train K, K more fresh sessions first open the Studio (the learning rate each shows is
 recorded: it must be the default), click Train, and stay open; their waits from the click to
-the first training step are measured between rounds of interactions (so to a round's resolution).
+leaving the queue are looked for after every interaction (to about a second; a run that started
+and ended between two looks counts at the second).
 
     .venv/bin/python bench/bench_load.py [--sessions 10,25] [--train 2] [--json-out FILE]
 """
@@ -16,6 +17,7 @@ the first training step are measured between rounds of interactions (so to a rou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -61,29 +63,46 @@ def start_training(b, base: str) -> tuple:
 
 
 def started(pg) -> bool:
-    """The run's progress names a training step (it left the queue and loaded its data)."""
-    return "step " in pg.inner_text("body")
+    """The run has left the queue: its page shows a progress bar (a phase or a step) or its outcome,
+    and no queue place. (A run that started and ended between two looks counts at the second.)"""
+    body = pg.inner_text("body")
+    return "Queued: position" not in body and (bool(pg.query_selector('[data-testid="stProgress"]'))
+                                               or "Done:" in body or "The run failed" in body)
 
 
-def run(n: int, train: int = 0) -> dict:
+def run(n: int, train: int = 0, base: str | None = None, ports: list[str] | None = None) -> dict:
+    """One load run against a server started here, or against `base` (a balancer) whose replicas
+    listen on `ports` (their memory is added up)."""
     from playwright.sync_api import sync_playwright
 
     times, errors = [], 0
-    with streamlit_server() as base, sync_playwright() as pw:
-        port = base.rsplit(":", 1)[1]
+    with (contextlib.nullcontext(base) if base else streamlit_server()) as base, sync_playwright() as pw:
+        ports = ports or [base.rsplit(":", 1)[1]]
+
+        def server_mb() -> float:
+            return sum(server_rss_mb(p) for p in ports)
+
         b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        before = server_rss_mb(port)
+        before = server_mb()
         trainers = [start_training(b, base) for _ in range(train)]
         waits: dict[int, float] = {}
+
+        def look() -> None:
+            for i, (_, tpg, _, clicked) in enumerate(trainers):
+                if i not in waits and started(tpg):
+                    waits[i] = time.perf_counter() - clicked
+
+        look()
         pages = []
         for i in range(n):
             ctx = b.new_context(viewport={"width": 1280, "height": 900})
             pg = ctx.new_page()
             load(pg, f"{base}/explorer?arch={ARCHS[i % len(ARCHS)]}")
             pages.append((ctx, pg))
+            look()
             if i == 0:
-                warm = server_rss_mb(port)    # torch, the registry and the first caches: paid once per server
-        peak = server_rss_mb(port)
+                warm = server_mb()    # torch, the registry and the first caches: paid once per server
+        peak = server_mb()
         steps = [lambda pg: pg.get_by_role("button", name="Next").click(),
                  lambda pg: pg.get_by_role("button", name="Next").click(),
                  lambda pg: pg.get_by_role("tab", name="Per-layer chart").click(),
@@ -97,16 +116,18 @@ def run(n: int, train: int = 0) -> dict:
                     errors += len(pg.query_selector_all('[data-testid="stException"]'))
                 except Exception:  # noqa: BLE001 - counted, the run goes on
                     errors += 1
-            peak = max(peak, server_rss_mb(port))
-            for i, (_, tpg, _, clicked) in enumerate(trainers):
-                if i not in waits and started(tpg):
-                    waits[i] = time.perf_counter() - clicked
+                look()                            # after every interaction: queue waits to ~1 s
+            peak = max(peak, server_mb())
         for ctx, _ in pages:
             ctx.close()
+        end = time.perf_counter() + 600           # the queued runs: until each has started (bounded)
+        while len(waits) < train and time.perf_counter() < end:
+            look()
+            time.sleep(1)
         for ctx, *_ in trainers:
             ctx.close()
         time.sleep(5)                         # Streamlit drops a session a few seconds after its socket closes
-        after = server_rss_mb(port)
+        after = server_mb()
         b.close()
     times.sort()
     return {"sessions": n, "interactions": len(times), "errors": errors,

@@ -1,0 +1,82 @@
+"""A hosted class under load: scripts/serve-class.sh (a local Ray head, R dashboard replicas, HAProxy
+with sticky cookies) on loopback, driven by bench_load's browsing sessions through the balancer,
+with K training runs going; then everything is stopped. Bounded like bench_load: N sessions of 6
+interactions each, one figure set per N.
+
+    .venv/bin/python bench/bench_class.py [--replicas 2] [--sessions 10,25,50] [--train 2] [--json-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_load import run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port(span: int) -> int:
+    """A loopback port p with p..p+span free."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        try:
+            for q in range(p, p + span + 1):
+                with socket.socket() as t:
+                    t.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+
+
+def hosted_run(replicas: int, n: int, train: int) -> dict:
+    """One class (fresh processes and results folder), one load run through its balancer."""
+    port = free_port(replicas)
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    env = {**os.environ, "CONVNETLAB_RESULTS": tempfile.mkdtemp(prefix="convnetlab-class-")}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(["bash", "scripts/serve-class.sh", "--replicas", str(replicas), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        end = time.time() + 300
+        while "== ready" not in Path(log.name).read_text():
+            if proc.poll() is not None or time.time() > end:
+                raise RuntimeError(f"serve-class.sh did not get ready:\n{Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+        row = run(n, train, base=f"http://127.0.0.1:{port}", ports=[str(port + i) for i in range(1, replicas + 1)])
+        return {"replicas": replicas, **row}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--sessions", default="10,25,50")
+    ap.add_argument("--train", type=int, default=2)
+    ap.add_argument("--json-out")
+    a = ap.parse_args()
+    rows = []
+    for n in (int(v) for v in a.sessions.split(",")):
+        rows.append(hosted_run(a.replicas, n, a.train))
+        print(json.dumps(rows[-1]), flush=True)
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
