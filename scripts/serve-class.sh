@@ -7,8 +7,9 @@
 # --replicas  dashboard processes (default 2; about one per core serves browsing best)
 # --port      the balancer's port (default 8500); replicas listen on 127.0.0.1:PORT+1..PORT+N
 # --bind      the balancer's address (default 127.0.0.1; 0.0.0.0 to serve a class on the network)
-# RAY_ADDRESS set: jobs go to that existing cluster (add worker nodes there with
-#   `ray start --address=HEAD:6380`); unset: a local Ray head is started on loopback and stopped after.
+# RAY_ADDRESS set: jobs go to that existing cluster; unset: a Ray head is started on loopback
+#   (127.0.0.2, or $CONVNETLAB_RAY_IP) with token authentication, and stopped after. A worker node
+#   joins with RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=<the token file printed> ray start --address=IP:PORT+100.
 # CONVNETLAB_RESULTS: the results directory every replica and Ray worker shares (a shared disk
 #   when workers run on other machines); default ~/.cache/convnetlab.
 set -euo pipefail
@@ -52,12 +53,19 @@ trap 'exit 0' INT TERM
 
 export CONVNETLAB_RUNNER=ray
 if [[ -z "${RAY_ADDRESS:-}" ]]; then
+  # Ray swaps 127.0.0.1 for the machine's network address; 127.0.0.2 is loopback too and kept.
+  # For worker nodes on other machines set CONVNETLAB_RAY_IP to this machine's address.
+  ray_ip=${CONVNETLAB_RAY_IP:-127.0.0.2}
   ray_port=$((port + 100 > 65535 ? 6380 : port + 100))
-  echo "== starting a local Ray head on 127.0.0.1:$ray_port"
-  .venv/bin/ray start --head --node-ip-address=127.0.0.1 --port="$ray_port" --include-dashboard=false \
-    --disable-usage-stats >"$run/ray.log" 2>&1 || { cat "$run/ray.log" >&2; exit 1; }
+  # Ray's token authentication, with a token of this class's own (a node joins only with it).
+  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$run/ray-token"
+  (umask 077 && .venv/bin/python -c "import secrets; print(secrets.token_hex(32))" >"$RAY_AUTH_TOKEN_PATH")
+  echo "== starting a Ray head on $ray_ip:$ray_port (token in $RAY_AUTH_TOKEN_PATH)"
+  .venv/bin/ray start --head --node-ip-address="$ray_ip" --port="$ray_port" --include-dashboard=false \
+    --disable-usage-stats --object-store-memory=500000000 >"$run/ray.log" 2>&1 \
+    || { cat "$run/ray.log" >&2; exit 1; }
   started_ray=1
-  export RAY_ADDRESS="127.0.0.1:$ray_port"
+  export RAY_ADDRESS="$ray_ip:$ray_port"
 fi
 # One secret for every replica, so a session id one issued is valid on all (core.links).
 .venv/bin/python -c "from core.links import server_secret; server_secret()"

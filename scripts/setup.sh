@@ -11,7 +11,8 @@ fi
 req=requirements.txt
 [[ "${1:-}" == dev ]] && req=requirements-dev.txt
 stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-${1:-app}"
-if [[ ! -f "$stamp" ]]; then
+dev_stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-dev"
+if [[ ! -f "$stamp" && ! -f "$dev_stamp" ]]; then   # the dev install includes the app's
   echo "== installing $req (torch is large: a few minutes on a fresh machine)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r "$req"

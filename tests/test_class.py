@@ -96,7 +96,15 @@ def test_a_run_started_on_one_replica_is_watched_and_cancelled_on_the_other(host
             cookies = {c["name"]: c["value"] for c in a.cookies()}
             assert cookies.get(COOKIE) in {"r1", "r2"}             # the balancer pinned this browser
             assert "_streamlit_xsrf" in cookies                      # XSRF protection is on
-            pa.get_by_role("button", name="Train").click()           # the default run: long enough to watch
+            pa.get_by_text("generated shapes & textures").click()   # a run long enough to watch: fine-tune,
+            _wait(pa)                                                  # 30 epochs
+            pa.get_by_text("fine-tune (discriminative LRs)").click()
+            _wait(pa)
+            epochs = pa.locator('[data-testid="stSlider"]').filter(has_text="Epochs").get_by_role("slider")
+            epochs.focus()
+            epochs.press("End")
+            _wait(pa)
+            pa.get_by_role("button", name="Train").click()
             pa.wait_for_function("document.body.innerText.includes('step ')", timeout=180_000)
             link = pa.url.split("/transfer", 1)[1]
             assert "sid=" in link and "job=" in link

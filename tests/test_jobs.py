@@ -279,3 +279,19 @@ def test_a_worker_does_not_rerun_the_servers_page_script(tmp_path, monkeypatch):
         r.shutdown()
     assert not marker.exists()
     assert sys.modules["__main__"] is fake                     # put back after the start
+
+
+def test_to_prune_keeps_the_newest_within_count_age_and_size(monkeypatch):
+    """The pruning rule both backends use, on (id, submitted, bytes) rows."""
+    from core.train.jobs import to_prune
+
+    now = time.time()
+    rows = [("a", now - 40 * 86400, 10), ("b", now - 3, 10), ("c", now - 2, 10), ("d", now - 1, 10)]
+    monkeypatch.setenv("CONVNETLAB_KEEP_GB", "1")
+    assert to_prune(rows) == ["a"]                                   # older than 30 days
+    assert to_prune(rows, keep=2) == ["a", "b"]                      # beyond the newest 2
+    monkeypatch.setenv("CONVNETLAB_KEEP_GB", str(25 / 1e9))          # 25 bytes: the oldest go until it fits
+    assert to_prune(rows) == ["a", "b"]
+    monkeypatch.setenv("CONVNETLAB_KEEP_GB", "0")                    # nothing fits: the newest stays
+    assert to_prune(rows) == ["a", "b", "c"]
+    assert to_prune(list(reversed(rows))) == ["a", "b", "c"]         # order of the rows does not matter

@@ -31,7 +31,7 @@ def ray_cluster():
     logical CPUs, no GPU and a 200 MB object store; its GCS address for clients in other processes."""
     ray = pytest.importorskip("ray")
     ctx = ray.init(address="local", num_cpus=4, num_gpus=0, object_store_memory=200 * 1024 ** 2, include_dashboard=False,
-                   log_to_driver=False, _node_ip_address="127.0.0.1")
+                   log_to_driver=False, _node_ip_address="127.0.0.2")
     try:
         yield ctx.address_info["gcs_address"]
     finally:
@@ -162,6 +162,18 @@ def test_a_worker_that_ignores_cancel_is_stopped(backend):
     assert (st.state, st.message) == ("cancelled", "cancelled (the worker was stopped)")
     assert time.time() - t < 2.5
     assert wait(r, r.submit("e", JobSpec("count", 1)), 60).state == "done"    # a new worker takes over
+
+
+def test_a_cancelled_computation_stops_at_once(backend):
+    """A computation's half-done work is worth nothing: it is stopped within a second even though a
+    training run would get a 10 s grace (core.train.jobs.QUICK_CANCEL_S)."""
+    r = backend.make(handlers={**HANDLERS, "compute": "jobfakes:deaf"}, grace=10.0)
+    jid = r.submit("h", JobSpec("compute", 60))
+    assert _until(lambda: r.events(jid))
+    t = time.time()
+    r.cancel(jid)
+    st = wait(r, jid, 15)
+    assert st.state == "cancelled" and time.time() - t < 2.5
 
 
 def test_another_client_finds_watches_and_cancels_a_job(runner, backend):

@@ -34,7 +34,7 @@ import types
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
 from core.train.store import JobStore, StoredJob, results_dir
@@ -106,19 +106,6 @@ class Runner(Protocol):
     def shutdown(self) -> None: ...
 
 
-def keep_bytes() -> int:
-    """How much the finished runs' folders may take together: $CONVNETLAB_KEEP_GB (default 5 GB)."""
-    try:
-        return int(float(os.environ.get("CONVNETLAB_KEEP_GB", "5")) * 1e9)
-    except ValueError:
-        return int(5e9)
-
-
-def folder_bytes(folder: Path) -> int:
-    """The size of the files under a folder (0 when it is gone)."""
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
 def _resolve(target: str) -> Callable[[JobSpec, JobContext], str]:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -147,6 +134,73 @@ def wait(runner: Runner, job_id: str, timeout: float = 120.0) -> JobStatus:
             return st
         time.sleep(0.05)
     raise TimeoutError(f"job {job_id} still {runner.status(job_id).state} after {timeout} s")
+
+
+# --- rules every backend shares ---------------------------------------------------------------------
+
+KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted,
+KEEP_DAYS = 30          # and so are finished jobs older than this, and the oldest beyond keep_bytes()
+CRASHED = "the training process crashed"
+
+
+class Tracked(Protocol):
+    """What the shared rules read of a backend's job record."""
+
+    id: str
+    owner: str
+    state: JobState
+    submitted: float
+
+
+def check_submit(jobs: Iterable[Tracked], owner: str, kind: str, handlers: Mapping[str, str]) -> None:
+    """Refuses an unknown kind and a second active job for one owner (a browser session)."""
+    if kind not in handlers:
+        raise JobError(f"unknown job kind {kind!r}")
+    if any(j.owner == owner and j.state in ACTIVE_STATES for j in jobs):
+        raise JobError("You already have a run in progress: wait for it or cancel it first.")
+
+
+def queue_position(jobs: Iterable[Tracked], job: Tracked) -> int:
+    """1 for the oldest queued job, 2 for the next...; 0 for a job that is not queued."""
+    queued = sorted((x for x in jobs if x.state == "queued"), key=lambda x: x.submitted)
+    return next((i + 1 for i, x in enumerate(queued) if x.id == job.id), 0)
+
+
+def restored(state: str, has_config: bool) -> tuple[JobState, str] | None:
+    """How a stored job reads after its server or board restarted: None when as it was; else
+    interrupted, with the reason."""
+    if state in ACTIVE_STATES:
+        return "interrupted", "the server stopped while this run was in progress"
+    if not has_config:
+        return "interrupted", "this run was made by an older version of the dashboard"
+    return None
+
+
+def keep_bytes() -> int:
+    """How much the finished runs' folders may take together: $CONVNETLAB_KEEP_GB (default 5 GB)."""
+    try:
+        return int(float(os.environ.get("CONVNETLAB_KEEP_GB", "5")) * 1e9)
+    except ValueError:
+        return int(5e9)
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """The size of the files under a folder (0 when it is gone)."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
+def to_prune(finished: list[tuple[str, float, int]], keep: int = KEEP_FINISHED, days: float = KEEP_DAYS) -> list[str]:
+    """Which finished jobs go, given (id, submitted, folder bytes) of each: oldest first, those
+    beyond the newest `keep`, older than `days`, and while all together exceed keep_bytes() (the
+    newest always stays)."""
+    done = sorted(finished, key=lambda x: x[1])
+    too_old = time.time() - days * 86400
+    total, cap, out = sum(b for _, _, b in done), keep_bytes(), []
+    for i, (jid, submitted, size) in enumerate(done):
+        if i < len(done) - keep or submitted < too_old or (total > cap and i < len(done) - 1):
+            total -= size
+            out.append(jid)
+    return out
 
 
 # --- the local process backend -------------------------------------------------------------------
@@ -255,8 +309,8 @@ class LocalRunner:
     """Worker processes on this machine. Thread-safe; one instance serves every session of a server."""
 
     CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
-    KEEP_FINISHED = 200     # finished jobs kept (events and result folders); older ones are deleted,
-    KEEP_DAYS = 30          # and so are finished jobs older than this
+    KEEP_FINISHED = KEEP_FINISHED   # see to_prune (class attributes: the tests lower them)
+    KEEP_DAYS = KEEP_DAYS
 
     def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
                  handlers: Mapping[str, str] = HANDLERS, spare: bool = True, store: JobStore | None = None) -> None:
@@ -281,11 +335,8 @@ class LocalRunner:
 
     def submit(self, owner: str, spec: JobSpec) -> str:
         """Queues a job; refuses a second active job for the same owner and unknown kinds."""
-        if spec.kind not in self._handlers:
-            raise JobError(f"unknown job kind {spec.kind!r}")
         with self._lock:
-            if any(j.owner == owner and j.state in ACTIVE_STATES for j in self._jobs.values()):
-                raise JobError("You already have a run in progress: wait for it or cancel it first.")
+            check_submit(self._jobs.values(), owner, spec.kind, self._handlers)
             jid = uuid.uuid4().hex[:12]
             out = self.root / jid
             out.mkdir(parents=True)
@@ -356,10 +407,9 @@ class LocalRunner:
         for sj in store.jobs():
             j = _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state, sj.message,
                      submitted=sj.submitted, loaded=False)
-            if sj.state in ACTIVE_STATES or sj.config is None:
-                j.state = "interrupted"
-                j.message = ("the server stopped while this run was in progress" if sj.state in ACTIVE_STATES else
-                             "this run was made by an older version of the dashboard")
+            now = restored(sj.state, sj.config is not None)
+            if now:
+                j.state, j.message = now
                 store.set_state(j.id, j.state, j.message)
             self._jobs[j.id] = j
 
@@ -369,9 +419,8 @@ class LocalRunner:
         return self._jobs[job_id]
 
     def _status(self, j: _Job) -> JobStatus:
-        queued = sorted((x for x in self._jobs.values() if x.state == "queued"), key=lambda x: x.submitted)
-        pos = next((i + 1 for i, x in enumerate(queued) if x.id == j.id), 0)
-        return JobStatus(j.id, j.kind, j.state, j.message, pos, j.config, j.submitted)
+        return JobStatus(j.id, j.kind, j.state, j.message, queue_position(self._jobs.values(), j), j.config,
+                         j.submitted)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -436,21 +485,16 @@ class LocalRunner:
         w.jobs.close()
 
     def _forget_old(self) -> None:
-        """Deletes finished jobs (events and result folder), oldest first: beyond KEEP_FINISHED, older
-        than KEEP_DAYS, and while their folders together exceed keep_bytes() (the newest stays)."""
-        done = sorted((j for j in self._jobs.values() if j.state not in ACTIVE_STATES), key=lambda x: x.submitted)
-        too_old = time.time() - self.KEEP_DAYS * 86400
+        """Deletes the finished jobs `to_prune` names, events and result folders."""
+        done = [j for j in self._jobs.values() if j.state not in ACTIVE_STATES]
         for j in done:
             if j.bytes is None:                  # measured once, when a finished job is first seen
                 j.bytes = folder_bytes(j.out_dir)
-        total, cap = sum(j.bytes for j in done), keep_bytes()
-        for i, j in enumerate(done):
-            if i < len(done) - self.KEEP_FINISHED or j.submitted < too_old or (total > cap and i < len(done) - 1):
-                total -= j.bytes
-                shutil.rmtree(j.out_dir, ignore_errors=True)
-                del self._jobs[j.id]
-                if self._store is not None:
-                    self._store.delete(j.id)
+        for jid in to_prune([(j.id, j.submitted, j.bytes) for j in done], self.KEEP_FINISHED, self.KEEP_DAYS):
+            shutil.rmtree(self._jobs[jid].out_dir, ignore_errors=True)
+            del self._jobs[jid]
+            if self._store is not None:
+                self._store.delete(jid)
 
     @staticmethod
     def _release(j: _Job) -> None:
@@ -493,7 +537,7 @@ class LocalRunner:
                 time.sleep(0.05)  # the queue may still hold the last events of a process that just ended
                 self._drain(j)
                 if j.state == "running":
-                    self._set(j, "failed", f"the training process crashed (exit code {j.process.exitcode})")
+                    self._set(j, "failed", f"{CRASHED} (exit code {j.process.exitcode})")
             if j.state != "running":
                 self._release(j)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import shutil
 import threading
 import time
 import uuid
@@ -34,14 +35,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from core.train.events import ACTIVE_STATES, Event, JobState
-from core.train.jobs import (HANDLERS, RESULT_LOADERS, JobContext, JobError, JobSpec, JobStatus, RunnerLimits,
-                             _resolve, run_job)
+from core.train.jobs import (CRASHED, HANDLERS, QUICK_CANCEL_S, RESULT_LOADERS, JobContext, JobError, JobSpec,
+                             JobStatus, RunnerLimits, _resolve, check_submit, folder_bytes, queue_position, restored,
+                             run_job, to_prune)
 from core.train.store import JobStore, StoredJob, results_dir
 
 NAMESPACE = "convnetlab"
 BOARD = "convnetlab-jobs"
 REPO = str(Path(__file__).resolve().parents[2])   # on the workers' PYTHONPATH, so they import `core`
-CRASHED = "the training process crashed (its Ray worker exited unexpectedly)"
+CRASHED_HERE = f"{CRASHED} (its Ray worker exited unexpectedly)"
 
 
 # --- the worker: a Ray actor that runs one job at a time -----------------------------------------
@@ -133,6 +135,7 @@ class _BoardJob:
     slot: _Slot | None = None
     run: Any = None                 # the ObjectRef of the worker's `run`
     cancel_at: float = 0.0
+    bytes: int | None = None        # size of the result folder once finished
 
 
 class JobBoard:
@@ -142,6 +145,7 @@ class JobBoard:
     TICK_S = 0.03           # how often events are collected and the queue looked at
     JOBS_PER_WORKER = 20    # a worker is replaced after this many jobs (a fresh process, fresh caches)
     RETRY_WORKER_S = 5.0    # after a worker that could not start, wait this long before another
+    PRUNE_EVERY_S = 30.0    # how often finished jobs are pruned (core.train.jobs.to_prune)
 
     def __init__(self, max_concurrent: int, device: str, root: str, handlers: Mapping[str, str],
                  num_cpus: float, num_gpus: float, cancel_grace_s: float, store_path: str) -> None:
@@ -156,6 +160,7 @@ class JobBoard:
         self._slots: list[_Slot] = []
         self._worker_error = ""
         self._next_worker = 0.0
+        self._next_prune = 0.0
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-board", daemon=True)
@@ -166,11 +171,8 @@ class JobBoard:
         return self._limits
 
     def submit(self, owner: str, kind: str, config: bytes, spec: bytes) -> str:
-        if kind not in self._handlers:
-            raise JobError(f"unknown job kind {kind!r}")
         with self._lock:
-            if any(j.owner == owner and j.state in ACTIVE_STATES for j in self._jobs.values()):
-                raise JobError("You already have a run in progress: wait for it or cancel it first.")
+            check_submit(self._jobs.values(), owner, kind, self._handlers)
             jid = uuid.uuid4().hex[:12]
             out = self.root / jid
             out.mkdir(parents=True)
@@ -235,10 +237,9 @@ class JobBoard:
         for sj in self._store.jobs():
             j = _BoardJob(sj.id, sj.owner, sj.kind, sj.config, sj.out_dir, sj.state, sj.message, sj.submitted,
                           loaded=False)
-            if sj.state in ACTIVE_STATES or sj.config is None:
-                j.state = "interrupted"
-                j.message = ("the server stopped while this run was in progress" if sj.state in ACTIVE_STATES else
-                             "this run was made by an older version of the dashboard")
+            now = restored(sj.state, sj.config is not None)
+            if now:
+                j.state, j.message = now
                 self._store.set_state(j.id, j.state, j.message)
             self._jobs[j.id] = j
 
@@ -248,8 +249,7 @@ class JobBoard:
         return self._jobs[job_id]
 
     def _status(self, j: _BoardJob) -> JobStatus:
-        queued = sorted((x for x in self._jobs.values() if x.state == "queued"), key=lambda x: x.submitted)
-        pos = next((i + 1 for i, x in enumerate(queued) if x.id == j.id), 0)
+        pos = queue_position(self._jobs.values(), j)
         message = j.message
         if j.state == "queued" and not any(s.ready is None for s in self._slots):
             # e.g. a GPU share asked of a cluster without a GPU: Ray holds the worker back, say so
@@ -286,7 +286,7 @@ class JobBoard:
         for j in running:
             if j.run.hex() in ended_ids:
                 self._end(j)
-            elif j.cancel_at and time.time() - j.cancel_at > self._grace:
+            elif j.cancel_at and time.time() - j.cancel_at > QUICK_CANCEL_S.get(j.kind, self._grace):
                 self._kill(j)
         with self._lock:
             for j in running:
@@ -294,6 +294,19 @@ class JobBoard:
                     self._store.add_events(j.id, j.saved, j.events[j.saved:])
                     j.saved = len(j.events)
             self._dispatch()
+            if time.time() >= self._next_prune:
+                self._prune()
+
+    def _prune(self) -> None:
+        """Deletes the finished jobs `to_prune` names (the local backend's limits), events and folders."""
+        done = [j for j in self._jobs.values() if j.state not in ACTIVE_STATES]
+        for j in done:
+            if j.bytes is None:
+                j.bytes = folder_bytes(j.out_dir)
+        for jid in to_prune([(j.id, j.submitted, j.bytes) for j in done]):
+            shutil.rmtree(self._jobs.pop(jid).out_dir, ignore_errors=True)
+            self._store.delete(jid)
+        self._next_prune = time.time() + self.PRUNE_EVERY_S
 
     def _end(self, j: _BoardJob) -> None:
         import ray
@@ -302,7 +315,7 @@ class JobBoard:
         try:
             state, message, tail = ray.get(j.run)
         except ray.exceptions.RayActorError:
-            state, message, tail, healthy = "failed", CRASHED, [], False
+            state, message, tail, healthy = "failed", CRASHED_HERE, [], False
         except Exception as e:  # noqa: BLE001 - the worker's own code failed; reported, the worker replaced
             state, message, tail, healthy = "failed", f"the Ray worker failed: {type(e).__name__}: {e}", [], False
         with self._lock:
