@@ -27,11 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port(span: int) -> int:
-    """A loopback port p with p..p+span free."""
-    while True:
+    """A loopback port p with p..p+span free (and p+100 for the Ray head below 65536)."""
+    for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             p = s.getsockname()[1]
+        if p + 100 > 65535:
+            continue
         try:
             for q in range(p, p + span + 1):
                 with socket.socket() as t:
@@ -39,6 +41,7 @@ def free_port(span: int) -> int:
             return p
         except OSError:
             continue
+    raise RuntimeError("no free block of loopback ports")
 
 
 def hosted_run(replicas: int, n: int, train: int) -> dict:

@@ -16,7 +16,8 @@ its jobs), so there is no cold case.
 
 `--browser` also measures it as a user sees it: a real server, the Studio in headless Chromium,
 from the click on Train to a progress bar that names a phase or a step (the page polls its job
-once a second).
+once a second); with `--base URL`, on a running dashboard instead (a class from serve-class.sh,
+its jobs on Ray).
 """
 
 from __future__ import annotations
@@ -72,14 +73,17 @@ PHASE_SHOWN = """() => [...document.querySelectorAll('[data-testid="stProgress"]
   e => /loading data|building the model|computing features|step \\d/.test(e.innerText))"""
 
 
-def browser(repeat: int, idle: float) -> dict:
-    """Click-to-visible-progress in the Studio, on a fresh server (spare warm after `idle` s)."""
+def browser(repeat: int, idle: float, base: str | None = None) -> dict:
+    """Click-to-visible-progress in the Studio, on a fresh server (spare warm after `idle` s), or on
+    the dashboard at `base` (e.g. a class behind scripts/serve-class.sh, its jobs on Ray)."""
+    import contextlib
+
     from playwright.sync_api import sync_playwright
 
     from bench.browser import CHROMIUM_ARGS, load, streamlit_server
 
     times = []
-    with streamlit_server() as base, sync_playwright() as pw:
+    with (contextlib.nullcontext(base) if base else streamlit_server()) as base, sync_playwright() as pw:
         b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for _ in range(repeat):
             pg = b.new_page(viewport={"width": 1280, "height": 900})
@@ -113,10 +117,11 @@ def main() -> int:
     ap.add_argument("--json-out")
     ap.add_argument("--browser", action="store_true", help="also click Train in a real browser")
     ap.add_argument("--runner", choices=["local", "ray"], default="local")
+    ap.add_argument("--base", help="with --browser: a running dashboard's URL instead of a fresh server")
     a = ap.parse_args()
     report = {}
     if a.browser:
-        report["browser: click Train to a visible phase, Studio default"] = row = browser(a.repeat, a.idle)
+        report["browser: click Train to a visible phase, Studio default"] = row = browser(a.repeat, a.idle, a.base)
         print(f"{'browser: click Train -> visible progress':52} {row['median']:5.2f} s ({row['min']}-{row['max']})",
               flush=True)
     for warm in (True,) if a.runner == "ray" else (True, False):

@@ -25,24 +25,6 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"CLASS TESTS SKIPPED: no Chromium at {CHROMIUM}", allow_module_level=True)
 
 
-def _free_port_block(n: int) -> int:
-    """A port p with p..p+n free on loopback (the balancer and its replicas)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + n >= 65000:
-            continue
-        try:
-            for q in range(p, p + n + 1):
-                with socket.socket() as t:
-                    t.bind(("127.0.0.1", q))
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free block of ports")
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -50,7 +32,9 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def hosted(tmp_path_factory):
-    port = _free_port_block(2)
+    from bench.bench_class import free_port
+
+    port = free_port(2)
     env = {**os.environ, "CONVNETLAB_RESULTS": str(tmp_path_factory.mktemp("class-results"))}
     env.pop("RAY_ADDRESS", None)
     (ROOT / "test-artifacts").mkdir(exist_ok=True)

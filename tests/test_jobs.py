@@ -1,5 +1,7 @@
-"""The job runner: submit, events since N, the queue and one active job per owner, cancel, crash
-isolation, pipe hygiene (torch-free handlers from jobfakes), and one real training job end to end."""
+"""The local job runner's own behaviour: events and torch-free workers, pipe hygiene, the backend
+factory, workers ending with the server, one real training job end to end, pruning and the spawn
+of workers under `streamlit run`. The rules both backends share (queue, one active job per owner,
+cancel, crash, a second client, a restart) are in tests/test_runners.py, run against each."""
 
 from __future__ import annotations
 
@@ -37,49 +39,6 @@ def test_events_arrive_in_order_and_since_returns_only_new_ones(runner):
     # the worker of a torch-free handler never imports torch (what keeps these tests fast)
     assert Note("torch imported: False") in ev
     assert (runner.root / jid / "out.txt").read_text() == "5 steps"
-
-
-def test_one_active_job_per_owner_queue_position_and_cancel(runner):
-    a = runner.submit("alice", JobSpec("sleep", 30))
-    with pytest.raises(JobError, match="already have a run"):
-        runner.submit("alice", JobSpec("count", 1))
-    b = runner.submit("bob", JobSpec("count", 2))
-    c = runner.submit("carol", JobSpec("count", 2))
-    assert _until(lambda: any(isinstance(e, Step) for e in runner.events(a)))
-    assert runner.status(a).state == "running" and runner.status(a).position == 0
-    assert (runner.status(b).state, runner.status(b).position) == ("queued", 1)
-    assert runner.status(c).position == 2
-    runner.cancel(c)                                         # a queued job cancels at once
-    assert runner.status(c).state == "cancelled" and runner.status(b).position == 1
-    t = time.time()
-    runner.cancel(a)
-    assert wait(runner, a, 10).state == "cancelled"
-    assert time.time() - t < 2                               # within a second or two
-    assert wait(runner, b, 30).state == "done"               # the queue moves on
-    assert wait(runner, runner.submit("alice", JobSpec("count", 1)), 30).state == "done"  # alice may run again
-    assert [s.id for s in runner.jobs_of("alice")][0] == a and runner.jobs_of("nobody") == []
-
-
-def test_how_jobs_end(runner):
-    assert wait(runner, runner.submit("d", JobSpec("diverge", None)), 30).state == "diverged"
-    st = wait(runner, runner.submit("d", JobSpec("boom", None)), 30)
-    assert st.state == "failed" and st.message == "KeyError: 'no such thing'"
-    st = wait(runner, runner.submit("d", JobSpec("crash", None)), 30)
-    assert st.state == "failed" and "crashed (exit code 3)" in st.message
-    assert wait(runner, runner.submit("d", JobSpec("count", 1)), 30).state == "done"   # the runner lives on
-    with pytest.raises(JobError, match="unknown job kind"):
-        runner.submit("d", JobSpec("nope", None))
-    with pytest.raises(JobError, match="unknown job"):
-        runner.status("0000")
-
-
-def test_a_worker_that_ignores_cancel_is_terminated(runner, monkeypatch):
-    monkeypatch.setattr(LocalRunner, "CANCEL_GRACE_S", 0.5)
-    jid = runner.submit("e", JobSpec("deaf", 60))
-    assert _until(lambda: runner.events(jid))
-    runner.cancel(jid)
-    st = wait(runner, jid, 10)
-    assert st.state == "cancelled" and "stopped" in st.message
 
 
 def test_finished_jobs_release_their_pipes(runner):
@@ -189,40 +148,6 @@ def _real_job(runner: LocalRunner) -> None:
     assert len(res.val_images) == len(res.summary["val_pred"]) == 6
     assert res.file_bytes("head.safetensors")[:8] and b"val_acc" in res.file_bytes("metrics.csv")  # scenario 1
     assert ACTIVE_STATES.isdisjoint({st.state})
-
-
-def test_a_restarted_runner_finds_earlier_runs_and_marks_unfinished_ones(tmp_path):
-    """The job store: a second runner on the same folder (a server restart) lists the first one's
-    runs with their events; a run that was still going is 'interrupted', not lost or 'running'."""
-    from core.train.store import JobStore
-
-    first = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
-    try:
-        done = first.submit("alice", JobSpec("count", 3))
-        assert wait(first, done, 60).state == "done"
-        going = first.submit("bob", JobSpec("sleep", 60))
-        assert _until(lambda: first.events(going))
-        before = first.events(done)
-    finally:
-        first.shutdown()
-    second = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
-    try:
-        assert [s.id for s in second.jobs_of("alice")] == [done]
-        st = second.status(done)
-        assert (st.state, st.message, st.config) == ("done", "counted to 3", 3)
-        assert second.events(done) == before and [e.step for e in before if isinstance(e, Step)] == [1, 2, 3]
-        assert (tmp_path / done / "out.txt").read_text() == "3 steps"          # its folder is kept
-        st = second.status(going)
-        assert st.state == "interrupted" and "server stopped" in st.message
-        assert second.events(going)                                              # its curve so far
-        assert wait(second, second.submit("bob", JobSpec("count", 1)), 60).state == "done"   # bob may run again
-    finally:
-        second.shutdown()
-    third = LocalRunner(root=str(tmp_path), handlers=HANDLERS, store=JobStore(tmp_path / "jobs.sqlite"))
-    try:
-        assert len(third.jobs_of("bob")) == 2 and third.status(going).state == "interrupted"
-    finally:
-        third.shutdown()
 
 
 def test_old_finished_runs_are_pruned_with_their_folders(tmp_path, monkeypatch):

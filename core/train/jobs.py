@@ -203,6 +203,52 @@ def to_prune(finished: list[tuple[str, float, int]], keep: int = KEEP_FINISHED, 
     return out
 
 
+class JobTable:
+    """What both backends keep the same way: their jobs by id under one lock, found by id or by
+    owner, events read from the store on first use, and the restore after a restart. A backend
+    sets `_jobs`, `_lock` and `_store`, and says how one job reads (`_status`)."""
+
+    _jobs: dict[str, Any]
+    _lock: threading.Lock
+    _store: JobStore | None
+
+    def status(self, job_id: str) -> JobStatus:
+        with self._lock:
+            return self._status(self._get(job_id))
+
+    def jobs_of(self, owner: str) -> list[JobStatus]:
+        with self._lock:
+            return [self._status(j) for j in sorted(self._jobs.values(), key=lambda x: x.submitted)
+                    if j.owner == owner]
+
+    def events(self, job_id: str, since: int = 0) -> list[Any]:
+        with self._lock:
+            j = self._get(job_id)
+            if not j.loaded:
+                j.events, j.loaded = self._store.events(j.id), True
+                j.saved = len(j.events)
+            return list(j.events[since:])
+
+    def _status(self, j: Any) -> JobStatus:
+        raise NotImplementedError
+
+    def _get(self, job_id: str) -> Any:
+        if job_id not in self._jobs:
+            raise JobError(f"unknown job {job_id!r}")
+        return self._jobs[job_id]
+
+    def _restore(self, store: JobStore, make: Callable[[StoredJob], Any]) -> None:
+        """The jobs an earlier server or board left (`make` turns each into this backend's record):
+        finished ones as they were, unfinished ones interrupted (`restored`)."""
+        for sj in store.jobs():
+            j = make(sj)
+            now = restored(sj.state, sj.config is not None)
+            if now:
+                j.state, j.message = now
+                store.set_state(j.id, j.state, j.message)
+            self._jobs[j.id] = j
+
+
 # --- the local process backend -------------------------------------------------------------------
 
 def _exit_with(parent: int) -> None:
@@ -305,7 +351,7 @@ class _Job:
     loaded: bool = True             # False for a stored job whose events are read on first use
 
 
-class LocalRunner:
+class LocalRunner(JobTable):
     """Worker processes on this machine. Thread-safe; one instance serves every session of a server."""
 
     CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
@@ -344,22 +390,6 @@ class LocalRunner:
             if self._store is not None:
                 self._store.add(StoredJob(jid, owner, j.kind, j.config, j.state, j.message, j.submitted, str(out)))
         return jid
-
-    def status(self, job_id: str) -> JobStatus:
-        with self._lock:
-            return self._status(self._get(job_id))
-
-    def jobs_of(self, owner: str) -> list[JobStatus]:
-        with self._lock:
-            return [self._status(j) for j in sorted(self._jobs.values(), key=lambda x: x.submitted)
-                    if j.owner == owner]
-
-    def events(self, job_id: str, since: int = 0) -> list[Event]:
-        with self._lock:
-            j = self._get(job_id)
-            if not j.loaded:
-                j.events, j.loaded = self._store.events(j.id), True
-            return list(j.events[since:])
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
@@ -403,20 +433,8 @@ class LocalRunner:
             self._store.set_state(j.id, state, message)
 
     def _load(self, store: JobStore) -> None:
-        """The jobs an earlier server left: finished ones as they were, unfinished ones interrupted."""
-        for sj in store.jobs():
-            j = _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state, sj.message,
-                     submitted=sj.submitted, loaded=False)
-            now = restored(sj.state, sj.config is not None)
-            if now:
-                j.state, j.message = now
-                store.set_state(j.id, j.state, j.message)
-            self._jobs[j.id] = j
-
-    def _get(self, job_id: str) -> _Job:
-        if job_id not in self._jobs:
-            raise JobError(f"unknown job {job_id!r}")
-        return self._jobs[job_id]
+        self._restore(store, lambda sj: _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state,
+                                             sj.message, submitted=sj.submitted, loaded=False))
 
     def _status(self, j: _Job) -> JobStatus:
         return JobStatus(j.id, j.kind, j.state, j.message, queue_position(self._jobs.values(), j), j.config,

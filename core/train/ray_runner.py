@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from core.train.events import ACTIVE_STATES, Event, JobState
 from core.train.jobs import (CRASHED, HANDLERS, QUICK_CANCEL_S, RESULT_LOADERS, JobContext, JobError, JobSpec,
-                             JobStatus, RunnerLimits, _resolve, check_submit, folder_bytes, queue_position, restored,
+                             JobStatus, JobTable, RunnerLimits, _resolve, check_submit, folder_bytes, queue_position,
                              run_job, to_prune)
 from core.train.store import JobStore, StoredJob, results_dir
 
@@ -138,7 +138,7 @@ class _BoardJob:
     bytes: int | None = None        # size of the result folder once finished
 
 
-class JobBoard:
+class JobBoard(JobTable):
     """The cluster's jobs: the queue, one active job per owner, the warm workers, the events.
     Runs as a threaded actor; one thread collects events and dispatches jobs."""
 
@@ -181,23 +181,6 @@ class JobBoard:
             self._dispatch()        # a free warm worker starts it now, not at the next tick
         return jid
 
-    def status(self, job_id: str) -> JobStatus:
-        with self._lock:
-            return self._status(self._get(job_id))
-
-    def jobs_of(self, owner: str) -> list[JobStatus]:
-        with self._lock:
-            return [self._status(j) for j in sorted(self._jobs.values(), key=lambda x: x.submitted)
-                    if j.owner == owner]
-
-    def events(self, job_id: str, since: int = 0) -> list[bytes]:
-        with self._lock:
-            j = self._get(job_id)
-            if not j.loaded:
-                j.events, j.loaded = self._store.events(j.id), True
-                j.saved = len(j.events)
-            return j.events[since:]
-
     def cancel(self, job_id: str) -> None:
         with self._lock:
             j = self._get(job_id)
@@ -232,21 +215,8 @@ class JobBoard:
         self._store.set_state(j.id, state, message)
 
     def _load(self) -> None:
-        """The jobs an earlier board left: finished ones as they were, unfinished ones interrupted
-        (the same rule and words as `LocalRunner._load`)."""
-        for sj in self._store.jobs():
-            j = _BoardJob(sj.id, sj.owner, sj.kind, sj.config, sj.out_dir, sj.state, sj.message, sj.submitted,
-                          loaded=False)
-            now = restored(sj.state, sj.config is not None)
-            if now:
-                j.state, j.message = now
-                self._store.set_state(j.id, j.state, j.message)
-            self._jobs[j.id] = j
-
-    def _get(self, job_id: str) -> _BoardJob:
-        if job_id not in self._jobs:
-            raise JobError(f"unknown job {job_id!r}")
-        return self._jobs[job_id]
+        self._restore(self._store, lambda sj: _BoardJob(sj.id, sj.owner, sj.kind, sj.config, sj.out_dir, sj.state,
+                                                        sj.message, sj.submitted, loaded=False))
 
     def _status(self, j: _BoardJob) -> JobStatus:
         pos = queue_position(self._jobs.values(), j)
