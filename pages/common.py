@@ -163,6 +163,11 @@ def start_compute(key: str, config: ComputeConfig) -> None:
         ss[f"{key}_ended"] = ("refused", str(e))
 
 
+def computing(key: str) -> bool:
+    """True while this session's computation for `key` is queued or running (its start button waits)."""
+    return bool(st.session_state.get(f"{key}_job"))
+
+
 def ticking(active: bool) -> float | None:
     """A live fragment's run_every: once a second while its job is queued or running, never after
     (a tab left open on a finished run would otherwise keep the server busy every second)."""

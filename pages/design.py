@@ -15,7 +15,7 @@ from core.erf import cross_section, fit_gaussian, theoretical_box
 from core.formatting import fmt_count, fmt_int, fmt_shape
 from core.train.compute import ComputeConfig
 from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
-from pages.common import cached_summary, device, follow_compute, require_router, start_compute
+from pages.common import cached_summary, computing, device, follow_compute, require_router, start_compute
 
 require_router()
 ss = st.session_state
@@ -114,7 +114,8 @@ with tabs[1]:
     cc = st.columns(2)
     t_df = cc[0].number_input("Map size", 4, 112, 14, key="sep_tdf")
     batch = cc[1].number_input("Batch", 1, 64, 8, key="sep_batch")
-    st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans, on_click=start_compute,
+    st.button(f"Measure on {dev.kind.upper()}", key="sep_go", disabled=not chans or computing("sep_result"),
+              on_click=start_compute,
               args=("sep_result", ComputeConfig.of("separable", "depthwise vs standard timing", channels=sorted(chans),
                                                    dk=3, df=int(t_df), batch=int(batch))))
     follow_compute("sep_result")
@@ -276,7 +277,8 @@ with tabs[6]:
                                     "(ours, pre-trained on fractals) ship with the dashboard.")
     ERF_SOURCES = {"random noise (as Luo et al.)": "noise", "sample photos (scikit-image)": "samples"}
     source = st.radio("Images", list(ERF_SOURCES), horizontal=True, key="erf_src")
-    st.button("Compute the effective receptive field", key="erf_go", on_click=start_compute, args=(
+    st.button("Compute the effective receptive field", key="erf_go", disabled=computing("erf_result"),
+              on_click=start_compute, args=(
         "erf_result", ComputeConfig.of("erf", f"effective receptive field of {e_arch} {e_layer}", arch=e_arch,
                                        weights=e_weights, layer=e_layer, unit=(int(u_row), int(u_col)),
                                        source=ERF_SOURCES[source])))

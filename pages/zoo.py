@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.zoo import zoo_rows
 from core.train.compute import ComputeConfig
-from pages.common import device, follow_compute, require_router, start_compute
+from pages.common import computing, device, follow_compute, require_router, start_compute
 
 require_router()
 ss = st.session_state
@@ -93,8 +93,8 @@ if too_big:
     st.warning(f"Not timed on this CPU: {', '.join(f'{n} ({gmacs[n]:,.0f} GMACs)' for n in too_big)}. Models "
                f"above {CPU_GMACS_CAP} GMACs per image take minutes at batch 32 and would hold up everyone's "
                "runs; the dashboard times them when it runs on a GPU.")
-st.button("Measure", key="zoo_lat_go", disabled=not timed, on_click=start_compute, args=("zoo_latency", ComputeConfig.of(
-    "latency", f"timing {len(timed)} models", names=timed)))
+st.button("Measure", key="zoo_lat_go", disabled=not timed or computing("zoo_latency"), on_click=start_compute,
+          args=("zoo_latency", ComputeConfig.of("latency", f"timing {len(timed)} models", names=timed)))
 follow_compute("zoo_latency")
 if ss.get("zoo_latency"):
     label, res = dev.label, ss["zoo_latency"]

@@ -337,6 +337,28 @@ def test_a_restarted_server_lists_the_old_run_with_its_results(page, tmp_path, m
             assert not page.query_selector_all('[data-testid="stException"]')
 
 
+def test_a_guessed_session_id_in_another_browser_sees_nothing(server, page):
+    """Another browser context that makes up a sid (or alters a real one by a character) gets a fresh
+    session and a note; it sees none of the owner's runs."""
+    from urllib.parse import parse_qs, urlparse
+
+    page.goto(server + "/transfer")
+    _wait(page)
+    real = parse_qs(urlparse(page.url).query)["sid"][0]
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = ctx.new_page()
+        for guess in ("test", real[:-1] + ("0" if real[-1] != "0" else "1")):
+            tab.goto(f"{server}/transfer?sid={guess}")
+            _wait(tab)
+            body = tab.inner_text("body")
+            assert "not issued by this server" in body and "This session's runs" not in body
+            given = parse_qs(urlparse(tab.url).query)["sid"][0]
+            assert given not in (guess, real)
+    finally:
+        ctx.close()
+
+
 def test_a_tab_closed_mid_run_leaves_a_quiet_server_log(server, page):
     """Closing a tab while its run trains: the run goes on and the server's log stays free of
     tracebacks (websocket errors) and of bare-mode page runs (a worker must not re-run a page script

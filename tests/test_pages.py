@@ -282,6 +282,7 @@ def test_model_zoo_table_and_latency():
     at.button(key="zoo_lat_go").click().run()
     assert not at.exception
     assert at.session_state["zoo_latency_job"] and [b for b in at.button if b.key == "zoo_latency_cancel"]
+    assert at.button(key="zoo_lat_go").disabled                # one measurement at a time
     _until_result(at, "zoo_latency")
     assert not at.exception
     lat = at.dataframe[-1].value
