@@ -69,10 +69,21 @@ def weights() -> list[WeightsStatus]:
 
 
 @st.cache_resource
+def _runner() -> Runner:
+    return make_runner()
+
+
 def runner() -> Runner:
     """One job runner per server for every page that trains, chosen by configuration
-    (CONVNETLAB_RUNNER): one active job per session across the Studio and the Lab."""
-    return make_runner()
+    (CONVNETLAB_RUNNER): one active job per session across the Studio and the Lab. A runner that
+    cannot start (e.g. CONVNETLAB_RUNNER=ray with no cluster at RAY_ADDRESS) stops the page with
+    the reason, and is tried again on the next visit."""
+    try:
+        return _runner()
+    except JobError as e:
+        st.error(f"Training and measurements are not available on this server: {e}")
+        st.stop()
+
 
 
 @st.cache_resource
@@ -158,7 +169,7 @@ def start_compute(key: str, config: ComputeConfig) -> None:
     ss = st.session_state
     ss.pop(key, None)
     try:
-        ss[f"{key}_job"] = runner().submit(f"{ss['sid']}/compute", JobSpec("compute", config))
+        ss[f"{key}_job"] = _runner().submit(f"{ss['sid']}/compute", JobSpec("compute", config))
     except JobError as e:
         ss[f"{key}_ended"] = ("refused", str(e))
 

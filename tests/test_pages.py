@@ -452,16 +452,36 @@ def test_transfer_studio_runs_a_tiny_job():
     again = _page("pages/transfer.py", sid=sid)
     assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
     # and so does a restarted server: a new runner on the same results folder (the job store)
-    from pages.common import runner
+    from pages.common import _runner, runner
 
     old = runner()
-    runner.clear()
+    _runner.clear()
     try:
         restarted = _page("pages/transfer.py", sid=sid)
         assert runner() is not old
         assert list(restarted.dataframe[-1].value["run"]) == list(runs["run"])
         assert any(m.label == "Validation accuracy" for m in restarted.metric)   # its results, read from disk
     finally:
+        old.shutdown()
+
+
+def test_a_runner_that_cannot_start_is_said_on_the_page(monkeypatch):
+    """CONVNETLAB_RUNNER=ray with nothing listening at RAY_ADDRESS: the Studio says why it cannot
+    train, no traceback; the runner is tried again on the next visit (nothing cached)."""
+    from pages.common import _runner
+
+    old = _runner()
+    _runner.clear()
+    monkeypatch.setenv("CONVNETLAB_RUNNER", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    try:
+        at = _page("pages/transfer.py")
+        assert not at.exception
+        assert any("not available on this server" in e.value and "no Ray cluster could be reached" in e.value
+                   for e in at.error)
+    finally:
+        monkeypatch.delenv("CONVNETLAB_RUNNER")
+        _runner.clear()
         old.shutdown()
 
 
