@@ -9,7 +9,6 @@ interactions each, one figure set per N.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_load import run  # noqa: E402
+from bench.bench_load import report, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,12 +71,7 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=2)
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    rows = []
-    for n in (int(v) for v in a.sessions.split(",")):
-        rows.append(hosted_run(a.replicas, n, a.train))
-        print(json.dumps(rows[-1]), flush=True)
-    if a.json_out:
-        Path(a.json_out).write_text(json.dumps(rows, indent=1))
+    report((hosted_run(a.replicas, int(n), a.train) for n in a.sessions.split(",")), a.json_out)
     return 0
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -145,13 +146,18 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=0, help="training runs started (Studio defaults) before browsing")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    rows = []
-    for n in (int(v) for v in a.sessions.split(",")):
-        rows.append(run(n, a.train))
-        print(json.dumps(rows[-1]), flush=True)
-    if a.json_out:
-        Path(a.json_out).write_text(json.dumps(rows, indent=1))
+    report((run(int(n), a.train) for n in a.sessions.split(",")), a.json_out)
     return 0
+
+
+def report(rows: Iterable[dict], json_out: str | None) -> None:
+    """Prints each row as it comes (a JSON line) and writes them all to `json_out` at the end."""
+    done = []
+    for row in rows:
+        done.append(row)
+        print(json.dumps(row), flush=True)
+    if json_out:
+        Path(json_out).write_text(json.dumps(done, indent=1))
 
 
 if __name__ == "__main__":

@@ -229,6 +229,24 @@ class JobTable:
                 j.saved = len(j.events)
             return list(j.events[since:])
 
+    def cancel(self, job_id: str) -> None:
+        """A queued job is cancelled at once; a running one is asked to stop (`_ask_to_stop`) and
+        is stopped by force after its grace period if it does not."""
+        with self._lock:
+            j = self._get(job_id)
+            if j.state == "queued":
+                self._set(j, "cancelled", "cancelled before it started")
+                j.spec = None
+            elif j.state == "running" and not j.cancel_at and self._ask_to_stop(j):
+                j.cancel_at = time.time()
+
+    def _ask_to_stop(self, j: Any) -> bool:
+        """Signals a running job's handler (ctx.should_stop); False when it cannot be reached yet."""
+        raise NotImplementedError
+
+    def _set(self, j: Any, state: JobState, message: str) -> None:
+        raise NotImplementedError
+
     def _status(self, j: Any) -> JobStatus:
         raise NotImplementedError
 
@@ -391,15 +409,11 @@ class LocalRunner(JobTable):
                 self._store.add(StoredJob(jid, owner, j.kind, j.config, j.state, j.message, j.submitted, str(out)))
         return jid
 
-    def cancel(self, job_id: str) -> None:
-        with self._lock:
-            j = self._get(job_id)
-            if j.state == "queued":
-                self._set(j, "cancelled", "cancelled before it started")
-                j.spec = None
-            elif j.state == "running" and j.cancel is not None:
-                j.cancel.set()
-                j.cancel_at = time.time()
+    def _ask_to_stop(self, j: _Job) -> bool:
+        if j.cancel is None:
+            return False
+        j.cancel.set()
+        return True
 
     def results(self, job_id: str) -> Any | None:
         """A finished job's results (`core.train.results.Results` for "train", `core.lab.common.LabResults`

@@ -181,15 +181,11 @@ class JobBoard(JobTable):
             self._dispatch()        # a free warm worker starts it now, not at the next tick
         return jid
 
-    def cancel(self, job_id: str) -> None:
-        with self._lock:
-            j = self._get(job_id)
-            if j.state == "queued":
-                self._set(j, "cancelled", "cancelled before it started")
-                j.spec = None
-            elif j.state == "running" and j.slot is not None and not j.cancel_at:
-                j.slot.actor.stop.remote(j.id)
-                j.cancel_at = time.time()
+    def _ask_to_stop(self, j: _BoardJob) -> bool:
+        if j.slot is None:
+            return False
+        j.slot.actor.stop.remote(j.id)
+        return True
 
     def finished(self, job_id: str) -> tuple[JobState, str, str]:
         """A job's state, kind and folder (the client reads its results from the shared folder)."""
