@@ -313,7 +313,7 @@ def test_model_zoo_refuses_to_time_huge_models_on_a_cpu():
 
 
 def test_model_zoo_measurement_cancelled_ends_its_worker_and_frees_its_memory():
-    """VGG-19's weights alone are 548 MB: while it is timed they sit in the worker, never in the server;
+    """VGG-19's weights alone are 548 MB: while it is timed they sit in a worker, never in the server;
     Cancel ends the worker within seconds, and the memory goes back with the process."""
     from pages.common import runner
 
@@ -334,9 +334,11 @@ def test_model_zoo_measurement_cancelled_ends_its_worker_and_frees_its_memory():
     at.button(key="zoo_lat_go").click().run()
     job = at.session_state["zoo_latency_job"]
     end = time.time() + 120
-    while time.time() < end and max(children_rss_mb().values(), default=0) < 600:
+    # The spare worker (torch, captum, scikit-learn imported) holds about 650 MB; the one timing
+    # VGG-19 passes 1 GB (its weights and batch-32 activations).
+    while time.time() < end and max(children_rss_mb().values(), default=0) < 1000:
         time.sleep(0.2)
-    big = {pid: mb for pid, mb in children_rss_mb().items() if mb >= 600}
+    big = {pid: mb for pid, mb in children_rss_mb().items() if mb >= 1000}
     assert big, children_rss_mb()                          # the model lives in a worker process...
     at.button(key="zoo_latency_cancel").click().run()
     t = time.time()
