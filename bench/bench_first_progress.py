@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.train.events import Epoch, Phase, Step  # noqa: E402
-from core.train.jobs import JobSpec, LocalRunner, Runner, wait  # noqa: E402
+from core.train.jobs import JobSpec, Runner, wait  # noqa: E402
+from core.train.local_runner import LocalRunner  # noqa: E402
 
 
 def jobs() -> dict[str, JobSpec]:

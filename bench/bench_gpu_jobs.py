@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.train.events import Epoch, Note  # noqa: E402
-from core.train.jobs import JobSpec, LocalRunner, wait  # noqa: E402
+from core.train.jobs import JobSpec, wait  # noqa: E402
+from core.train.local_runner import LocalRunner  # noqa: E402
 from core.train.transfer import TrainConfig  # noqa: E402
 
 

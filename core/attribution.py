@@ -13,10 +13,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from captum.attr import (Deconvolution, GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion,
                          Saliency)
 from torch import nn
+
+from core.images import normalise
 
 METHODS = ("Saliency", "Deconvnet", "Guided backprop", "Integrated Gradients", "Occlusion", "Grad-CAM")
 # Deconvnet (Zeiler & Fergus 2014, the ZFNet paper's visualisation) and guided backpropagation
@@ -128,3 +132,32 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5) -> torc
     a = (alpha * h).unsqueeze(-1)
     return (img * (1 - a) + colour * a).round().to(torch.uint8)
 
+
+
+@dataclass(frozen=True)
+class GradCamView:
+    """One image with the Grad-CAM map of its predicted class laid over it."""
+
+    image: np.ndarray      # (side, side, 3) uint8
+    true: str
+    predicted: str
+    stage: str             # the module whose feature map Grad-CAM used
+
+
+def gradcam_views(model: nn.Module, images: torch.Tensor, labels: list[int], preds: list[int], classes: list[str],
+                  stage: str, size: int, side: int = 128) -> list[GradCamView]:
+    """Grad-CAM of each image's predicted class at `stage` (the rule `core.features.gradcam_layer`
+    picks it everywhere), over the image scaled to `side` pixels.
+
+    Args:
+        images: (N, 3, H, W) uint8, as a run keeps its validation images.
+        size: the side the model was trained at (images are resized and normalised to it).
+    """
+    out = []
+    for img, y, p in zip(images, labels, preds):
+        img = img[None]                                                            # (1, 3, H, W) uint8
+        heat = attribute(model, normalise(img, size), int(p), "Grad-CAM", stage).heat
+        big = F.interpolate(img.float(), size=(side, side))[0].permute(1, 2, 0).to(torch.uint8)
+        heat = F.interpolate(heat[None, None], size=(side, side), mode="bilinear")[0, 0]
+        out.append(GradCamView(overlay(big, heat).numpy(), classes[int(y)], classes[int(p)], stage))
+    return out

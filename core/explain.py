@@ -14,7 +14,6 @@ the engine's warnings a page should show.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,8 @@ from torch import nn
 
 from core import registry
 from core.analysis import LayerRecord, Summary
-from core.formatting import fmt_bytes, fmt_int, fmt_num, fmt_shape
+from core.formatting import fmt_bytes, fmt_int, fmt_num, fmt_shape, plural_units
+from core.notes import notes_of
 from core.spec import UnknownArchitectureError
 
 if TYPE_CHECKING:
@@ -36,11 +36,6 @@ ADAPTIVE_TYPES = {"AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
 NORM_TYPES = {"BatchNorm2d", "BatchNorm1d"}
 ACT_TYPES = {"ReLU", "ReLU6", "Tanh", "Sigmoid", "Hardswish", "Hardsigmoid", "SiLU", "GELU"}
 RESHAPE_TYPES = {"Flatten", "Unflatten"}   # reorder values, compute nothing, mix nothing
-
-
-def _plural(n: float, word: str) -> str:
-    """'1 pixel', '11 pixels', '2.5 pixels'."""
-    return f"{fmt_num(n)} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
 def _times(dims: list[int] | tuple[int, ...]) -> str:
@@ -56,7 +51,7 @@ def _hwc(shape: list[int]) -> list[int]:
 def _shape_text(shape: list[int]) -> str:
     """'55x55x96' for a map, '4,096 values' (or '1 value') for a vector."""
     if len(shape) == 1:
-        return _plural(shape[0], "value")
+        return plural_units(shape[0], "value")
     return fmt_shape(shape)
 
 
@@ -187,7 +182,7 @@ def _mixing_text(summary: Summary, index: int) -> str:
                 if functional else "each output is connected to")
     n = max(hw)
     if n == 1:
-        return f"the whole input: each value already saw it ({_plural(rf, 'pixel')})"
+        return f"the whole input: each value already saw it ({plural_units(rf, 'pixel')})"
     span = rf + (n - 1) * jump
     size = max(summary.input_size[1:])
     mixed = f"{verb} all {hw[0]}x{hw[1]} positions {what}"
@@ -214,28 +209,28 @@ def _rf_step(summary: Summary, index: int) -> str:
         why = f" ({mixer.name} mixed all positions)" if mixer is not None else ""
         return f"the whole input: every value here already depends on every input pixel{why}"
     if r.type in RESHAPE_TYPES:
-        return (f"unchanged: {_plural(fov.pixels, 'pixel')}, jump {fmt_num(r.jump_in)}. Reshaping only lines the "
+        return (f"unchanged: {plural_units(fov.pixels, 'pixel')}, jump {fmt_num(r.jump_in)}. Reshaping only lines the "
                 "values up; it mixes nothing (the layer that uses all of them does)")
     if r.kernel and r.type in CONV_TYPES | POOL_TYPES:
         k, s = r.kernel[0], r.stride[0]
         d = (r.dilation or [1])[0]
         k_txt = f"{k}" if d == 1 else f"{d}×({k} - 1) + 1"
         return (f"r = r_in + (k - 1)×j_in = {fmt_num(r.rf_in)} + ({k_txt} - 1)×{fmt_num(r.jump_in)} = "
-                f"{_plural(r.rf, 'pixel')}; jump j = j_in×s = {fmt_num(r.jump_in)}×{s} = {fmt_num(r.jump)}")
+                f"{plural_units(r.rf, 'pixel')}; jump j = j_in×s = {fmt_num(r.jump_in)}×{s} = {fmt_num(r.jump)}")
     if r.kernel and r.type in TCONV_TYPES:
         k, s = r.kernel[0], r.stride[0]
         return (f"r = r_in + (⌈k/s⌉ - 1)×j_in = {fmt_num(r.rf_in)} + (⌈{k}/{s}⌉ - 1)×{fmt_num(r.jump_in)} = "
-                f"{_plural(r.rf, 'pixel')} (an output sees at most ⌈k/s⌉ neighbouring inputs); "
+                f"{plural_units(r.rf, 'pixel')} (an output sees at most ⌈k/s⌉ neighbouring inputs); "
                 f"jump j = j_in/s = {fmt_num(r.jump_in)}/{s} = {fmt_num(r.jump)}")
     if r.type in ADAPTIVE_TYPES and r.input_shape[1:] != r.output_shape[1:]:
         h, o = r.input_shape[1], r.output_shape[1]
         k = max(math.ceil((i + 1) * h / o) - math.floor(i * h / o) for i in range(o))
         return (f"r = r_in + (k_max - 1)×j_in = {fmt_num(r.rf_in)} + ({k} - 1)×{fmt_num(r.jump_in)} = "
-                f"{_plural(r.rf, 'pixel')} (the widest of its windows has {k} cells); "
+                f"{plural_units(r.rf, 'pixel')} (the widest of its windows has {k} cells); "
                 f"jump j = j_in×{h}/{o} = {fmt_num(r.jump_in)}×{h}/{o} = {fmt_num(r.jump)}")
     if r.rf != round(r.rf_in):
-        return f"{_plural(r.rf, 'pixel')} (the largest over the paths that meet here); jump {fmt_num(r.jump)}"
-    return (f"unchanged: {_plural(r.rf, 'pixel')}, jump {fmt_num(r.jump)} (this layer looks at one position "
+        return f"{plural_units(r.rf, 'pixel')} (the largest over the paths that meet here); jump {fmt_num(r.jump)}"
+    return (f"unchanged: {plural_units(r.rf, 'pixel')}, jump {fmt_num(r.jump)} (this layer looks at one position "
             "at a time)")
 
 
@@ -281,7 +276,7 @@ def _memory_step(r: LayerRecord) -> str:
         return (f"{_shape_text(r.output_shape)}, but no new memory: this layer works in place "
                 "or returns a view of its input")
     if len(r.output_shape) == 1:
-        values = _plural(r.activation_elems, "value")
+        values = plural_units(r.activation_elems, "value")
     else:
         values = f"{_times(_hwc(r.output_shape))} = {fmt_int(r.activation_elems)} values"
     return f"{values} × 4 bytes = {fmt_bytes(r.activation_bytes)} (fp32)"
@@ -385,14 +380,14 @@ def layer_card(summary: Summary, index: int) -> tuple[str, list[Step]]:
                                         "window; there is nothing to learn"))
     elif t == "Linear":
         d_in, d_out = r.input_shape[-1], r.output_shape[-1]
-        title = f"{r.name}: fully connected, {_plural(d_out, 'neuron')}"
+        title = f"{r.name}: fully connected, {plural_units(d_out, 'neuron')}"
         if len(r.input_shape) == 1:
             steps.append(Step("Input", _fc_input(summary, index)))
         weights = d_in * d_out
         steps.append(Step("Parameters", f"{fmt_int(d_in)}×{fmt_int(d_out)}" + (f" + {fmt_int(d_out)}" if r.bias else "")
                           + f" = **{fmt_int(weights + (d_out if r.bias else 0))}**"
-                          + (f" ({fmt_int(d_in)}×{fmt_int(d_out)} = {_plural(weights, 'weight')} and "
-                             f"{_plural(d_out, 'bias')})" if r.bias else " (no biases)") + shared))
+                          + (f" ({fmt_int(d_in)}×{fmt_int(d_out)} = {plural_units(weights, 'weight')} and "
+                             f"{plural_units(d_out, 'bias')})" if r.bias else " (no biases)") + shared))
         positions = math.prod(r.input_shape[:-1])
         steps.append(Step("MACs", (f"{fmt_int(d_in)}×{fmt_int(d_out)}" if positions == 1 else
                                    f"{fmt_int(positions)} positions × {fmt_int(d_in)}×{fmt_int(d_out)}: "
@@ -473,7 +468,7 @@ class ShownNote:
 
 def variant_notes(name: str) -> list[ShownNote]:
     """The notes of a registered architecture, rendered (computed notes run the engine)."""
-    return [ShownNote(n.render(), n.slip, n.layer) for n in registry.get(name).all_notes]
+    return [ShownNote(n.render(), n.slip, n.layer) for n in notes_of(name)]
 
 
 # analysis.analyze_model's wording for operations its receptive-field tracker does not know.
@@ -494,157 +489,3 @@ def shown_warnings(summary: Summary) -> list[str]:
                 continue
         shown.append(w)
     return shown
-
-
-# ---------------------------------------------------------------------------------------------
-# Quiz
-
-# Which layers the quiz asks about, by kind; a student picks the kinds.
-QUIZ_KINDS = {"conv": "convolutions", "fc": "fully connected layers", "pool": "pooling",
-              "norm": "normalisation (BatchNorm, LRN)", "other": "activations, dropout, reshapes, concatenation"}
-DEFAULT_QUIZ_KINDS = ("conv", "fc")
-ROUNDING_TOLERANCE = 0.01   # a rounded answer counts within 1% (and if the exact count rounds to it)
-
-
-def layer_kind(r: LayerRecord) -> str:
-    """The quiz kind of a layer: a key of QUIZ_KINDS."""
-    if r.type in CONV_TYPES | TCONV_TYPES:
-        return "conv"
-    if r.type == "Linear":
-        return "fc"
-    if r.type in POOL_TYPES | ADAPTIVE_TYPES:
-        return "pool"
-    if r.type in NORM_TYPES | {"LocalResponseNorm"}:
-        return "norm"
-    return "other"
-
-
-def is_quizzed(r: LayerRecord, kinds: tuple[str, ...] | list[str] = DEFAULT_QUIZ_KINDS) -> bool:
-    """Whether quiz mode asks about this layer."""
-    return layer_kind(r) in kinds
-
-
-def next_quizzed(summary: Summary, index: int, kinds: tuple[str, ...] | list[str]) -> int | None:
-    """The next layer after `index` that the quiz asks about, or None."""
-    return next((r.index for r in summary.layers[index + 1:] if is_quizzed(r, kinds)), None)
-
-
-@dataclass
-class Check:
-    """Result of checking one answer.
-
-    Attributes:
-        correct: counts as right (exact, correctly rounded, or the weights without biases).
-        expected: the exact answer.
-        message: what to tell the student, starting with what they typed.
-    """
-
-    correct: bool
-    expected: str
-    message: str
-
-
-def quiz_questions(r: LayerRecord) -> list[str]:
-    """The questions a layer can ask: its output size always, its parameters when it has any
-    or when zero is the interesting answer (pooling)."""
-    qs = ["output size"]
-    if r.params or r.shared or r.type in POOL_TYPES | CONV_TYPES | TCONV_TYPES | {"Linear"}:
-        qs.append("parameters")
-    return qs
-
-
-@dataclass(frozen=True)
-class _Number:
-    value: float
-    unit: float      # place value of the last digit typed: 1 for '34944', 1000 for '35K' or '35000'
-    text: str
-
-
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
-
-
-def _numbers(text: str) -> list[_Number]:
-    """Numbers in an answer: thousands separators removed ('34,944'), K/M/G suffixes applied
-    ('35K', '37.75M'); '55x55x96' and '55, 55, 96' give three numbers."""
-    clean = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.strip()).replace("_", "")
-    out = []
-    for m in re.finditer(r"(\d+(?:\.\d+)?)\s*(?:([kKmMgGbB])(?![a-zA-Z]))?", clean):
-        digits, suffix = m.group(1), (m.group(2) or "").lower()
-        mult = _SUFFIX[suffix]
-        if "." in digits:
-            unit = 10.0 ** -len(digits.partition(".")[2])
-        else:
-            stripped = digits.rstrip("0")
-            unit = 10.0 ** (len(digits) - len(stripped)) if stripped else 1.0
-        out.append(_Number(float(digits) * mult, unit * mult, m.group(0).strip()))
-    return out
-
-
-def _own_params(r: LayerRecord) -> tuple[int, int]:
-    """(weights, biases) of the layer itself, also for a repeated call whose record counts 0."""
-    if r.type in CONV_TYPES and r.kernel:
-        c_out = r.output_shape[0]
-        return r.kernel[0] * r.kernel[1] * (r.input_shape[0] // (r.groups or 1)) * c_out, c_out if r.bias else 0
-    if r.type in TCONV_TYPES and r.kernel:
-        c_out = r.output_shape[0]
-        return r.kernel[0] * r.kernel[1] * r.input_shape[0] * (c_out // (r.groups or 1)), c_out if r.bias else 0
-    if r.type == "Linear":
-        d_out = r.output_shape[-1]
-        return r.input_shape[-1] * d_out, d_out if r.bias else 0
-    return r.params, 0
-
-
-def _rounds_to(exact: int, n: _Number) -> bool:
-    """The exact count rounds to what was typed, at the digits typed, and is within 1%."""
-    diff = abs(exact - n.value)
-    return n.unit > 1 and diff <= n.unit / 2 and diff <= ROUNDING_TOLERANCE * exact
-
-
-def check_answer(r: LayerRecord, question: str, answer: str) -> Check:
-    """Checks a student's answer for a layer. Output sizes are read in the slides' H x W x C
-    order (C x H x W is accepted too). A parameter count is right when exact; when rounded
-    ('35K', '37.75M') if the exact count rounds to it and is within 1%; and when it is the
-    weights without the biases (as the VGG slide counts), which the message says."""
-    got = _numbers(answer)
-    typed = f"You typed “{answer.strip()}”" if answer.strip() else "You typed nothing"
-    if question == "output size":
-        expected = fmt_shape(r.output_shape)
-        s = r.output_shape
-        ok_orders = [s] if len(s) != 3 else [[s[1], s[2], s[0]], s]
-        if not got:
-            return Check(False, expected, f"{typed}. Type the output size as H x W x C, e.g. 55x55x96.")
-        values = [n.value for n in got]
-        read = " x ".join(fmt_num(v) for v in values)
-        ok = values in ok_orders
-        return Check(ok, expected, f"{typed}, read as {read}. " + ("Correct!" if ok else
-                                                                   f"Not quite: the output is {expected}."))
-    weights, biases = _own_params(r)
-    exact = weights + biases
-    expected = fmt_int(exact)
-    once = " These are the same weights as the first call: the total counts them once." if r.shared else ""
-    if len(got) != 1:
-        return Check(False, expected, f"{typed}. Type one number, e.g. 34944, 34,944 or 35K.")
-    n = got[0]
-    said = f"{typed}, read as {fmt_num(n.value)}. "
-    split = f"{_plural(weights, 'weight')} + {_plural(biases, 'bias')} = {expected}"
-    if n.value == exact:
-        return Check(True, expected, said + "Correct!" + once)
-    if biases and (n.value == weights or _rounds_to(weights, n)):
-        how = "exactly" if n.value == weights else "rounded"
-        return Check(True, expected, said + f"Correct for the weights alone ({how}): the layer has {split} "
-                     "parameters. Slides differ here: VGG's table counts weights only, AlexNet's adds the "
-                     "biases." + once)
-    if _rounds_to(exact, n):
-        return Check(True, expected, said + f"Correct, rounded: the exact count is {expected}. (A rounded "
-                     f"answer counts when the exact count rounds to it and is within "
-                     f"{ROUNDING_TOLERANCE:.0%}.)" + once)
-    hint = ""
-    if exact and abs(n.value - exact) <= 0.05 * exact:
-        hint = f" Close: within {abs(n.value / exact - 1):.1%}."
-        if n.unit > 1:
-            hint += (f" At the digits you typed, {expected} rounds to "
-                     f"{fmt_num(round(exact / n.unit) * n.unit)}.")
-        elif biases:
-            hint += " Did you count the biases?"
-    return Check(False, expected, said + f"Not quite: it has {split if biases else expected} parameters.{hint}"
-                 + once)

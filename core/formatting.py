@@ -26,6 +26,11 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{fmt_int(n)} {word if n == 1 else (many or word + 's')}"
 
 
+def plural_units(n: float, word: str) -> str:
+    """'1 pixel', '11 pixels', '2.5 pixels', '2 passes'."""
+    return f"{fmt_num(n)} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
+
+
 def fmt_count(n: float, digits: int = 1) -> str:
     """Short count with K/M/G suffixes as on the slides: 112_896_000 -> '112.9M'."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):

@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
@@ -20,6 +22,24 @@ SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 PATTERNS = ("gratings", "checkerboard", "blob")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std as (1, 3, 1, 1) tensors on `device`, made once: building them on a
+    GPU every step would copy from the host and wait for the GPU each time."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
+def normalise(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> float, resized to size x size, ImageNet-normalised."""
+    x = x_uint8.float() / 255
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = _mean_std(x.device)
+    return (x - mean) / std
+
 
 MAX_BYTES = 20 * 1024 * 1024       # the upload limit of .streamlit/config.toml
 MAX_PIXELS = 40_000_000            # well below Pillow's 89M default: a 40-megapixel photo still fits
@@ -187,3 +207,31 @@ def preprocess(pixels: np.ndarray, resize: int = 256, crop: int = 224,
     t = v2.CenterCrop(crop)(v2.Resize(resize, antialias=True)(t))
     x = v2.Normalize(list(mean), list(std))(t.float() / 255).unsqueeze(0)  # (1, 3, crop, crop)
     return Preprocessed(t.permute(1, 2, 0).numpy(), x, resize, crop, tuple(mean), tuple(std))
+
+
+def prepare_drawing(pixels: np.ndarray, side: int) -> np.ndarray:
+    """An uploaded photo or scan of a drawing -> (side, side) floats 0..1, bright ink on black
+    like the training images: grey, inverted when the background is light (ink on paper), cropped
+    to the ink, padded to a square and resized with a margin."""
+    grey = np.asarray(pixels, np.float32)[..., :3].mean(-1) / 255                 # (H, W)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:
+        grey = 1 - grey
+    lo, hi = np.percentile(grey, 5), grey.max()
+    ink = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    ink[ink < 0.2] = 0
+    rows, cols = np.nonzero(ink)
+    if len(rows) == 0:
+        raise ValueError("No drawing found in the image: it is all one shade.")
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    pad = max(h, w)
+    square = np.zeros((pad, pad), np.float32)
+    square[(pad - h) // 2:(pad - h) // 2 + h, (pad - w) // 2:(pad - w) // 2 + w] = ink
+    inner = round(side * 0.75)                                                      # the glyphs keep a margin
+    t = F.interpolate(torch.from_numpy(square)[None, None], size=(inner, inner), mode="bilinear",
+                      antialias=True, align_corners=False)[0, 0]
+    out = np.zeros((side, side), np.float32)
+    o = (side - inner) // 2
+    out[o:o + inner, o:o + inner] = t.clamp(0, 1).numpy()
+    return out

@@ -106,7 +106,6 @@ class ArchSpec:
         options: option name -> OptionSpec.
         num_inputs: how many images one forward pass takes (2 for a Siamese network).
         torchvision_name: name of the torchvision builder whose ImageNet weights fit, if any.
-        notes: variant notes and slide slips (`Note`; a plain string is a variant note).
         train_mode_option: a bool option that, when on, makes the analysis run the forward pass
             in training mode (GoogLeNet's auxiliary classifiers only run while training).
         side_rule: (side length, resolved options) -> why that height or width cannot work (with
@@ -126,7 +125,6 @@ class ArchSpec:
     options: dict[str, OptionSpec] = field(default_factory=dict)
     num_inputs: int = 1
     torchvision_name: str | None = None
-    notes: tuple[Note | str, ...] = ()
     train_mode_option: str | None = None
     side_rule: Callable[[int, dict[str, Any]], str | None] | None = None
     short: str = ""
@@ -135,11 +133,6 @@ class ArchSpec:
     def label(self) -> str:
         """The name in pickers: `short` if set, else `title`."""
         return self.short or self.title
-
-    @property
-    def all_notes(self) -> tuple[Note, ...]:
-        """`notes` with plain strings wrapped as variant notes."""
-        return tuple(n if isinstance(n, Note) else Note(n) for n in self.notes)
 
     def resolve_options(self, raw: dict[str, Any] | None = None) -> dict[str, Any]:
         """Returns every option with its value: the defaults overridden by `raw`, parsed."""

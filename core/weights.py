@@ -19,6 +19,10 @@ from torchvision.models._api import WeightsEnum
 
 from core import registry
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+STARTER = ASSETS / "starter_resnet18.safetensors"        # written by `python -m core pretrain`
+STARTER_CARD = ASSETS / "starter_resnet18.json"
+
 
 def default_weights(name: str) -> WeightsEnum | None:
     """torchvision's DEFAULT ImageNet weights for a registry entry, or None when it has none."""
@@ -124,10 +128,22 @@ def build_with(name: str, kind: WeightsKind) -> tuple["torch.nn.Module", Weights
     if kind == "starter":
         if name != "resnet18":
             raise ValueError("the starter weights are a ResNet-18")
-        from core.train.pretrain import load_starter
-
         used = load_starter(model)
     return model, used
+
+
+def load_starter(model: "torch.nn.Module", path: Path = STARTER) -> WeightsUsed:
+    """Loads the starter encoder into a torchvision ResNet-18 (its FC layer stays as it is).
+
+    Raises FileNotFoundError when the file is missing.
+    """
+    from safetensors.torch import load_file
+
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("fc.") for k in missing):
+        raise ValueError(f"starter weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return WeightsUsed("starter", "starter", name=path.name)
 
 
 class WeightsError(ValueError):

@@ -16,8 +16,8 @@ from core import registry
 from core.diagram import MAX_NODES, render
 from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
-from core.explain import (DEFAULT_QUIZ_KINDS, QUIZ_KINDS, ShownNote, block_fields, check_answer, fields_of_view,
-                          is_quizzed, layer_card, next_quizzed, quiz_questions, shown_warnings, variant_notes)
+from core.explain import ShownNote, block_fields, fields_of_view, layer_card, shown_warnings, variant_notes
+from core.quiz import DEFAULT_QUIZ_KINDS, QUIZ_KINDS, check_answer, is_quizzed, next_quizzed, quiz_questions
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
 from core.spec import ArchSpec, OptionError
 from pages.common import cached_diagram, cached_summary, require_router

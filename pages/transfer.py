@@ -13,6 +13,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from core import registry
+from core.attribution import gradcam_views
+from core.features import gradcam_layer
 from core.formatting import plural
 from core.links import read_job_id
 from core.train.advice import SCENARIOS, TABLE, advise
@@ -22,7 +24,7 @@ from core.train.jobs import JobError, JobSpec
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from core.weights import imagenet_cached
-from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
+from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router, runner,
                           session_id, share_link_query, ticking)
 
 require_router()
@@ -367,7 +369,10 @@ if res is not None:
              caption=[f"{s['classes'][int(res.val_labels[i])]}→{s['classes'][s['val_pred'][i]]} "
                       f"({s['val_losses'][i]:.2f})" for i in top])
     if res.has_model and st.button("Grad-CAM on four validation images", key="tr_cam"):
-        views = res.gradcam(top[:4])
+        size = int(res.model_info["config"]["image_size"])
+        views = gradcam_views(res.trained_model(), res.val_images[top[:4]], res.val_labels[top[:4]].tolist(),
+                              [s["val_pred"][i] for i in top[:4]], s["classes"],
+                              gradcam_layer(cached_summary(res.model_info["arch"], (3, size, size), ())), size)
         st.image([v.image for v in views], width=128,
                  caption=[f"true {v.true}, predicted {v.predicted} (Grad-CAM at {v.stage})" for v in views])
     cols = st.columns(len(DOWNLOADS))

@@ -17,8 +17,8 @@ from torchvision.models import get_model_weights
 
 from core import registry
 from core.analysis import summarize
-from core.explain import (DEFAULT_QUIZ_KINDS, check_answer, field_of_view, fields_of_view, is_quizzed,
-                          layer_card, next_quizzed, quiz_questions, shown_warnings, variant_notes)
+from core.explain import field_of_view, fields_of_view, layer_card, shown_warnings, variant_notes
+from core.quiz import DEFAULT_QUIZ_KINDS, check_answer, is_quizzed, next_quizzed, quiz_questions
 from tests.conftest import ROOT
 
 LECTURE = next((p for p in (ROOT / "shared", ROOT.parent / "shared") if p.exists()),
@@ -374,8 +374,11 @@ def test_the_flagged_slips_are_on_the_slides(phrase):
 
 
 def test_no_entry_claims_to_match_without_a_computed_note():
+    from core.notes import NOTES, notes_of
+
     for name in registry.names():
-        assert registry.get(name).all_notes, name
+        assert notes_of(name), name
+    assert set(NOTES) <= set(registry.names())       # no notes for a name the registry lacks
 
 
 # --- the audit: every equation printed is true --------------------------------------------------

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from core.train.events import ACTIVE_STATES, Note, Step
-from core.train.jobs import JobError, JobSpec, LocalRunner, make_runner, run_job, wait
+from core.train.jobs import JobError, JobSpec, make_runner, run_job, wait
+from core.train.local_runner import LocalRunner
 from jobfakes import HANDLERS
 
 
@@ -52,7 +53,7 @@ def test_finished_jobs_release_their_pipes(runner):
 
 
 def test_run_job_maps_outcomes_without_a_process(tmp_path):
-    from core.train.jobs import JobContext
+    from core.train.context import JobContext
 
     seen = []
     ctx = JobContext(seen.append, lambda: False, tmp_path, "cpu")
@@ -84,7 +85,7 @@ def test_workers_end_with_the_server(tmp_path):
     script = tmp_path / "server.py"
     script.write_text(
         "import sys, time\n"
-        "from core.train.jobs import JobSpec, LocalRunner\n"
+        "from core.train.jobs import JobSpec\nfrom core.train.local_runner import LocalRunner\n"
         "from jobfakes import HANDLERS\n"
         "if __name__ == '__main__':\n"
         f"    r = LocalRunner(root={str(tmp_path)!r}, handlers=HANDLERS)\n"

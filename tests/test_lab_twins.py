@@ -15,6 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.lab import depth as dp
+from core.lab import new_employee as ne
+from core.lab import oneshot
 from core.lab import siamese as sm
 from core.lab.common import run_headless
 from core.lab.glyphs import glyphs
@@ -56,7 +58,7 @@ def _trial_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 def test_trials_follow_lakes_protocol():
     x, y, hands = _trial_data()
-    t = sm.make_trials(y, hands, 6, 300, seed=1)
+    t = oneshot.make_trials(y, hands, 6, 300, seed=1)
     assert t.support.shape == (300, 6) and t.ways == 6
     for s, q, a in zip(t.support.tolist(), t.query.tolist(), t.answer.tolist()):
         classes = y[s].tolist()
@@ -69,16 +71,16 @@ def test_trials_follow_lakes_protocol():
 def test_constant_scores_score_chance_and_the_answer_is_not_always_first():
     x, y, hands = _trial_data()
     for n in (2, 5, 10):
-        t = sm.make_trials(y, hands, n, 2000, seed=n)
-        acc = sm.accuracy(torch.zeros(2000, n), t)             # argmax of ties picks position 0
+        t = oneshot.make_trials(y, hands, n, 2000, seed=n)
+        acc = oneshot.accuracy(torch.zeros(2000, n), t)             # argmax of ties picks position 0
         sd = math.sqrt((1 / n) * (1 - 1 / n) / 2000)
         assert abs(acc - 1 / n) < 4 * sd, (n, acc)
 
 
 def test_pixel_baseline_matches_a_brute_force_loop():
     x, y, hands = _trial_data(seed=5)
-    t = sm.make_trials(y, hands, 5, 200, seed=2)
-    fast = sm.trial_scores(x, t, sm.pixel_score)
+    t = oneshot.make_trials(y, hands, 5, 200, seed=2)
+    fast = oneshot.trial_scores(x, t, oneshot.pixel_score)
     xs = x.numpy().astype(np.float64)
     right = 0
     for k in range(200):
@@ -86,7 +88,7 @@ def test_pixel_baseline_matches_a_brute_force_loop():
         dist = [math.sqrt(float(((xs[int(s)] - q) ** 2).sum())) for s in t.support[k]]
         assert np.allclose(-fast[k].numpy(), dist, rtol=1e-4)
         right += int(np.argmin(dist) == int(t.answer[k]))
-    assert sm.accuracy(fast, t) == pytest.approx(right / 200)
+    assert oneshot.accuracy(fast, t) == pytest.approx(right / 200)
 
 
 def test_pair_sampler_gives_another_image_of_the_class_and_an_image_of_another():
@@ -134,7 +136,7 @@ def test_classify_finds_each_reference_in_itself():
     torch.manual_seed(0)
     net = sm.Siamese(16, "contrastive").eval()
     refs = (glyphs(5, 2).images[::2, 0].float() / 255).numpy()
-    s = sm.classify(net, refs, refs)
+    s = ne.classify(net, refs, refs)
     assert s.shape == (5, 5)
     assert np.allclose(np.diag(s), 0, atol=1e-5) and (s[~np.eye(5, dtype=bool)] < -1e-3).all()
 
@@ -142,13 +144,13 @@ def test_classify_finds_each_reference_in_itself():
 def test_prepare_drawing_inverts_crops_and_centres_ink_on_paper():
     im = Image.new("RGB", (300, 160), "white")
     ImageDraw.Draw(im).line([(40, 30), (90, 130)], fill=(20, 20, 20), width=9)   # dark ink off-centre
-    out = sm.prepare_drawing(np.asarray(im))
+    out = ne.prepare(np.asarray(im))
     assert out.shape == (28, 28) and out.dtype == np.float32
     assert out.max() == pytest.approx(1.0, abs=0.05) and out[0].max() == 0 and out[:, 0].max() == 0
     rows, cols = np.nonzero(out > 0.5)
     assert abs(rows.mean() - 13.5) < 2 and abs(cols.mean() - 13.5) < 2       # the ink is centred
     with pytest.raises(ValueError, match="No drawing"):
-        sm.prepare_drawing(np.full((50, 50, 3), 255, np.uint8))
+        ne.prepare(np.full((50, 50, 3), 255, np.uint8))
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -191,7 +193,7 @@ def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(small_s
     a = res.arrays
     x = a["test_images"].astype(np.float64) / 255
     for n in (5, 20):
-        t = sm.make_trials(torch.from_numpy(a["test_labels"]), torch.from_numpy(a["test_hands"]), n,
+        t = oneshot.make_trials(torch.from_numpy(a["test_labels"]), torch.from_numpy(a["test_hands"]), n,
                            SMALL_SIAMESE["trials"], seed=0 + 2)   # the run's final trials: seed + 2
         assert np.array_equal(t.support[:sm.SHOW_TRIALS].numpy(), a[f"support_{n}"])
         right = sum(int(np.argmin([((x[s] - x[q]) ** 2).sum() for s in sup]) == ans)
@@ -201,7 +203,7 @@ def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(small_s
 
 def test_a_new_employee_needs_one_example(small_siamese):
     _, res, _ = small_siamese
-    gal = sm.new_employee(res, [0, 1, 2], 5)
+    gal = ne.new_employee(res, [0, 1, 2], 5)
     labels, hands = res.arrays["test_labels"], res.arrays["test_hands"]
     per_class = int((labels == labels[0]).sum())
     assert gal.references.shape == (4, 28, 28) and len(gal.queries) == 4 * (per_class - 1)
@@ -213,7 +215,7 @@ def test_a_new_employee_needs_one_example(small_siamese):
     assert np.allclose(gal.references[3], res.arrays["test_images"][newcomer] / 255)
     assert np.nanmean(gal.recall()) > 1 / 4                    # better than guessing among four
     drawn = gal.references[0]
-    uploaded = sm.new_employee(res, [0, 1], drawn)             # an image as the newcomer
+    uploaded = ne.new_employee(res, [0, 1], drawn)             # an image as the newcomer
     assert uploaded.references.shape == (3, 28, 28) and set(uploaded.truth.tolist()) == {0, 1}
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from core.train.events import Note, Step
-from core.train.jobs import JobError, JobSpec, LocalRunner, wait
+from core.train.jobs import JobError, JobSpec, wait
+from core.train.local_runner import LocalRunner
 from core.train.store import JobStore
 from jobfakes import HANDLERS
 

@@ -17,7 +17,8 @@ from core.train import data as D
 from core.train.advice import advise
 from core.train.events import Cancelled, Diverged, RunInfo, Step
 from core.train.loop import set_train_mode
-from core.train.transfer import TrainConfig, build_transfer_model, fit, lr_find, param_groups
+from core.train.lr_finder import lr_find
+from core.train.transfer import TrainConfig, build_transfer_model, fit, param_groups
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +225,8 @@ def test_zip_limits(monkeypatch):
 def test_starter_weights_ship_and_load():
     import json
 
-    from core.train.pretrain import STARTER, STARTER_CARD, fractals
+    from core.train.pretrain import fractals
+    from core.weights import STARTER, STARTER_CARD
 
     assert STARTER.is_file() and STARTER.stat().st_size <= 25 * 1024 * 1024
     card = json.loads(STARTER_CARD.read_text())

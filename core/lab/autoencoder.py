@@ -27,7 +27,7 @@ from core.lab.common import LabResults, check_range, save_arrays
 from core.models.encdec import conv_autoencoder
 from core.train.data import digits, stratified_split
 from core.train.events import Done, Phase, RunInfo, Snapshot
-from core.train.jobs import JobContext
+from core.train.context import JobContext
 from core.train.loop import LoopConfig, Stepper, restart_batchnorm, run_loop
 from core.weights import WeightsUsed
 

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from core.train.events import Event
-from core.train.jobs import JobContext, JobSpec
+from core.train.context import JobContext
+from core.train.jobs import JobSpec
 
 TASKS = {"autoencoder": "core.lab.autoencoder", "unet": "core.lab.unet", "siamese": "core.lab.siamese",
          "depth": "core.lab.depth"}

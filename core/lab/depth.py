@@ -37,7 +37,7 @@ from torch import nn
 from core.lab.common import check_range, save_arrays
 from core.train.data import digits, shapes, stratified_split
 from core.train.events import Done, Phase, RunInfo
-from core.train.jobs import JobContext
+from core.train.context import JobContext
 from core.train.loop import LoopConfig, Stepper, random_shift, run_loop
 from core.weights import WeightsUsed
 

@@ -22,6 +22,9 @@ prediction is the most similar support image. Every method answers the same tria
   the training classes, trained with the same recipe; cosine similarity of its encoder outputs);
 - the Siamese network before training (the same initial weights), and chance, 1/N.
 
+The trials and their scoring live in `core.lab.oneshot`; what a trained network does with a new
+class (the new-employee demo) in `core.lab.new_employee`.
+
 Data: generated glyphs (core.lab.glyphs; many characters in several handwritings, the held-out
 characters are the unseen classes), or scikit-learn's digits (train on the first digits, test
 one-shot on the last ones).
@@ -39,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.lab.common import LabResults, check_range, save_arrays
+from core.lab.common import check_range, save_arrays
 from core.lab.glyphs import SIDE, glyphs
+from core.lab.oneshot import Scorer, accuracy, cosine_score, make_trials, pixel_score, trial_scores
 from core.train.data import digits, stratified_split
 from core.train.events import Done, Phase, RunInfo, Snapshot
-from core.train.jobs import JobContext
+from core.train.context import JobContext
 from core.train.loop import LoopConfig, Stepper, run_loop
 from core.weights import WeightsUsed
 
@@ -143,74 +147,6 @@ def split_classes(cfg: Config) -> tuple[list[int], list[int]]:
     """(training classes, unseen classes): the last `unseen` classes are held out."""
     n = cfg.n_classes()
     return list(range(n - cfg.unseen)), list(range(n - cfg.unseen, n))
-
-
-# --- trials --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Trials:
-    """N-way one-shot trials, as indices into one image set: the support set (T, N), one image
-    of each of N classes; the query (T,); and the position of the query's class in the support (T,)."""
-
-    support: torch.Tensor
-    query: torch.Tensor
-    answer: torch.Tensor
-
-    @property
-    def ways(self) -> int:
-        return self.support.shape[1]
-
-
-def make_trials(labels: torch.Tensor, hands: torch.Tensor, ways: int, count: int, seed: int) -> Trials:
-    """`count` N-way trials over the classes present in `labels`. Lake's protocol where hands are
-    known: the support images come from one hand, the query from another; the query's class sits
-    at a random position of the support set."""
-    g = torch.Generator().manual_seed(seed)
-    classes = labels.unique()
-    if ways > len(classes):
-        raise ValueError(f"{ways}-way trials need {ways} classes; there are {len(classes)}")
-    by_class = {int(c): torch.nonzero(labels == c).flatten() for c in classes}
-    hand_ids = hands.unique()
-    support, query, answer = [], [], []
-    for _ in range(count):
-        chosen = classes[torch.randperm(len(classes), generator=g)[:ways]]
-        pick = int(torch.randint(ways, (1,), generator=g))
-        hand = hand_ids[int(torch.randint(len(hand_ids), (1,), generator=g))]
-        row = []
-        for c in chosen.tolist():
-            members = by_class[c]
-            same_hand = members[hands[members] == hand]
-            pool = same_hand if len(same_hand) else members
-            row.append(int(pool[int(torch.randint(len(pool), (1,), generator=g))]))
-        members = by_class[int(chosen[pick])]
-        others = members[(hands[members] != hands[row[pick]]) & (members != row[pick])]
-        pool = others if len(others) else members[members != row[pick]]
-        query.append(int(pool[int(torch.randint(len(pool), (1,), generator=g))]))
-        support.append(row)
-        answer.append(pick)
-    return Trials(torch.tensor(support), torch.tensor(query), torch.tensor(answer))
-
-
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (T, D) queries, (T, N, D) support -> (T, N)
-
-
-def trial_scores(feats: torch.Tensor, trials: Trials, score: Scorer) -> torch.Tensor:
-    """(T, N) similarity of each trial's query to each support image, higher = more similar."""
-    return score(feats[trials.query], feats[trials.support])
-
-
-def accuracy(scores: torch.Tensor, trials: Trials) -> float:
-    """The fraction of trials whose most similar support image is the query's class."""
-    return float((scores.argmax(1).cpu() == trials.answer).float().mean())
-
-
-def pixel_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Minus the Euclidean distance between flattened images."""
-    return -(q.flatten(1)[:, None] - s.flatten(2)).norm(dim=-1)
-
-
-def cosine_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    return F.cosine_similarity(q[:, None], s, dim=-1)
 
 
 # --- the network -----------------------------------------------------------------------------------
@@ -465,96 +401,3 @@ def summary(final: dict) -> str:
     parts = [f"{n}-way {a:.0%} (pixels {final['baselines']['pixels'][n]:.0%}, classifier features "
              f"{final['baselines']['classifier'][n]:.0%}, chance {1 / int(n):.0%})" for n, a in final["one_shot"].items()]
     return f"one-shot on {final['unseen_classes']} unseen classes: " + "; ".join(parts)
-
-
-# --- after training: a new class from one example ---------------------------------------------------
-
-def load_model(res: LabResults) -> Siamese:
-    from safetensors.torch import load_file
-
-    net = Siamese(int(res.config["embedding"]), str(res.config["loss"]))
-    net.load_state_dict(load_file(str(res.model_file())))
-    return net.eval()
-
-
-@torch.no_grad()
-def classify(net: Siamese, references: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Similarity of each query to each reference, no retraining: references (K, S, S) and
-    queries (Q, S, S) as floats 0..1 -> (Q, K), higher = more similar (for "binary", p(same))."""
-    r = net.embed(torch.from_numpy(np.asarray(references, np.float32)).unsqueeze(1))   # (K, D)
-    q = net.embed(torch.from_numpy(np.asarray(queries, np.float32)).unsqueeze(1))      # (Q, D)
-    s = net.similarity(q[:, None].expand(-1, len(r), -1), r[None].expand(len(q), -1, -1))
-    return (torch.sigmoid(s) if net.head is not None else s).numpy()
-
-
-def prepare_drawing(pixels: np.ndarray, side: int = SIDE) -> np.ndarray:
-    """An uploaded photo or scan of a drawing -> (side, side) floats 0..1, bright ink on black
-    like the training images: grey, inverted when the background is light (ink on paper), cropped
-    to the ink, padded to a square and resized with a margin."""
-    grey = np.asarray(pixels, np.float32)[..., :3].mean(-1) / 255                 # (H, W)
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if np.median(border) > 0.5:
-        grey = 1 - grey
-    lo, hi = np.percentile(grey, 5), grey.max()
-    ink = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
-    ink[ink < 0.2] = 0
-    rows, cols = np.nonzero(ink)
-    if len(rows) == 0:
-        raise ValueError("No drawing found in the image: it is all one shade.")
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    h, w = ink.shape
-    pad = max(h, w)
-    square = np.zeros((pad, pad), np.float32)
-    square[(pad - h) // 2:(pad - h) // 2 + h, (pad - w) // 2:(pad - w) // 2 + w] = ink
-    inner = round(side * 0.75)                                                      # the glyphs keep a margin
-    t = F.interpolate(torch.from_numpy(square)[None, None], size=(inner, inner), mode="bilinear",
-                      antialias=True, align_corners=False)[0, 0]
-    out = np.zeros((side, side), np.float32)
-    o = (side - inner) // 2
-    out[o:o + inner, o:o + inner] = t.clamp(0, 1).numpy()
-    return out
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """References (one image per class) and queries compared with them, no retraining."""
-
-    references: np.ndarray      # (K, S, S) floats 0..1
-    queries: np.ndarray         # (Q, S, S) floats 0..1
-    truth: np.ndarray           # (Q,) the reference each query belongs to
-    scores: np.ndarray          # (Q, K) similarities, higher = more similar
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.scores.argmax(1)
-
-    def recall(self) -> np.ndarray:
-        """(K,) the fraction of each reference's queries that went to it."""
-        return np.array([float((self.predicted[self.truth == k] == k).mean()) if (self.truth == k).any() else np.nan
-                         for k in range(len(self.references))])
-
-
-def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, hand: int = 0) -> Gallery:
-    """The lecture's new employee: the references are one drawing of each `staff` class (unseen
-    classes, numbered 0.. in the results' test images) by `hand`, plus the newcomer: another
-    unseen class, or an image (S, S) of a class the network has never seen at all. The queries
-    are every other drawing of those classes; the newcomer's reference is its only example."""
-    a = res.arrays
-    images, labels, hands = a["test_images"].astype(np.float32) / 255, a["test_labels"], a["test_hands"]
-    classes = np.unique(labels)
-    members = [np.flatnonzero(labels == classes[c]) for c in staff]
-    if isinstance(newcomer, (int, np.integer)):
-        members.append(np.flatnonzero(labels == classes[int(newcomer)]))
-    refs, queries, truth = [], [], []
-    for k, m in enumerate(members):
-        mine = m[hands[m] == hand]
-        ref = int(mine[0]) if len(mine) else int(m[0])
-        refs.append(images[ref])
-        rest = m[m != ref]
-        queries.append(images[rest])
-        truth += [k] * len(rest)
-    if not isinstance(newcomer, (int, np.integer)):
-        refs.append(np.asarray(newcomer, np.float32))
-    net = load_model(res)
-    q = np.concatenate(queries) if queries else np.zeros((0, SIDE, SIDE), np.float32)
-    return Gallery(np.stack(refs), q, np.array(truth), classify(net, np.stack(refs), q))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from core.lab.common import check_range, save_arrays
 from core.models.encdec import UNet
 from core.train.events import Done, Phase, RunInfo, Snapshot
-from core.train.jobs import JobContext
+from core.train.context import JobContext
 from core.train.loop import LoopConfig, Stepper, restart_batchnorm, run_loop
 from core.weights import WeightsUsed
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from core.train.events import Cancelled, Phase
-from core.train.jobs import JobContext, JobSpec
+from core.train.context import JobContext
+from core.train.jobs import JobSpec
 
 TARGETS: dict[str, str] = {
     "latency": "core.measure:model_latency",         # Model Zoo: inference time of torchvision models

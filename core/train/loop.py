@@ -11,7 +11,6 @@ the batch size when CUDA runs out of memory.
 
 from __future__ import annotations
 
-import functools
 import gc
 import math
 import time
@@ -22,28 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.images import IMAGENET_MEAN, IMAGENET_STD
+from core.images import normalise
 from core.train.events import Cancelled, Diverged, Epoch, Event, JobFailed, Note, Step
 
 Emit = Callable[[Event], None]
 T = TypeVar("T")
-
-
-@functools.lru_cache(maxsize=8)
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet's mean and std as (1, 3, 1, 1) tensors on `device`, made once: building them on a
-    GPU every step would copy from the host and wait for the GPU each time."""
-    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
-
-
-def normalise(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, 3, H, W) uint8 -> float, resized to size x size, ImageNet-normalised."""
-    x = x_uint8.float() / 255
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean, std = _mean_std(x.device)
-    return (x - mean) / std
 
 
 def random_shift(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -23,18 +23,16 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import resnet18
 
+from core.images import normalise
 from core.train.data import ImageSet, stratified_split
 from core.train.events import Epoch, Event
-from core.train.loop import LoopConfig, Stepper, normalise, predict, run_loop
-from core.weights import WeightsUsed
+from core.train.loop import LoopConfig, Stepper, predict, run_loop
+from core.weights import STARTER, STARTER_CARD
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-STARTER = ASSETS / "starter_resnet18.safetensors"
-STARTER_CARD = ASSETS / "starter_resnet18.json"
 
 
 @dataclass(frozen=True)
@@ -146,15 +144,3 @@ def save_starter(model: nn.Module, cfg: PretrainConfig, metrics: dict, path: Pat
                                         "(IFS fractal) images; no natural images were used",
                                 "recipe": asdict(cfg), "metrics": metrics,
                                 "reproduce": "python -m core pretrain", "dtype": "float16"}, indent=1))
-
-
-def load_starter(model: nn.Module, path: Path = STARTER) -> WeightsUsed:
-    """Loads the starter encoder into a torchvision ResNet-18 (its FC layer stays as it is).
-
-    Raises FileNotFoundError when the file is missing.
-    """
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("fc.") for k in missing):
-        raise ValueError(f"starter weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return WeightsUsed("starter", "starter", name=path.name)

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from core.train.events import ACTIVE_STATES, Event, JobState
-from core.train.jobs import (CRASHED, HANDLERS, QUICK_CANCEL_S, RESULT_LOADERS, JobContext, JobError, JobSpec,
-                             JobStatus, JobTable, RunnerLimits, _resolve, check_submit, folder_bytes, queue_position,
-                             run_job, to_prune)
+from core.train.context import JobContext
+from core.train.jobs import (CRASHED, HANDLERS, QUICK_CANCEL_S, RESULT_LOADERS, JobError, JobSpec, JobStatus, JobTable,
+                             RunnerLimits, check_submit, folder_bytes, queue_position, resolve, run_job, to_prune)
 from core.train.store import JobStore, StoredJob, results_dir
 
 NAMESPACE = "convnetlab"
@@ -445,7 +445,7 @@ class RayRunner:
         state, kind, folder = self._call("finished", job_id)
         if state != "done" or kind not in RESULT_LOADERS:
             return None
-        return _resolve(RESULT_LOADERS[kind])(folder)
+        return resolve(RESULT_LOADERS[kind])(folder)
 
     def shutdown(self) -> None:
         """Nothing to stop: the board and its jobs belong to the cluster (see `stop_board`)."""

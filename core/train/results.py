@@ -12,14 +12,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.images import IMAGENET_MEAN, IMAGENET_STD
 from core.train.data import ImageSet
-from core.train.transfer import RunResult
+from core.train.transfer import RunResult, TrainConfig, build_transfer_model
 from core.weights import WeightsUsed
 
 DOWNLOADS = {"model.safetensors": "Model (safetensors)", "head.safetensors": "Head (safetensors)",
@@ -30,7 +28,7 @@ def save_results(res: RunResult, data: ImageSet, out: Path) -> None:
     """A fine-tuned model is saved whole. Scenarios 1 and 2 leave the encoder as it started (frozen
     weights, BatchNorm statistics kept by `set_train_mode`), so they save only the head, about 0.1%
     of a ResNet-18's 45 MB, with the encoder's digest: reading it back rebuilds the encoder from the
-    same weights and checks it is still the same (core.train.transfer.load_trained)."""
+    same weights and checks it is still the same (`load_trained`)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = res.config.to_dict()
     digest = None
@@ -64,6 +62,27 @@ def save_results(res: RunResult, data: ImageSet, out: Path) -> None:
                out / "val.pt")
 
 
+def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor], head_only: bool = False) -> torch.nn.Module:
+    """A finished run's model rebuilt from its card (`model.json`) and its weights, in eval mode.
+
+    With `head_only` (scenarios 1 and 2 save only the head), the encoder is rebuilt from the weights
+    the run really started from, with the run's seed, and must match the digest on the card:
+    ImageNet weights deleted from the cache or changed since cannot pass for the run's encoder.
+    """
+    used = model_info["weights"]["kind"] if head_only else "random"
+    cfg = TrainConfig(**{**model_info["config"], "weights": used})
+    tm = build_transfer_model(cfg, len(model_info["classes"]))
+    if head_only:
+        if tm.weights.kind != used:
+            raise ValueError(f"this run's encoder started from {used} weights, which are not on this machine now")
+        _, encoder = split_head(tm.model.state_dict(), cfg.arch)
+        if state_digest(encoder) != model_info.get("encoder_sha256"):
+            raise ValueError("the encoder rebuilt here differs from the one this run trained on")
+        state = {**encoder, **state}
+    tm.model.load_state_dict(state)
+    return tm.model.eval()
+
+
 def split_head(state: dict[str, torch.Tensor], arch: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """A transfer model's state split into its new head (under the registry's classifier path) and
     the encoder."""
@@ -81,16 +100,6 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
         h.update(k.encode())
         h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class GradCamView:
-    """One validation image with the Grad-CAM map of its predicted class laid over it."""
-
-    image: np.ndarray      # (side, side, 3) uint8
-    true: str
-    predicted: str
-    stage: str             # the module whose feature map Grad-CAM used
 
 
 @dataclass
@@ -129,32 +138,9 @@ class Results:
         its encoder rebuilt from the weights it started from with the saved head on top."""
         from safetensors.torch import load_file
 
-        from core.train.transfer import load_trained
-
         if (self.folder / "model.safetensors").is_file():
             return load_trained(self.model_info, load_file(str(self.folder / "model.safetensors")))
         return load_trained(self.model_info, load_file(str(self.folder / "head.safetensors")), head_only=True)
-
-    def gradcam(self, indices: list[int], side: int = 128) -> list[GradCamView]:
-        """Grad-CAM of the predicted class on some validation images, at the stage holding the last
-        spatial map (the rule `core.features.gradcam_layer` applies everywhere)."""
-        from core.analysis import summarize
-        from core.attribution import attribute, overlay
-        from core.features import gradcam_layer
-        from core.train.loop import normalise
-
-        size = int(self.model_info["config"]["image_size"])
-        stage = gradcam_layer(summarize(self.model_info["arch"], (3, size, size)))
-        model, names, pred = self.trained_model(), self.summary["classes"], self.summary["val_pred"]
-        out = []
-        for i in indices:
-            img = self.val_images[i:i + 1]                                             # (1, 3, S, S) uint8
-            heat = attribute(model, normalise(img, size), int(pred[i]), "Grad-CAM", stage).heat
-            big = F.interpolate(img.float(), size=(side, side))[0].permute(1, 2, 0).to(torch.uint8)
-            heat = F.interpolate(heat[None, None], size=(side, side), mode="bilinear")[0, 0]
-            out.append(GradCamView(overlay(big, heat).numpy(), names[int(self.val_labels[i])], names[int(pred[i])],
-                                   stage))
-        return out
 
     def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
         """(true, predicted, count) of the largest off-diagonal cells."""

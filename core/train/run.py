@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.train import transfer
+from core.train import lr_finder, transfer
 from core.train.data import ImageSet, load_dataset
 from core.train.events import Note, Phase
-from core.train.jobs import JobContext, JobSpec
+from core.train.context import JobContext
+from core.train.jobs import JobSpec
 from core.train.loop import retry_on_oom
 from core.train.results import save_results
 
@@ -67,6 +68,6 @@ def report_gpu_memory(ctx: JobContext) -> None:
 
 def lr_find(spec: JobSpec, ctx: JobContext) -> str:
     """The LR finder's sweep (its LRFound event holds the curve and the suggestion)."""
-    found = transfer.lr_find(spec.config, _data(spec, ctx), ctx.device, on_event=ctx.emit,
-                             should_stop=ctx.should_stop)
+    found = lr_finder.lr_find(spec.config, _data(spec, ctx), ctx.device, on_event=ctx.emit,
+                              should_stop=ctx.should_stop)
     return f"finished: {len(found.lrs)} learning rates tried, suggested {found.suggestion:.1e}"

@@ -21,15 +21,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator, Literal, get_args
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core import registry
+from core.images import normalise
 from core.train.data import BUILTIN_SETS, TORCHVISION_SETS, ImageSet, limit_per_class, stratified_split
-from core.train.events import Cancelled, Done, Epoch, Event, LRFound, LRPoint, Note, Phase, RunInfo, Step
-from core.train.loop import (LoopConfig, Stepper, learning_problem, normalise, predict, random_shift, run_loop,
+from core.train.events import Cancelled, Done, Epoch, Event, Note, Phase, RunInfo, Step
+from core.train.loop import (LoopConfig, Stepper, learning_problem, predict, random_shift, run_loop,
                              set_train_mode)
 from core.weights import WeightsKind, WeightsUsed, build_with
 
@@ -178,29 +178,6 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         for n in names[:names.index(cfg.unfreeze_from)]:
             model.get_submodule(n).requires_grad_(False)
     return TransferModel(model, spec.classifier, used)
-
-
-def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor], head_only: bool = False) -> nn.Module:
-    """A finished run's model rebuilt from its card (`model.json`) and its weights, in eval mode.
-
-    With `head_only` (scenarios 1 and 2 save only the head), the encoder is rebuilt from the weights
-    the run really started from, with the run's seed, and must match the digest on the card:
-    ImageNet weights deleted from the cache or changed since cannot pass for the run's encoder.
-    """
-    from core.train.results import split_head, state_digest
-
-    used = model_info["weights"]["kind"] if head_only else "random"
-    cfg = TrainConfig(**{**model_info["config"], "weights": used})
-    tm = build_transfer_model(cfg, len(model_info["classes"]))
-    if head_only:
-        if tm.weights.kind != used:
-            raise ValueError(f"this run's encoder started from {used} weights, which are not on this machine now")
-        _, encoder = split_head(tm.model.state_dict(), cfg.arch)
-        if state_digest(encoder) != model_info.get("encoder_sha256"):
-            raise ValueError("the encoder rebuilt here differs from the one this run trained on")
-        state = {**encoder, **state}
-    tm.model.load_state_dict(state)
-    return tm.model.eval()
 
 
 def check_input(cfg: TrainConfig) -> None:
@@ -429,61 +406,3 @@ def _classic_classifier(tm: TransferModel, sp: Split, cfg: TrainConfig, emit: Em
                metrics={"acc": float((full.argmax(1) == y).float().mean())}, images_per_s=None,
                elapsed=time.perf_counter() - t0))
     return full.to(sp.y_val.device)
-
-
-# --- learning-rate finder -----------------------------------------------------------------------------
-
-def lr_find(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu", start: float = 1e-6,
-            end: float = 1.0, steps: int = 60, on_event: Emit = lambda e: None,
-            should_stop: Callable[[], bool] = lambda: False) -> LRFound:
-    """Exponential LR sweep (Smith 2015, fast.ai's lr_find): one step per LR, smoothed loss.
-
-    Stops early when the loss explodes (above 4x its minimum or not finite); see `suggest_lr`.
-    """
-    dev = torch.device(device)
-    sp = make_split(data, cfg, dev)
-    on_event(Phase("building the model"))
-    tm = build_transfer_model(cfg, len(data.classes))
-    model = tm.model.to(dev)
-    set_train_mode(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=start, weight_decay=cfg.weight_decay)
-    gamma = (end / start) ** (1 / max(1, steps - 1))
-    g = torch.Generator().manual_seed(cfg.seed)
-    lrs: list[float] = []
-    losses: list[float] = []
-    avg, best = 0.0, math.inf
-    for i in range(steps):
-        if should_stop():
-            raise Cancelled("cancelled by the user")
-        lr = start * gamma ** i
-        for group in opt.param_groups:
-            group["lr"] = lr
-        idx = torch.randint(0, len(sp.y_train), (min(cfg.batch_size, len(sp.y_train)),), generator=g).to(dev)
-        loss = F.cross_entropy(model(normalise(sp.x_train[idx], cfg.image_size)), sp.y_train[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lv = float(loss.detach())
-        if not math.isfinite(lv):
-            break
-        avg = 0.9 * avg + 0.1 * lv if i else lv
-        smooth = avg / (1 - 0.9 ** (i + 1)) if i else lv
-        lrs.append(lr)
-        losses.append(smooth)
-        on_event(LRPoint(step=i + 1, total_steps=steps, lr=lr, loss=smooth))
-        best = min(best, smooth)
-        if smooth > 4 * best and i > 5:
-            break
-    found = LRFound(lrs=tuple(lrs), losses=tuple(losses), suggestion=suggest_lr(lrs, losses))
-    on_event(found)
-    return found
-
-
-def suggest_lr(lrs: list[float], losses: list[float]) -> float:
-    """A tenth of the LR at the lowest smoothed loss: fast.ai's rule of thumb, robust to the noisy
-    start of the sweep, within the range swept. Always a finite, positive number."""
-    if not lrs:
-        return 1e-3
-    s = float(lrs[int(np.argmin(losses))]) / 10
-    return min(max(s, lrs[0]), lrs[-1]) if math.isfinite(s) and s > 0 else 1e-3

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.images import ImageError, load_image
+from core.lab import new_employee as ne
 from core.lab import siamese as sm
 from core.lab.common import LabResults
 from core.lab.glyphs import glyphs
@@ -131,7 +132,7 @@ def _upload(label: str, key: str, camera: bool = False) -> np.ndarray | None:
     if f is None:
         return None
     try:
-        return sm.prepare_drawing(load_image(f.getvalue()).pixels)
+        return ne.prepare(load_image(f.getvalue()).pixels)
     except (ImageError, ValueError) as e:
         st.error(f"{f.name}: {e}")
         return None
@@ -189,14 +190,14 @@ def results(res: LabResults) -> None:
         choices = list(range(staff_n, len(classes)))
         new = st.selectbox("Newcomer class", choices, key="sia_new_pick",
                            format_func=lambda c: f"unseen class {c + 1}")
-        gal = sm.new_employee(res, staff, int(new))
+        gal = ne.new_employee(res, staff, int(new))
     else:
         st.caption("Dark ink on light paper or light on dark both work: the image is turned grey, cropped to the ink "
                    "and scaled to 28x28.")
         ref = _upload("One example of the new class", "sia_new_up", camera=how == "camera")
         if ref is None:
             return
-        gal = sm.new_employee(res, staff, ref)
+        gal = ne.new_employee(res, staff, ref)
     names = [f"staff {k + 1}" for k in range(staff_n)] + ["newcomer"]
     st.image([np.clip(r, 0, 1) for r in gal.references], width=56, caption=names)
     recall = gal.recall()
@@ -211,8 +212,8 @@ def results(res: LabResults) -> None:
     if how != "pick":
         q = _upload("A query to classify", "sia_new_q")
         if q is not None:
-            net = sm.load_model(res)
-            scores = sm.classify(net, gal.references, q[None])[0]
+            net = ne.load_model(res)
+            scores = ne.classify(net, gal.references, q[None])[0]
             st.image([q], width=56, caption=["query"])
             fig = go.Figure(go.Bar(x=names, y=scores))
             fig.update_layout(height=260, margin=dict(t=30, b=10), title="Similarity of the query to each reference",

@@ -1,0 +1,82 @@
+"""The lecture's "new employee", after a Siamese run has trained: a new class from one example,
+no retraining. A drawing (a query) goes to the reference it is most similar to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.images import prepare_drawing
+from core.lab.common import LabResults
+from core.lab.glyphs import SIDE
+from core.lab.siamese import Siamese
+
+
+def prepare(pixels: np.ndarray) -> np.ndarray:
+    """An uploaded photo or scan of a drawing at the glyphs' size (`core.images.prepare_drawing`)."""
+    return prepare_drawing(pixels, SIDE)
+
+
+def load_model(res: LabResults) -> Siamese:
+    from safetensors.torch import load_file
+
+    net = Siamese(int(res.config["embedding"]), str(res.config["loss"]))
+    net.load_state_dict(load_file(str(res.model_file())))
+    return net.eval()
+
+
+@torch.no_grad()
+def classify(net: Siamese, references: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Similarity of each query to each reference, no retraining: references (K, S, S) and
+    queries (Q, S, S) as floats 0..1 -> (Q, K), higher = more similar (for "binary", p(same))."""
+    r = net.embed(torch.from_numpy(np.asarray(references, np.float32)).unsqueeze(1))   # (K, D)
+    q = net.embed(torch.from_numpy(np.asarray(queries, np.float32)).unsqueeze(1))      # (Q, D)
+    s = net.similarity(q[:, None].expand(-1, len(r), -1), r[None].expand(len(q), -1, -1))
+    return (torch.sigmoid(s) if net.head is not None else s).numpy()
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """References (one image per class) and queries compared with them, no retraining."""
+
+    references: np.ndarray      # (K, S, S) floats 0..1
+    queries: np.ndarray         # (Q, S, S) floats 0..1
+    truth: np.ndarray           # (Q,) the reference each query belongs to
+    scores: np.ndarray          # (Q, K) similarities, higher = more similar
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.scores.argmax(1)
+
+    def recall(self) -> np.ndarray:
+        """(K,) the fraction of each reference's queries that went to it."""
+        return np.array([float((self.predicted[self.truth == k] == k).mean()) if (self.truth == k).any() else np.nan
+                         for k in range(len(self.references))])
+
+
+def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, hand: int = 0) -> Gallery:
+    """The lecture's new employee: the references are one drawing of each `staff` class (unseen
+    classes, numbered 0.. in the results' test images) by `hand`, plus the newcomer: another
+    unseen class, or an image (S, S) of a class the network has never seen at all. The queries
+    are every other drawing of those classes; the newcomer's reference is its only example."""
+    a = res.arrays
+    images, labels, hands = a["test_images"].astype(np.float32) / 255, a["test_labels"], a["test_hands"]
+    classes = np.unique(labels)
+    members = [np.flatnonzero(labels == classes[c]) for c in staff]
+    if isinstance(newcomer, (int, np.integer)):
+        members.append(np.flatnonzero(labels == classes[int(newcomer)]))
+    refs, queries, truth = [], [], []
+    for k, m in enumerate(members):
+        mine = m[hands[m] == hand]
+        ref = int(mine[0]) if len(mine) else int(m[0])
+        refs.append(images[ref])
+        rest = m[m != ref]
+        queries.append(images[rest])
+        truth += [k] * len(rest)
+    if not isinstance(newcomer, (int, np.integer)):
+        refs.append(np.asarray(newcomer, np.float32))
+    net = load_model(res)
+    q = np.concatenate(queries) if queries else np.zeros((0, SIDE, SIDE), np.float32)
+    return Gallery(np.stack(refs), q, np.array(truth), classify(net, np.stack(refs), q))

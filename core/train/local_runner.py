@@ -1,0 +1,340 @@
+"""The local process backend of the job runner: a spawned process per job, so a crash or a hang
+cannot take the dashboard down. At most `max_concurrent` jobs run at once, the rest wait in a
+queue, one owner (a browser session) may have one active job, and events flow back through a
+multiprocessing queue and are kept in memory (and in the durable store), so a reloaded page finds
+its job and replays its curves. One spare worker waits with the handlers (and torch) already
+imported, so a job's first progress shows within a second instead of after the imports; a worker
+ends when the server does.
+
+Like `core.train.jobs`, this module imports neither torch nor the handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import types
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from core.train.context import JobContext
+from core.train.events import ACTIVE_STATES, Event, JobState
+from core.train.jobs import (CRASHED, HANDLERS, KEEP_DAYS, KEEP_FINISHED, QUICK_CANCEL_S, RESULT_LOADERS, JobSpec,
+                             JobStatus, JobTable, RunnerLimits, check_submit, folder_bytes, queue_position, resolve,
+                             run_job, to_prune)
+from core.train.store import JobStore, StoredJob
+
+
+def _exit_with(parent: int) -> None:
+    """Ends this worker when the process that started it is gone (even after a kill -9 of the
+    server, which would otherwise leave it training as an orphan)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _worker(handlers: Mapping[str, str], q: Any, cancel: Any, jobs: Any, device: str, threads: int,
+            parent: int) -> None:
+    """Runs in the child process: imports every handler's module, waits for one job on `jobs`,
+    runs it with its events into the queue, then puts ("end", state, message)."""
+    # Before anything imports torch, which reads these once for its thread pools.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(max(1, threads))
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    for module in sorted({target.partition(":")[0] for target in handlers.values()}):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the job that needs it reports the error
+            pass
+    try:
+        spec, out_dir = jobs.recv()
+    except EOFError:  # the runner shut down before giving this worker a job
+        return
+    state, message = run_job(spec, JobContext(q.put, cancel.is_set, Path(out_dir), device), handlers)
+    q.put(("end", state, message))
+
+
+_MAIN_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """A spawned process first re-runs the parent's `__main__` script by its path. Under `streamlit
+    run`, `__main__` is whichever page script ran last: every worker ran a whole page in bare mode
+    (data loaded, warnings logged) before its job. While a worker starts, `__main__` is a module
+    without a path (one whose import name spawn can use, like `pytest`, is left alone)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) or not getattr(main, "__file__", None):
+        yield
+        return
+    with _MAIN_SWAP:
+        sys.modules["__main__"] = placeholder = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is placeholder:   # unless a page run put its own there meanwhile
+                sys.modules["__main__"] = main
+
+
+def _end_process(process: Any) -> None:
+    """Joins a worker process (killing it if it does not end within a second) and frees it."""
+    process.join(timeout=1)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=1)
+    process.close()
+
+
+@dataclass
+class _Worker:
+    """A started worker process, waiting for its job on `jobs` (the sending end of a pipe)."""
+
+    process: Any
+    queue: Any
+    cancel: Any
+    jobs: Any
+
+
+def _send(conn: Any, message: Any) -> None:
+    try:
+        conn.send(message)  # blocks until the worker reads it once its imports are done
+    except (OSError, EOFError):  # the worker died first; the runner reports the crash
+        pass
+    finally:
+        conn.close()
+
+
+@dataclass
+class _Job:
+    id: str
+    owner: str
+    spec: JobSpec | None            # dropped once the job has started (it may hold a zip's bytes)
+    kind: str
+    config: Any
+    out_dir: Path
+    state: JobState = "queued"
+    message: str = ""
+    events: list[Event] = field(default_factory=list)
+    submitted: float = field(default_factory=time.time)
+    process: Any = None
+    cancel: Any = None
+    queue: Any = None
+    cancel_at: float = 0.0
+    saved: int = 0                  # events already in the store
+    bytes: int | None = None        # size of the result folder once finished
+    loaded: bool = True             # False for a stored job whose events are read on first use
+
+
+class LocalRunner(JobTable):
+    """Worker processes on this machine. Thread-safe; one instance serves every session of a server."""
+
+    CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is terminated
+    KEEP_FINISHED = KEEP_FINISHED   # see to_prune (class attributes: the tests lower them)
+    KEEP_DAYS = KEEP_DAYS
+
+    def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
+                 handlers: Mapping[str, str] = HANDLERS, spare: bool = True, store: JobStore | None = None) -> None:
+        self._limits = RunnerLimits(max_concurrent, device)
+        self._handlers = dict(handlers)
+        self._keep_spare = spare
+        self._spare: _Worker | None = None
+        self.root = Path(root or tempfile.mkdtemp(prefix="convnetlab-jobs-"))
+        self._jobs: dict[str, _Job] = {}
+        self._store = store
+        if store is not None:
+            self._load(store)
+        self._lock = threading.Lock()
+        self._ctx = mp.get_context("spawn")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+        self._thread.start()
+
+    # --- the interface --------------------------------------------------------------------------
+    def limits(self) -> RunnerLimits:
+        return self._limits
+
+    def submit(self, owner: str, spec: JobSpec) -> str:
+        """Queues a job; refuses a second active job for the same owner and unknown kinds."""
+        with self._lock:
+            check_submit(self._jobs.values(), owner, spec.kind, self._handlers)
+            jid = uuid.uuid4().hex[:12]
+            out = self.root / jid
+            out.mkdir(parents=True)
+            j = self._jobs[jid] = _Job(jid, owner, spec, spec.kind, spec.config, out)
+            if self._store is not None:
+                self._store.add(StoredJob(jid, owner, j.kind, j.config, j.state, j.message, j.submitted, str(out)))
+        return jid
+
+    def _ask_to_stop(self, j: _Job) -> bool:
+        if j.cancel is None:
+            return False
+        j.cancel.set()
+        return True
+
+    def results(self, job_id: str) -> Any | None:
+        """A finished job's results (`core.train.results.Results` for "train", `core.lab.common.LabResults`
+        for "lab"); None while it runs or when it left none (failed, LR finder)."""
+        with self._lock:
+            j = self._get(job_id)
+            if j.state != "done" or j.kind not in RESULT_LOADERS:
+                return None
+            folder, kind = j.out_dir, j.kind
+        return resolve(RESULT_LOADERS[kind])(folder)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with self._lock:
+            for j in self._jobs.values():
+                if j.process is not None and j.process.is_alive():
+                    j.process.terminate()
+                if j.process is not None:
+                    self._release(j)
+            if self._spare is not None:
+                self._spare.process.terminate()
+                self._close(self._spare)
+                self._spare = None
+
+    # --- inside -------------------------------------------------------------------------------------
+    def _set(self, j: _Job, state: JobState, message: str) -> None:
+        """A job's new state, in memory and in the store."""
+        j.state, j.message = state, message
+        if self._store is not None:
+            self._store.set_state(j.id, state, message)
+
+    def _load(self, store: JobStore) -> None:
+        self._restore(store, lambda sj: _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state,
+                                             sj.message, submitted=sj.submitted, loaded=False))
+
+    def _status(self, j: _Job) -> JobStatus:
+        return JobStatus(j.id, j.kind, j.state, j.message, queue_position(self._jobs.values(), j), j.config,
+                         j.submitted)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._drain_and_reap()
+                running = sum(j.state == "running" for j in self._jobs.values())
+                for j in sorted(self._jobs.values(), key=lambda x: x.submitted):
+                    if running >= self._limits.max_concurrent:
+                        break
+                    if j.state == "queued":
+                        try:
+                            self._start(j)
+                            running += 1
+                        except OSError as e:  # e.g. out of processes or file descriptors
+                            self._set(j, "failed", f"could not start a worker process: {e}")
+                if self._keep_spare and not self._stop.is_set():
+                    self._refresh_spare()
+                self._forget_old()
+            time.sleep(0.05)
+
+    def _spawn(self) -> _Worker:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # $CONVNETLAB_JOB_THREADS: a hosted server sets fewer than its cores, so that its pages stay
+        # quick while a run trains (the run takes longer).
+        threads = max(1, cores // self._limits.max_concurrent)
+        if os.environ.get("CONVNETLAB_JOB_THREADS", "").isdigit():
+            threads = max(1, int(os.environ["CONVNETLAB_JOB_THREADS"]))
+        q, cancel = self._ctx.Queue(), self._ctx.Event()
+        receive, send = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(target=_worker, daemon=True, args=(
+            self._handlers, q, cancel, receive, self._limits.device, threads, os.getpid()))
+        with _without_main_script():
+            process.start()
+        receive.close()
+        return _Worker(process, q, cancel, send)
+
+    def _refresh_spare(self) -> None:
+        """Keeps one live worker waiting (a spare that died is replaced)."""
+        if self._spare is not None and not self._spare.process.is_alive():
+            self._close(self._spare)
+            self._spare = None
+        if self._spare is None:
+            try:
+                self._spare = self._spawn()
+            except OSError:  # no spare then; jobs start cold
+                self._spare = None
+
+    def _start(self, j: _Job) -> None:
+        self._refresh_spare()                          # a live worker, a new one if the spare died
+        w, self._spare = self._spare or self._spawn(), None
+        # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
+        threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
+        j.process, j.queue, j.cancel = w.process, w.queue, w.cancel
+        self._set(j, "running", "")
+        j.spec = None
+
+    @staticmethod
+    def _close(w: _Worker) -> None:
+        """Ends an unused spare and closes its pipes."""
+        _end_process(w.process)
+        w.queue.close()
+        w.jobs.close()
+
+    def _forget_old(self) -> None:
+        """Deletes the finished jobs `to_prune` names, events and result folders."""
+        done = [j for j in self._jobs.values() if j.state not in ACTIVE_STATES]
+        for j in done:
+            if j.bytes is None:                  # measured once, when a finished job is first seen
+                j.bytes = folder_bytes(j.out_dir)
+        for jid in to_prune([(j.id, j.submitted, j.bytes) for j in done], self.KEEP_FINISHED, self.KEEP_DAYS):
+            shutil.rmtree(self._jobs[jid].out_dir, ignore_errors=True)
+            del self._jobs[jid]
+            if self._store is not None:
+                self._store.delete(jid)
+
+    @staticmethod
+    def _release(j: _Job) -> None:
+        """Joins the finished worker and closes its pipes (each holds file descriptors)."""
+        if j.process is not None:
+            _end_process(j.process)
+        if j.queue is not None:
+            j.queue.close()
+        j.process = j.queue = j.cancel = None
+
+    def _drain(self, j: _Job) -> None:
+        try:
+            self._drain_queue(j)
+        finally:
+            if self._store is not None and len(j.events) > j.saved:
+                self._store.add_events(j.id, j.saved, j.events[j.saved:])
+                j.saved = len(j.events)
+
+    def _drain_queue(self, j: _Job) -> None:
+        while True:
+            try:
+                item = j.queue.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            if isinstance(item, tuple) and item[0] == "end":
+                self._set(j, item[1], item[2])
+            else:
+                j.events.append(item)
+
+    def _drain_and_reap(self) -> None:
+        for j in self._jobs.values():
+            if j.state != "running":
+                continue
+            grace = QUICK_CANCEL_S.get(j.kind, self.CANCEL_GRACE_S)
+            if j.cancel_at and time.time() - j.cancel_at > grace and j.process.is_alive():
+                j.process.terminate()  # it did not reach a cancellation point in time
+                self._set(j, "cancelled", "cancelled (the worker was stopped)")
+            self._drain(j)
+            if j.state == "running" and not j.process.is_alive():
+                time.sleep(0.05)  # the queue may still hold the last events of a process that just ended
+                self._drain(j)
+                if j.state == "running":
+                    self._set(j, "failed", f"{CRASHED} (exit code {j.process.exitcode})")
+            if j.state != "running":
+                self._release(j)
