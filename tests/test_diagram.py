@@ -3,6 +3,8 @@ the current layer's node marked and every module node linked."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core import registry
@@ -21,10 +23,20 @@ def test_top_level_diagram_has_one_node_per_top_level_module():
     assert "(1, 64, 56, 56)" in d.dot                                           # shapes on the nodes
 
 
+def _edges(dot: str) -> list[tuple[str, str]]:
+    return re.findall(r"^\s*(\w+) -> (\w+)", dot, re.M)
+
+
 def test_branches_and_skips_are_drawn():
     inception = _draw("inception_module", 2)
-    assert "cat" in inception.dot                       # the four branches meet in a concatenation
-    assert sum(p.startswith("branch") for _, p in inception.modules) >= 4
+    node = dict((p, n) for n, p in inception.modules)
+    # the four branches meet in one node: the last node of each branch has an edge into the concatenation
+    ends = {node["branch1x1.relu"], node["branch3x3.relu"], node["branch5x5.relu"], node["branch_pool"]}
+    into_cat = {a for a, b in _edges(inception.dot) if b == node["concat"]}
+    assert into_cat == ends
+    # and every branch starts from the input: four edges leave the input node
+    first = {node["branch1x1.conv"], node["branch3x3.conv"], node["branch5x5.conv"], node["branch_pool"]}
+    assert {b for a, b in _edges(inception.dot) if a == "0"} == first
     resnet = _draw("resnet18", 3)
     assert resnet.dot.count("add") >= 8                 # eight basic blocks, one residual addition each
     assert node_of(resnet, "layer1.0.conv2") == dict((p, n) for n, p in resnet.modules)["layer1.0.conv2"]
@@ -55,15 +67,28 @@ def test_every_architecture_draws_at_every_depth_the_page_offers(arch):
 
 
 def test_each_node_links_to_the_first_layer_inside_it():
+    import torch
+
     from core.analysis import summarize
     from core.diagram import first_layers
 
     layers = summarize("resnet18", (3, 224, 224)).layers
-    assert [r.index for r in layers] == list(range(len(layers)))
     d = _draw("resnet18", 2)
     first = first_layers(d, [r.module for r in layers])
     assert set(first) == {p for _, p in d.modules}
+    # Independently: the order in which a real forward pass calls the leaf modules (hooks), and
+    # for each node the first leaf called inside it.
+    model = registry.get("resnet18").builder().eval()
+    calls: list[str] = []
+    hooks = [m.register_forward_pre_hook(lambda m, a, name=name: calls.append(name))
+             for name, m in model.named_modules() if name and not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 64))
+    finally:
+        for h in hooks:
+            h.remove()
     for path, i in first.items():
-        inside = [r.index for r in layers if r.module == path or r.module.startswith(path + ".")]
-        assert i == min(inside)
+        called_first = next(c for c in calls if c == path or c.startswith(path + "."))
+        assert layers[i].module == called_first, path
     assert layers[first["layer2.0"]].module == "layer2.0.conv1"

@@ -134,19 +134,31 @@ def _real_job(runner: LocalRunner) -> None:
     cfg = TrainConfig(dataset="shapes", shapes_classes=3, shapes_per_class=12, weights="random", scenario="1",
                       epochs=2, batch_size=8)
     jid = runner.submit("gina", JobSpec("train", cfg))
-    assert runner.results(jid) is None or runner.status(jid).state == "done"
+    assert runner.status(jid).state in ACTIVE_STATES and runner.results(jid) is None   # nothing yet
     st = wait(runner, jid, 180)
     assert st.state == "done", st.message
     ev = runner.events(jid)
     assert [e.phase for e in ev if isinstance(e, Phase)][:2] == ["loading data", "building the model"]
     info = next(e for e in ev if isinstance(e, RunInfo))
-    assert (info.n_train, info.n_val) == (30, 6)  # round(20% of 12) = 2 per class held out and info.weights.kind == "random"
+    assert (info.n_train, info.n_val) == (30, 6)  # round(20% of 12) = 2 per class held out
+    assert info.weights.kind == "random"
     assert [e.epoch for e in ev if isinstance(e, Epoch)] == [1, 2]
     done = next(e for e in ev if isinstance(e, Done))
     res = runner.results(jid)
     assert res is not None and res.summary["val_acc"] == pytest.approx(done.metrics["acc"])
     assert st.message == f"validation accuracy {done.metrics['acc']:.1%}"
     assert len(res.val_images) == len(res.summary["val_pred"]) == 6
+    # the reported accuracy is the saved model's on the saved validation images, recomputed here
+    import torch
+    import torch.nn.functional as F
+
+    x = F.interpolate(res.val_images.float() / 255, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                      align_corners=False, antialias=True)
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        pred = res.trained_model()(x).argmax(1)
+    assert pred.tolist() == res.summary["val_pred"]
+    assert done.metrics["acc"] == pytest.approx(float((pred == res.val_labels).float().mean()))
     assert res.file_bytes("head.safetensors")[:8] and b"val_acc" in res.file_bytes("metrics.csv")  # scenario 1
     assert ACTIVE_STATES.isdisjoint({st.state})
 

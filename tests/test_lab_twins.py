@@ -290,19 +290,37 @@ def test_degradation_needs_a_clear_difference():
 
 
 def test_a_tiny_depth_run_measures_both_errors_for_every_network(tmp_path):
+    from safetensors.torch import load_file
+
+    from core.train.data import stratified_split
+
     events: list = []
-    final, res = run_headless(dp.Config(**TINY_DEPTH), tmp_path, on_event=events.append)
+    cfg = dp.Config(**TINY_DEPTH)
+    final, res = run_headless(cfg, tmp_path, on_event=events.append)
     names = ["plain8", "resnet8", "plain14", "resnet14"]
     assert [str(n) for n in res.arrays["names"]] == names and res.arrays["errors"].shape == (4, 1, 2)
     epochs = [e for e in events if isinstance(e, Epoch)]
     assert [e.series for e in epochs] == names
+    # Independently: the saved networks, standardised inputs computed here from the training split
+    # alone, our own eval-mode loop over the training subset and the validation images.
+    x, y, classes = dp.load_data(cfg)
+    tr, va = stratified_split(y, 0.2, cfg.seed)
+    sub, val = torch.from_numpy(res.arrays["train_subset"]), torch.from_numpy(res.arrays["val_idx"])
+    assert torch.equal(val.sort().values, va.sort().values) and set(sub.tolist()) <= set(tr.tolist())
+    mean = x[tr].mean((0, 2, 3), keepdim=True)
+    std = x[tr].std((0, 2, 3), keepdim=True)
+    xs = (x - mean) / std
+    state = load_file(str(tmp_path / "models.safetensors"))
     for e, row in zip(epochs, res.arrays["errors"]):
-        assert set(e.metrics) == {"train_error", "val_error"}
-        assert final[e.series]["train_error"] == pytest.approx(e.metrics["train_error"]) == pytest.approx(row[0, 0])
-        assert final[e.series]["val_error"] == pytest.approx(row[0, 1])
-        # error rates on 128 training and 32 validation images: whole numbers of images
-        assert (final[e.series]["train_error"] * final["train_subset"]) == pytest.approx(
-            round(final[e.series]["train_error"] * final["train_subset"]), abs=1e-3)
+        depth = int(e.series.removeprefix("plain").removeprefix("resnet"))
+        net = dp.CifarNet(depth, cfg.width, e.series.startswith("resnet"), classes).eval()
+        net.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(e.series + ".")})
+        with torch.no_grad():
+            wrong_tr = sum(int(net(xs[i:i + 1]).argmax() != y[i]) for i in sub.tolist())
+            wrong_va = sum(int(net(xs[i:i + 1]).argmax() != y[i]) for i in val.tolist())
+        assert final[e.series]["train_error"] == pytest.approx(wrong_tr / len(sub)) == pytest.approx(row[0, 0])
+        assert final[e.series]["val_error"] == pytest.approx(wrong_va / len(val)) == pytest.approx(row[0, 1])
+        assert e.metrics["train_error"] == pytest.approx(row[0, 0])
     assert final["plain8"]["params"] == final["resnet8"]["params"] == dp.param_formula(8, 4, 8)
 
 

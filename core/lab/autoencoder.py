@@ -8,7 +8,8 @@ of the network stays the slide's (BatchNorm's running statistics are per epoch: 
 moves to the decoder's start), so a 2-number code can be drawn as it is. The denoising variant
 adds Gaussian noise to the input and keeps the clean image as the target.
 
-Data: scikit-learn's 1,797 handwritten digits (8x8, upsampled to 28x28), offline.
+Data: scikit-learn's 1,797 handwritten digits, offline. They are 8x8 pixels, upsampled to 28x28, so
+they are blurrier than MNIST's: the page says so.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ SIDE = 28
 class Config:
     """One autoencoder run. Units in the comments."""
 
-    bottleneck: int = 16        # numbers in the code (49 = the lecture's model)
+    bottleneck: int = 49        # numbers in the code (49: the lecture's model exactly)
     noise: float = 0.0          # std of the Gaussian noise on the input (pixel values 0..1); 0 = plain
     epochs: int = 6             # passes over the 1,438 training digits
     batch_size: int = 64        # images per step

@@ -183,14 +183,19 @@ class Config:
 
 
 def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Images as floats (N, 3, S, S), standardised per channel, labels, and the number of classes."""
+    """Images as floats 0..1 (N, 3, S, S), labels, and the number of classes."""
     if cfg.data == "digits":
         d = digits(cfg.size)
     else:
         d = shapes(8, cfg.per_class, cfg.seed, cfg.size)
-    x = d.images.float() / 255                          # (N, 3, S, S)
-    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
-    return (x - mean) / std.clamp_min(1e-6), d.labels, len(d.classes)
+    return d.images.float() / 255, d.labels, len(d.classes)
+
+
+def standardise(x: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+    """`x` standardised per channel with the mean and std of the images `fit` (the training split
+    only: the validation images must not inform the preprocessing)."""
+    mean, std = fit.mean((0, 2, 3), keepdim=True), fit.std((0, 2, 3), keepdim=True)
+    return (x - mean) / std.clamp_min(1e-6)
 
 
 @torch.no_grad()
@@ -233,12 +238,14 @@ def train(cfg: Config, ctx: JobContext) -> dict:
     ctx.emit(Phase("loading data"))
     x, y, classes = load_data(cfg)
     tr, va = stratified_split(y, 0.2, cfg.seed)
+    x = standardise(x, x[tr])
     g = torch.Generator().manual_seed(cfg.seed)
     sub = tr[torch.randperm(len(tr), generator=g)[:TRAIN_SUBSET]]   # the fixed training subset
     x_tr, y_tr = x[tr].to(dev), y[tr].to(dev)
     x_sub, y_sub, x_va, y_va = x[sub].to(dev), y[sub].to(dev), x[va].to(dev), y[va].to(dev)
     final: dict = {}
     curves: dict[str, list[list[float]]] = {}
+    weights: dict[str, torch.Tensor] = {}               # every trained network, "<name>.<key>"
     for depth in parse_depths(cfg.depths):
         for kind in KINDS:
             name = series_name(kind, depth)
@@ -271,11 +278,15 @@ def train(cfg: Config, ctx: JobContext) -> dict:
             final[name] = {"train_error": last.metrics["train_error"], "val_error": last.metrics["val_error"],
                            "params": sum(p.numel() for p in model.parameters()), "seconds": round(seconds, 2)}
             curves[name] = rows
+            weights.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
             ctx.emit(Done(metrics={"train_error": last.metrics["train_error"], "val_error": last.metrics["val_error"]},
                           seconds=seconds, series=name))
     names = list(curves)
+    from safetensors.torch import save_file
+
+    save_file(weights, str(ctx.out_dir / "models.safetensors"))   # as they were at the last evaluation
     save_arrays(ctx.out_dir, errors=np.array([curves[n] for n in names], dtype=np.float32),  # (models, epochs, 2)
-                names=np.array(names))
+                names=np.array(names), train_subset=sub.numpy(), val_idx=va.numpy())
     final["train_subset"] = len(sub)
     final["degradation"] = degradation(final, len(sub))
     final["seconds"] = round(time.perf_counter() - t0, 2)

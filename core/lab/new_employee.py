@@ -34,7 +34,7 @@ def classify(net: Siamese, references: np.ndarray, queries: np.ndarray) -> np.nd
     r = net.embed(torch.from_numpy(np.asarray(references, np.float32)).unsqueeze(1))   # (K, D)
     q = net.embed(torch.from_numpy(np.asarray(queries, np.float32)).unsqueeze(1))      # (Q, D)
     s = net.similarity(q[:, None].expand(-1, len(r), -1), r[None].expand(len(q), -1, -1))
-    return (torch.sigmoid(s) if net.head is not None else s).numpy()
+    return net.readable(s).numpy()
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,11 @@ class Siamese(nn.Module):
             return self.head((a - b).abs()).squeeze(-1)
         return -(a - b).norm(dim=-1)
 
+    def readable(self, s: torch.Tensor) -> torch.Tensor:
+        """A similarity as the page shows it: p(same) (the sigmoid of the logit) for "binary", minus
+        the distance for "contrastive". Monotone, so the most similar stays the most similar."""
+        return torch.sigmoid(s) if self.head is not None else s
+
     def loss_same(self, s: torch.Tensor) -> torch.Tensor:
         """Per pair of the same class, from its similarity: -log p(same), or the squared distance."""
         return F.softplus(-s) if self.head is not None else s ** 2
@@ -332,7 +337,7 @@ def train(cfg: Config, ctx: JobContext) -> dict:
         k = 0  # the first watched trial, every epoch
         ctx.emit(Snapshot(epoch[0], {"support": x_test[t.support[k], 0].cpu().numpy().astype(np.float16),
                                      "query": x_test[t.query[k], 0].cpu().numpy().astype(np.float16),
-                                     "scores": trial_scores(feats, t, net.score)[k].cpu().numpy(),
+                                     "scores": net.readable(trial_scores(feats, t, net.score)[k]).cpu().numpy(),
                                      "answer": np.array([int(t.answer[k])])}, series="siamese"))
         return val_loss, watch_accuracy(feats, net.score)
 
@@ -372,7 +377,7 @@ def train(cfg: Config, ctx: JobContext) -> dict:
     feats = embed_all(net.embed, net, x_test)
     clf_feats = embed_all(clf.encoder, clf, x_test)
     with torch.no_grad():
-        scores = {n: {"siamese": trial_scores(feats, t, net.score).cpu(),
+        scores = {n: {"siamese": net.readable(trial_scores(feats, t, net.score)).cpu(),
                       "pixels": trial_scores(x_test, t, pixel_score).cpu(),
                       "classifier": trial_scores(clf_feats, t, cosine_score).cpu()} for n, t in final_trials.items()}
     x_test_cpu = x_test.cpu()

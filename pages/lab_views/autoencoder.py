@@ -15,13 +15,15 @@ from core.train.events import Event, Snapshot
 from pages.lab_views.charts import curves
 
 INTRO = ("An autoencoder squeezes each digit through a bottleneck of a few numbers and rebuilds it from them: "
-         "the smaller the bottleneck, the more detail is lost. The network is the lecture's Keras model "
-         "(28x28x1 -> Dense(49) -> 28x28x1); the bottleneck width is yours to choose.")
+         "the smaller the bottleneck, the more detail is lost. At 49 numbers (the default) the network is exactly "
+         "the lecture's Keras model (28x28x1 -> Dense(49) -> 28x28x1); at any other width one layer differs: "
+         "the code is Dense(576 -> width) and the decoder starts with Dense(width -> 49). The digits are "
+         "scikit-learn's 8x8 scans scaled up to 28x28, so they look blurrier than MNIST's.")
 WIDTHS = [1, 2, 4, 8, 16, 32, 49, 64, 128]
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
-    width = d["bottleneck"] if d["bottleneck"] in WIDTHS else 16
+    width = d["bottleneck"] if d["bottleneck"] in WIDTHS else ae.LECTURE_CODE
     return {
         "bottleneck": st.select_slider("Bottleneck (numbers in the code)", WIDTHS, width, key="ae_bottleneck",
                                        help="49 is the lecture's Dense(49) reshaped to 7x7x1."),

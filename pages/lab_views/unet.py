@@ -14,8 +14,9 @@ from core.train.events import Event, Snapshot
 from pages.lab_views.charts import COLOURS, curves
 
 INTRO = ("The lecture: an autoencoder loses fine detail at its bottleneck; U-Net's skip connections hand the "
-         "decoder the encoder's full-resolution maps. Here both segment thin curves and small blobs. The two "
-         "networks are identical layer for layer; in the autoencoder the four concatenations receive zeros.")
+         "decoder the encoder's full-resolution maps. Here both segment blobs (coarse) and curves one pixel wide "
+         "(fine). The two networks are identical layer for layer; in the autoencoder the four concatenations "
+         "receive zeros, so everything it draws has passed the bottleneck.")
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +39,12 @@ def explain(cfg: un.Config | None) -> None:
         x, m, thin = un.thin_structures(4, cfg.size, cfg.seed)
         st.image([*(x[:, 0].numpy()), *(m[:, 0].numpy().astype(np.float32))], width=96,
                  caption=["image"] * 4 + ["mask"] * 4)
-        st.caption("Thin curves (1-2 pixels wide) and small blobs, brighter than a textured background, plus noise. "
-                   "The same seed gives the same images.")
+        st.caption("Curves one pixel wide and blobs (radius 4-8 pixels at 32x32), brighter than a textured "
+                   "background, plus noise. The same seed gives the same images.")
+    ch, h, w = un.bottleneck(cfg)
+    st.caption(f"The bottleneck at these settings: {h}x{w} pixels with {ch} channels ({ch * h * w:,} numbers for "
+               f"{cfg.size * cfg.size:,} pixels). A blob is still a few pixels of it; where a one-pixel curve runs is "
+               "not, unless a skip connection brings it.")
 
 
 def _rows(images: np.ndarray, truth: np.ndarray, preds: dict[str, np.ndarray], n: int) -> None:
@@ -75,12 +80,16 @@ def results(res: LabResults) -> None:
     u, a = f["unet"], f["autoencoder"]
     st.subheader("What the skips keep")
     c = st.columns(3)
-    c[0].metric("IoU, U-Net vs autoencoder", f"{u['iou']:.2f} vs {a['iou']:.2f}")
-    c[1].metric("Dice", f"{u['dice']:.2f} vs {a['dice']:.2f}")
+    c[0].metric("IoU, whole mask (U-Net vs AE)", f"{u['iou']:.2f} vs {a['iou']:.2f}")
+    c[1].metric("IoU on the blobs", f"{u['blob_iou']:.2f} vs {a['blob_iou']:.2f}")
     c[2].metric("IoU on the thin curves", f"{u['thin_iou']:.2f} vs {a['thin_iou']:.2f}")
+    ch, h, w = un.bottleneck(un.Config(**res.config))
+    st.caption(f"Both networks passed the same {h}x{w}x{ch} bottleneck; only U-Net also had its skips. The "
+               "autoencoder keeps the blobs and loses the curves: fine detail does not survive the bottleneck.")
     fig = go.Figure()
     for name, vals in (("autoencoder", a), ("unet", u)):
-        fig.add_bar(x=["IoU", "Dice", "IoU, thin curves"], y=[vals["iou"], vals["dice"], vals["thin_iou"]],
+        fig.add_bar(x=["IoU", "IoU, blobs", "IoU, thin curves", "Dice"],
+                    y=[vals["iou"], vals["blob_iou"], vals["thin_iou"], vals["dice"]],
                     name="U-Net" if name == "unet" else "autoencoder", marker_color=COLOURS[name])
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], title="score (1 = perfect)"),
                       margin=dict(t=30, b=10), title="Validation masks, threshold 0.5")
