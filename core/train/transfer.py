@@ -11,6 +11,10 @@ Scenarios (lecture: "Transfer learning"; their words and the 2x2 table live in `
 Without augmentation, scenarios 1 and 2 see the same frozen features every epoch, so the encoder
 runs once and the loop trains the head on the cached features. Frozen BatchNorm layers stay in
 eval mode (see `loop.set_train_mode`).
+
+`fit` takes the images in memory (`ImageSet`, put on the device once) or as JPEG files on disk
+(`JpegFiles`): then every training batch is read and decoded from its files, every epoch, and
+augmented on the device (`data.FileBatches`); the validation files are decoded once.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from torch import nn
 
 from core import registry
 from core.images import normalise
-from core.train.data import BUILTIN_SETS, TORCHVISION_SETS, ImageSet, limit_per_class, stratified_split
+from core.train.data import (BUILTIN_SETS, TORCHVISION_SETS, FileBatches, ImageSet, JpegFiles, crop_flip, decode_all,
+                             limit_per_class, resize_each, stratified_split)
 from core.train.events import Cancelled, Done, Epoch, Event, Note, Phase, RunInfo, Step
 from core.train.loop import (LoopConfig, Stepper, learning_problem, predict, random_shift, run_loop,
                              set_train_mode)
@@ -35,6 +40,8 @@ from core.weights import WeightsKind, WeightsUsed, build_with
 
 Scenario = Literal["1", "2", "3", "finetune"]
 Classifier = Literal["logreg", "knn"]
+Augmentation = Literal["shift", "crop_flip"]
+Precision = Literal["auto", "fp32", "bf16"]
 SCENARIO_KEYS: tuple[str, ...] = get_args(Scenario)
 WEIGHT_KINDS: tuple[str, ...] = ("imagenet", "starter", "random")   # what a run can start from
 ENCODERS = ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
@@ -63,7 +70,12 @@ class TrainConfig:
     shapes_classes: int = 6            # shapes dataset: classes
     shapes_per_class: int = 100        # shapes dataset: images per class
     classifier: Classifier = "logreg"  # scenario 3: logistic regression or k-nearest neighbours
-    augment: bool = False              # random shifts; off lets scenarios 1 and 2 cache the frozen features
+    augment: bool = False              # augmented batches; off lets scenarios 1 and 2 cache the frozen features
+    augmentation: Augmentation = "shift"  # with augment: "shift" (one random shift per batch, safe for
+                                       # digits) or "crop_flip" (per image: RandomResizedCrop, 8-100% of
+                                       # the area, aspect 3/4-4/3, then a horizontal flip half the time)
+    precision: Precision = "auto"      # forward pass: "auto" (bf16 autocast on CUDA, fp32 elsewhere),
+                                       # "fp32" or "bf16"
     weight_decay: float = 1e-4         # AdamW weight decay
     seed: int = 0                      # data split, initialisation, augmentation
     log_every: int = 1                 # steps between Step events (each costs a host sync on a GPU)
@@ -90,6 +102,10 @@ def config_problems(c: TrainConfig) -> list[str]:
         out.append(f"scenario must be one of {', '.join(SCENARIO_KEYS)}")
     if c.classifier not in get_args(Classifier):
         out.append("classifier must be logreg or knn")
+    if c.augmentation not in get_args(Augmentation):
+        out.append(f"augmentation must be one of {', '.join(get_args(Augmentation))}")
+    if c.precision not in get_args(Precision):
+        out.append(f"precision must be one of {', '.join(get_args(Precision))}")
     for name, lo, hi in (("epochs", 1, 1000), ("batch_size", 1, 4096), ("shapes_classes", 2, 8),
                          ("shapes_per_class", 2, 5000), ("log_every", 1, 10**6),
                          ("image_size", *IMAGE_SIZES), ("labels_per_class", 0, 10**6)):
@@ -211,16 +227,28 @@ def param_groups(tm: TransferModel, cfg: TrainConfig) -> list[dict[str, Any]]:
 class Split:
     """Train/validation tensors on the device, and the dataset indices of the validation images."""
 
-    x_train: torch.Tensor    # (N, 3, S, S) uint8
+    x_train: torch.Tensor    # (N, 3, S, S) uint8; empty when the training images are files
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
     val_idx: torch.Tensor
+    train_files: JpegFiles | None = None   # the training images as files, read every epoch
 
 
-def make_split(data: ImageSet, cfg: TrainConfig, device: torch.device) -> Split:
-    tr, va = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
-    tr = limit_per_class(tr, data.labels, cfg.labels_per_class, cfg.seed)
+def split_indices(labels: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (training, validation) dataset indices of a run: stratified by class, then at most
+    `labels_per_class` training images per class."""
+    tr, va = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    return limit_per_class(tr, labels, cfg.labels_per_class, cfg.seed), va
+
+
+def make_split(data: ImageSet | JpegFiles, cfg: TrainConfig, device: torch.device) -> Split:
+    tr, va = split_indices(data.labels, cfg)
+    if isinstance(data, JpegFiles):
+        val = decode_all(data.subset(va), cfg.image_size)
+        return Split(torch.empty(0, 3, cfg.image_size, cfg.image_size, dtype=torch.uint8, device=device),
+                     data.labels[tr].to(device), val.images.to(device), val.labels.to(device), va,
+                     train_files=data.subset(tr))
     return Split(data.images[tr].to(device), data.labels[tr].to(device), data.images[va].to(device),
                  data.labels[va].to(device), va)
 
@@ -284,23 +312,46 @@ def head_stepper(tm: TransferModel, sp: Split, cfg: TrainConfig, dev: torch.devi
                    n_train=len(sp.y_train), device=dev, counts_images=False)
 
 
+def uses_bf16(cfg: TrainConfig, dev: torch.device) -> bool:
+    """Whether the training forward pass runs under bf16 autocast."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+
+
 def model_stepper(tm: TransferModel, sp: Split, cfg: TrainConfig, dev: torch.device) -> Stepper:
-    """The whole model forward and backward on every step (fine-tuning, or any augmented run)."""
+    """The whole model forward and backward on every step (fine-tuning, or any augmented run),
+    on images in memory or read from files (`sp.train_files`)."""
     model = tm.model
-    amp = dev.type == "cuda"
+    bf16 = uses_bf16(cfg, dev)
     g_aug = torch.Generator().manual_seed(cfg.seed + 1)
 
+    def prepare(images: torch.Tensor, hw: torch.Tensor | None) -> torch.Tensor:
+        """uint8 images (B, 3, H, W) -> the augmented, normalised batch (B, 3, S, S)."""
+        if cfg.augment and cfg.augmentation == "crop_flip":
+            # crop_flip returns floats in 0..255, which normalise takes as the uint8 they stand for
+            x = normalise(crop_flip(images, cfg.image_size, g_aug, hw), cfg.image_size)
+        else:
+            x = normalise(images if hw is None else resize_each(images, hw, cfg.image_size), cfg.image_size)
+            if cfg.augment:
+                x = random_shift(x, g_aug)
+        return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+
+    files = (FileBatches(sp.train_files, dev, prepare, cfg.batch_size, seed=cfg.seed)
+             if sp.train_files is not None else None)
+
     def loss(idx: torch.Tensor) -> torch.Tensor:
-        x = normalise(sp.x_train[idx], cfg.image_size)   # (B, 3, S, S)
-        if cfg.augment:
-            x = random_shift(x, g_aug)
-        if amp:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            return F.cross_entropy(model(x).float(), sp.y_train[idx])
+        x, y = files(idx) if files is not None else (prepare(sp.x_train[idx], None), sp.y_train[idx])
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            return F.cross_entropy(model(x).float(), y)
+
+    def train_mode() -> None:
+        set_train_mode(model)
+        if files is not None:
+            files.new_epoch()
 
     return Stepper(loss=loss, evaluate=_accuracy_eval(lambda: predict(model, sp.x_val, cfg.image_size), sp.y_val),
-                   train_mode=lambda: set_train_mode(model), n_train=len(sp.y_train), device=dev)
+                   train_mode=train_mode, n_train=len(sp.y_train),
+                   # file batches are picked on the host: their indices name files
+                   device=dev if files is None else torch.device("cpu"))
 
 
 # --- a run ------------------------------------------------------------------------------------------------
@@ -329,10 +380,13 @@ def _confusion(y: torch.Tensor, p: torch.Tensor, n: int) -> list[list[int]]:
     return m.tolist()
 
 
-def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
+def fit(cfg: TrainConfig, data: ImageSet | JpegFiles, device: str | torch.device = "cpu",
         on_event: Emit = lambda e: None, should_stop: Callable[[], bool] = lambda: False) -> RunResult:
     """Trains one configuration on `data`: build the model, build its steps, run the loop."""
     dev = torch.device(device)
+    cached = cfg.scenario in ("1", "2") and not cfg.augment   # the head trains on features computed once
+    if isinstance(data, JpegFiles) and (cached or cfg.scenario == "3"):
+        data = decode_all(data, cfg.image_size)                # features are computed once: decode once
     t0 = time.perf_counter()
     epochs: list[Epoch] = []
 
@@ -355,7 +409,6 @@ def fit(cfg: TrainConfig, data: ImageSet, device: str | torch.device = "cpu",
     if cfg.scenario == "3":
         probs = _classic_classifier(tm, sp, cfg, emit, should_stop, t0)
     else:
-        cached = cfg.scenario in ("1", "2") and not cfg.augment
         stepper = head_stepper(tm, sp, cfg, dev, emit, should_stop) if cached else model_stepper(tm, sp, cfg, dev)
         opt = torch.optim.AdamW(param_groups(tm, cfg), weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
         first: list[float] = []
