@@ -251,8 +251,9 @@ def _lab_options(lp: argparse.ArgumentParser) -> None:
             if isinstance(f.default, bool):
                 tp.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             else:
-                tp.add_argument(flag, type=type(f.default), default=f.default,
-                                choices=getattr(cfg_cls, "CHOICES", {}).get(f.name))
+                knob = cfg_cls.KNOBS.get(f.name)
+                tp.add_argument(flag, type=type(f.default), default=f.default, help=knob.label if knob else None,
+                                choices=knob.choices if knob else None)
         tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
         tp.add_argument("--json", action="store_true", help="one JSON object per epoch, the final metrics last")
         _runner_option(tp)

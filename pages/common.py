@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
 from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
 from core.diagram import Diagram, diagram, first_layers
-from core.links import new_session_id, server_secret, share_token, valid_session_id, valid_share_token
+from core.links import (new_session_id, read_job_id, server_secret, share_token, valid_session_id,
+                        valid_share_token)
 from core.train.compute import ComputeConfig
 from core.train.events import ACTIVE_STATES
-from core.train.jobs import JobError, JobSpec, Runner, make_runner
+from core.train.jobs import JobError, JobSpec, JobStatus, Runner, make_runner
 from core.weights import WeightsStatus, weights_status
 
 
@@ -119,6 +122,41 @@ def share_link_query(job_id: str) -> str:
 def may_view(job_id: str | None) -> bool:
     """True when this page was opened with a valid read-only share token for `job_id`."""
     return valid_share_token(job_id, st.query_params.get("view"), _secret())
+
+
+def page_of(job: JobStatus) -> str:
+    """Where a run belongs: '/transfer' for the Studio's runs, '/lab?task=...' for the Lab's."""
+    if job.kind == "lab" and job.config is not None:
+        from core.lab.common import task_of
+
+        return f"/lab?task={task_of(job.config)}"
+    return {"train": "/transfer", "lr_find": "/transfer"}.get(job.kind, "/")
+
+
+def shown_job(mine: list[JobStatus], own: Callable[[JobStatus], bool],
+              chosen: str | None) -> tuple[JobStatus | None, bool]:
+    """The run a training page shows, and whether it is shown read-only: the run of a share link
+    (`job=` with a valid `view=`), else the session's `chosen` run or its newest run of this page.
+    `own` says which runs belong to this page; a link to another page's run (a Lab run opened in
+    the Studio) is not shown here, and a note says where it belongs."""
+    qp = st.query_params
+    linked = read_job_id(qp.get("job"))
+    ids = {j.id for j in mine}
+    ours = [j for j in mine if own(j)]
+    if linked is not None and (linked in ids or may_view(linked)):
+        try:
+            stt = runner().status(linked)
+        except JobError:
+            st.warning("The shared run is no longer on this server.")
+            stt = None
+        if stt is not None and not own(stt):
+            st.info(f"The run in this link ({stt.id}) is not a run of this page; it opens on {page_of(stt)} "
+                    "(with the same sid= and job=).")
+        elif stt is not None and linked not in ids:
+            st.info("A shared run, read-only: you can look at it, not cancel it.")
+            return stt, True
+    wanted = chosen or linked
+    return next((j for j in ours if j.id == wanted), ours[-1] if ours else None), False
 
 
 def job_events(job_id: str) -> list[Event]:

@@ -13,6 +13,7 @@ from core.design import (DEFAULT_STACK, LAYER_KINDS, analyze_stack, gap_vs_fc,
                          stack_vs_large)
 from core.erf import cross_section, fit_gaussian, theoretical_box
 from core.formatting import fmt_count, fmt_int, fmt_shape
+from core.notes import inception_358m_note
 from core.train.compute import ComputeConfig
 from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
 from pages.common import cached_summary, computing, device, follow_compute, require_router, start_compute
@@ -169,7 +170,7 @@ with tabs[2]:
         f"{a.layers[-1].output_shape[0]} (128 + 192 + 96 + 256: the pooling branch keeps all 256 channels); "
         f"with reductions {fmt_count(b.totals.macs)} MACs, output depth {b.layers[-1].output_shape[0]} "
         f"(128 + 192 + 96 + 64).")
-    st.warning(registry.inception_358m_note())  # both readings of the slide's 358M, computed
+    st.warning(inception_358m_note())  # both readings of the slide's 358M, computed
     st.info("A cheap 1x1 layer shrinks the depth before the expensive spatial filter sees it: most of the "
             "cost of a convolution is input depth × kernel area.")
 

@@ -48,9 +48,11 @@ def _init_from_url() -> None:
             except OptionError as e:
                 ss.setdefault("_url_errors", []).append(f"Ignored from the link: {e}")
     if "size" in qp:
+        # checked with the link's own options (the paper's U-Net takes 572 only with padding=valid)
+        linked = {k: ss[f"opt_{arch}_{k}"] for k in spec.options if f"opt_{arch}_{k}" in ss}
         try:
             size = parse_input_size(qp["size"])
-            check_input_size(spec, size)
+            check_input_size(spec, size, linked)
             ss[f"h_{arch}"], ss[f"w_{arch}"] = size[1], size[2]
         except AnalysisError as e:
             ss.setdefault("_url_errors", []).append(f"Ignored from the link: {e}")

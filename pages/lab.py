@@ -13,12 +13,11 @@ from typing import Any
 
 import streamlit as st
 
-from core.lab.common import TASKS, TITLES, options, task_module, task_of
+from core.lab.common import TASKS, TITLES, link_values, options, task_module, task_of
 from core.train.events import ACTIVE_STATES, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
-from core.links import read_job_id
-from pages.common import (device, job_events, job_outcome, may_view, progress_line, require_router, runner,
-                          session_id, share_link_query, ticking)
+from pages.common import (device, job_events, job_outcome, progress_line, require_router, runner, session_id,
+                          share_link_query, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -50,37 +49,15 @@ view, module = VIEWS[task], task_module(task)
 st.caption(view.INTRO + f" Training runs in a separate process on the {device().label}.")
 
 
-def _parse(field: dataclasses.Field, raw: str) -> Any:
-    return raw in ("1", "true", "True") if isinstance(field.default, bool) else type(field.default)(raw)
-
-
 def url_defaults() -> dict[str, Any]:
-    """A deep link's option values (`?task=unet&epochs=3`) when the task accepts them together;
-    otherwise each one the task accepts on its own, with a note for what was ignored; the Config's
-    defaults for the rest."""
-    fields = options(module.Config)
-    out = {f.name: f.default for f in fields}
-    linked: dict[str, Any] = {}
-    for f in fields:
-        raw = qp.get(f.name)
-        if raw is None:
-            continue
-        try:
-            linked[f.name] = _parse(f, raw)
-        except ValueError:
-            st.warning(f"Ignored from the link: {f.name}={raw[:40]} (not a number).")
-    try:
-        module.Config(**linked)          # rules across fields (e.g. N-way at most the unseen classes)
-        return {**out, **linked}
-    except (TypeError, ValueError):
-        pass
-    for name, value in linked.items():
-        try:
-            module.Config(**{name: value})
-            out[name] = value
-        except (TypeError, ValueError) as e:
-            st.warning(f"Ignored from the link: {name}={str(qp.get(name))[:40]} ({str(e)[:200]}).")
-    return out
+    """A deep link's option values (`?task=unet&epochs=3`), the Config's defaults for the rest; what
+    the Config refuses is ignored with a note and taken out of the address."""
+    link = link_values(module.Config, {f.name: qp.get(f.name) for f in options(module.Config)
+                                       if qp.get(f.name) is not None})
+    for name, why in link.ignored.items():
+        st.warning(f"Ignored from the link: {why}.")
+        del qp[name]
+    return link.values
 
 
 defaults = url_defaults()
@@ -124,21 +101,8 @@ if "lab_error" in ss:
 
 # The job to show: a run shared read-only with this link (job= and view=), else this task's newest
 # in this session (a reload finds it through sid= and job=).
-ours = [j for j in mine if j.kind == "lab" and task_of(j.config) == task]
-linked = read_job_id(qp.get("job"))
-job = None
-if linked and linked not in {j.id for j in mine} and may_view(linked):
-    try:
-        shared = jr.status(linked)
-        if shared.kind == "lab" and shared.config is not None and task_of(shared.config) == task:
-            job = shared
-            st.info("A shared run, read-only: you can look at it, not cancel it.")
-    except JobError:
-        st.warning("The shared run is no longer on this server.")
-viewer = job is not None
-if not viewer:
-    wanted = ss.get("lab_jobs", {}).get(task) or linked
-    job = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
+job, viewer = shown_job(mine, lambda j: j.kind == "lab" and j.config is not None and task_of(j.config) == task,
+                        ss.get("lab_jobs", {}).get(task))
 
 
 def live() -> None:

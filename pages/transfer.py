@@ -20,12 +20,12 @@ from core.links import read_job_id
 from core.train.advice import SCENARIOS, TABLE, advise
 from core.train.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip, load_dataset, split_sizes
 from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, RunInfo, Step
-from core.train.jobs import JobError, JobSpec
+from core.train.jobs import JobError, JobSpec, JobStatus
 from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from core.weights import imagenet_cached
-from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router, runner,
-                          session_id, share_link_query, ticking)
+from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router,
+                          runner, session_id, share_link_query, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -44,6 +44,11 @@ session_id()
 jr = runner()
 
 
+def studio_run(j: JobStatus) -> bool:
+    """The Studio's own runs: training and the LR finder (not the Lab's or a computation)."""
+    return j.kind in ("train", "lr_find") and isinstance(j.config, TrainConfig)
+
+
 def restore_sidebar_from_run() -> None:
     """A reload during (or after) a run opens a new session on ?sid=...&job=...: the sidebar then
     shows what that run trained, not the defaults. Once per session, before the widgets exist."""
@@ -55,9 +60,12 @@ def restore_sidebar_from_run() -> None:
     if job is None or (job not in mine and not may_view(job)):
         return
     try:
-        c: TrainConfig = jr.status(job).config
+        stt = jr.status(job)
     except JobError:
         return
+    if not studio_run(stt):
+        return              # another page's run: shown_job says so below
+    c: TrainConfig = stt.config
     ss.update(tr_ds=c.dataset, tr_lpc=c.labels_per_class, tr_size=c.image_size, tr_arch=c.arch, tr_w=c.weights,
               tr_scenario=c.scenario)
     if c.dataset == "shapes":
@@ -228,19 +236,8 @@ if active is not None:
 if "tr_error" in ss:
     st.error(ss.pop("tr_error"))
 
-linked = read_job_id(qp.get("job"))
-viewer = linked is not None and may_view(linked)      # a read-only share link: look, never cancel
-if viewer:
-    try:
-        jr.status(linked)
-    except JobError:
-        viewer = False
-        st.warning("The shared run is no longer on this server.")
-job_id = linked if viewer else (ss.get("tr_job") or linked or (mine[-1].id if mine else None))
-if job_id and not viewer and job_id not in {j.id for j in mine}:
-    job_id = None  # a link to someone else's (or a finished server's) job
-if viewer:
-    st.info("A shared run, read-only: you can look at it, not cancel it.")
+shown, viewer = shown_job(mine, studio_run, ss.get("tr_job"))   # a share link is read-only: look, never cancel
+job_id = shown.id if shown else None
 
 
 def describe_config(c: TrainConfig) -> str:

@@ -450,6 +450,7 @@ def test_transfer_studio_runs_a_tiny_job():
     assert any(m.label == "Validation accuracy" for m in at.metric), [s.value for s in at.success]
     runs = at.dataframe[-1].value
     assert list(runs["state"]) == ["done"] and 0 <= runs["val accuracy"].iloc[0] <= 1
+    _every_page_takes_a_run_of_another_kind(sid, at.query_params["job"], "pages/transfer.py")
     # a reload (a new session with the same URL) finds the run again
     again = _page("pages/transfer.py", sid=sid)
     assert list(again.dataframe[-1].value["run"]) == list(runs["run"])
@@ -607,6 +608,17 @@ def _lab_run(at: AppTest, timeout_s: float = 240) -> AppTest:
     return at
 
 
+def _every_page_takes_a_run_of_another_kind(sid: str, job: str, own: str, view: str | None = None) -> None:
+    """Every page opened in the session (and with the link) of a run of another page: no
+    exception; the training page that does not own the run says where it belongs."""
+    extra = {"view": view} if view else {}
+    for page in PAGES:
+        at = _page(page, sid=sid, job=job, **extra)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if page in ("pages/transfer.py", "pages/lab.py") and page != own:
+            assert any("not a run of this page" in i.value for i in at.info), page
+
+
 def test_lab_autoencoder_runs_from_a_deep_link_and_shows_its_code_space():
     at = _page("pages/lab.py", task="autoencoder", bottleneck="2", epochs="1")
     assert at.select_slider(key="ae_bottleneck").value == 2 and at.slider(key="ae_epochs").value == 1
@@ -627,6 +639,9 @@ def test_lab_autoencoder_runs_from_a_deep_link_and_shows_its_code_space():
     assert not [b for b in viewer.button if b.key == "lab_cancel"] and not [c for c in viewer.code if "view=" in c.value]
     guess = _page("pages/lab.py", task="autoencoder", job=job, view="0" * 32)   # a wrong token sees nothing
     assert not any("Done" in s.value for s in guess.success) and not any("read-only" in i.value for i in guess.info)
+    _every_page_takes_a_run_of_another_kind(sid, job, "pages/lab.py")
+    _every_page_takes_a_run_of_another_kind(_page("pages/home.py").session_state["sid"], job, "pages/lab.py",
+                                            view=share.split("view=")[1])          # the share link, elsewhere
 
 
 def test_lab_unet_tiny_run_reports_both_networks():
@@ -634,7 +649,7 @@ def test_lab_unet_tiny_run_reports_both_networks():
     _lab_run(at)
     assert any(s.value.startswith("Done: IoU") for s in at.success), [e.value for e in at.error]
     labels = [m.label for m in at.metric]
-    assert "IoU, U-Net vs autoencoder" in labels and "IoU on the thin curves" in labels
+    assert {"IoU, whole mask (U-Net vs AE)", "IoU on the blobs", "IoU on the thin curves"} <= set(labels)
 
 
 @pytest.mark.parametrize("params,said", [({"lr": "5"}, "lr must be"), ({"bottleneck": "0"}, "bottleneck must be"),
@@ -644,6 +659,44 @@ def test_lab_ignores_link_values_the_task_cannot_take(params, said):
     assert not at.exception
     assert any("Ignored from the link" in w.value and said in w.value for w in at.warning)
     assert not at.button(key="lab_go").disabled     # the defaults stand in
+
+
+@pytest.mark.parametrize("task,params", [
+    ("autoencoder", {"lr": "0.000005"}), ("unet", {"lr": "0.000005"}), ("siamese", {"lr": "0.000005"}),
+    ("depth", {"lr": "0.00005"}), ("siamese", {"epochs": "100"}), ("siamese", {"batch_size": "1024"}),
+    ("depth", {"per_class": "2000", "data": "shapes"}), ("siamese", {"characters": "1000", "unseen": "998"}),
+    ("unet", {"images": "20000"}), ("depth", {"depths": "8,110"}), ("siamese", {"ways": "5,7", "unseen": "7"})])
+def test_a_link_value_the_task_accepts_is_shown_by_its_widget(task, params):
+    """Every value a task's Config accepts fits the widget that shows it (the knobs are the same):
+    no crash, no clamping, no silent change."""
+    at = _page("pages/lab.py", task=task, **params)
+    assert not at.exception and not any("Ignored from the link" in w.value for w in at.warning)
+    shown = {}
+    for kind in ("slider", "number_input", "select_slider", "radio", "multiselect", "toggle"):
+        for w in getattr(at, kind):
+            if w.key and w.key.startswith(("ae_", "un_", "sia_", "dp_")):
+                shown[w.key.split("_", 1)[1]] = w.value
+    for name, raw in params.items():
+        value = shown["ways_" + params["unseen"]] if name == "ways" else shown[name]
+        if name in ("ways", "depths"):
+            assert ",".join(str(v) for v in sorted(value)) == raw == at.query_params[name]
+        else:
+            assert type(value)(raw) == value == type(value)(at.query_params[name]), (name, raw, value)
+
+
+@pytest.mark.parametrize("task,params,kept,said", [
+    ("siamese", {"epochs": "1000"}, {}, "epochs must be a whole number from 1 to 200"),
+    ("unet", {"images": "30000", "epochs": "3"}, {"epochs": "3"}, "images must be"),
+    ("siamese", {"data": "digits", "unseen": "30"}, {"unseen": "30"}, "unseen must be")])
+def test_a_link_value_the_task_refuses_is_named_and_dropped_from_the_address(task, params, kept, said):
+    at = _page("pages/lab.py", task=task, **params)
+    assert not at.exception
+    notes = [w.value for w in at.warning if "Ignored from the link" in w.value]
+    assert notes and any(said in n for n in notes)
+    for name, raw in params.items():
+        assert (at.query_params.get(name) == raw) == (name in kept)
+        if name not in kept:
+            assert any(f"{name}={raw}" in n for n in notes)     # the note names what the link had
 
 
 def test_lab_link_values_that_only_work_together_are_kept_together():

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.lab.common import LabResults, check_range, save_arrays
+from core.lab.common import Knob, LabResults, check_knobs, save_arrays
 from core.models.encdec import conv_autoencoder
 from core.train.data import digits, stratified_split
 from core.train.events import Done, Phase, RunInfo, Snapshot
@@ -34,6 +34,7 @@ from core.weights import WeightsUsed
 
 LECTURE_CODE = 49    # the slide's Dense(49), reshaped to 7x7x1
 SIDE = 28
+WIDTHS = (1, 2, 4, 8, 16, 32, 49, 64, 128, 256, 576)   # bottlenecks offered: 576 = the encoder's whole output
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,20 @@ class Config:
     lr: float = 3e-3            # peak LR of the one-cycle schedule
     seed: int = 0               # split, initialisation, noise
     task: ClassVar[str] = "autoencoder"
+    KNOBS: ClassVar[dict[str, Knob]] = {
+        "bottleneck": Knob("Bottleneck (numbers in the code)", choices=WIDTHS,
+                           help="49 is the lecture's Dense(49) reshaped to 7x7x1."),
+        "noise": Knob("Input noise (denoising variant)", 0, 1, whole=False, step=0.05,
+                      help="Gaussian noise added to the input; the target stays the clean digit."),
+        "epochs": Knob("Epochs", 1, 200),
+        "batch_size": Knob("Batch size", 2, 1024, more=True),
+        "lr": Knob("Peak learning rate", 1e-6, 1, whole=False, rate=True),
+        "seed": Knob("Seed (split, initialisation, noise)", 0, 2**31, more=True),
+    }
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        check_range(problems, "bottleneck", self.bottleneck, 1, 576)
-        check_range(problems, "noise", self.noise, 0, 1, whole=False)
-        check_range(problems, "epochs", self.epochs, 1, 200)
-        check_range(problems, "batch_size", self.batch_size, 2, 1024)
-        check_range(problems, "lr", self.lr, 1e-6, 1, whole=False)
-        check_range(problems, "seed", self.seed, 0, 2**31)
+        check_knobs(problems, self)
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -13,16 +13,20 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from core.train.events import Event
 from core.train.context import JobContext
 from core.train.jobs import JobSpec
+
+MAX_LINK_TEXT = 200      # a link's value longer than this is refused unread
 
 TASKS = {"autoencoder": "core.lab.autoencoder", "unet": "core.lab.unet", "siamese": "core.lab.siamese",
          "depth": "core.lab.depth"}
@@ -100,6 +104,129 @@ def load_results(folder: str | Path) -> LabResults | None:
 def options(config_cls: type) -> list[dataclasses.Field]:
     """The fields of a task's Config that a user sets (everything but the class constants)."""
     return [f for f in dataclasses.fields(config_cls) if f.init]
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One option of a lab task, stated once: the values its Config accepts and how a page offers
+    it. The Config checks every value against its knobs (`check_knobs`), the page draws its widget
+    from the same knob, and the CLI takes its choices from it; so a value a link may carry fits its
+    widget exactly when the Config accepts it.
+
+    Attributes:
+        label: the widget's label.
+        lo, hi: the smallest and largest number accepted (numbers only).
+        whole: numbers must be whole.
+        choices: the accepted values, when only a few are (text, or numbers with steps of their own).
+        names: how choices are shown ({value: label}).
+        step: the widget's step (numbers).
+        rate: a rate typed in exponent form (3.0e-03).
+        more: shown under the page's "More settings" rather than in the first list.
+        help: the widget's tooltip.
+    """
+
+    label: str
+    lo: float | None = None
+    hi: float | None = None
+    whole: bool = True
+    choices: tuple[Any, ...] | None = None
+    names: dict[Any, str] | None = None
+    step: float | None = None
+    rate: bool = False
+    more: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class LinkValues:
+    """What a link (`?task=unet&epochs=3`) sets: the values taken, the names ignored (each with a
+    sentence for the page) and the resulting options, the Config's defaults for the rest."""
+
+    values: dict[str, Any]
+    ignored: dict[str, str]
+
+
+def _parse(default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() not in ("1", "0", "true", "false"):
+            raise ValueError("not on or off (1 or 0)")
+        return raw.lower() in ("1", "true")
+    if isinstance(default, int):
+        if not re.fullmatch(r"[0-9]{1,10}", raw):
+            raise ValueError("not a whole number")
+        return int(raw)
+    if isinstance(default, float):
+        value = float(raw)           # ValueError for text; "nan" and "inf" parse and the knob refuses them
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    return raw
+
+
+def link_values(config_cls: type, raw: Mapping[str, str]) -> LinkValues:
+    """The options a link sets for a task. All of them when the Config accepts them together;
+    otherwise one at a time, in passes until nothing changes: a value is kept when the Config
+    accepts it with those kept so far (and the defaults for the rest), else it is ignored with the
+    Config's reason. Never raises."""
+    defaults = {f.name: f.default for f in options(config_cls)}
+    parsed, ignored = {}, {}
+    for name, default in defaults.items():
+        text = raw.get(name)
+        if text is None:
+            continue
+        if len(text) > MAX_LINK_TEXT:
+            ignored[name] = f"{name}={_shown(text)} (longer than {MAX_LINK_TEXT} characters)"
+            continue
+        try:
+            parsed[name] = _parse(default, text)
+        except ValueError as e:
+            ignored[name] = f"{name}={_shown(text)} ({e})"
+    if _accepts(config_cls, {**defaults, **parsed}) is None:
+        return LinkValues({**defaults, **parsed}, ignored)
+    values, waiting, reasons = dict(defaults), dict(parsed), {}
+    while True:
+        taken = {}
+        for name, value in waiting.items():
+            reason = _accepts(config_cls, {**values, **taken, name: value})
+            if reason is None:
+                taken[name] = value
+            else:
+                reasons[name] = reason
+        if not taken:
+            break
+        values |= taken
+        waiting = {n: v for n, v in waiting.items() if n not in taken}
+    for name in waiting:
+        reason = reasons[name]
+        if not reason.startswith(name):
+            reason = f"it does not fit the other settings: {reason}"
+        ignored[name] = f"{name}={_shown(raw[name])} ({reason[:300]})"
+    return LinkValues(values, {n: ignored[n] for n in defaults if n in ignored})
+
+
+def _accepts(config_cls: type, values: dict[str, Any]) -> str | None:
+    """None when the Config takes these values, else its reason."""
+    try:
+        config_cls(**values)
+        return None
+    except (TypeError, ValueError) as e:
+        return str(e) if isinstance(e, ValueError) else "not a value of this option"
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def check_knobs(problems: list[str], cfg: Any) -> None:
+    """Appends a sentence for each field of `cfg` that its knob does not accept (`cfg.KNOBS`)."""
+    for name, knob in cfg.KNOBS.items():
+        value = getattr(cfg, name)
+        if knob.choices is not None:
+            if value not in knob.choices:
+                shown = ", ".join(str(c) for c in knob.choices)
+                problems.append(f"{name} must be one of {shown} (got {value!r})")
+        elif knob.lo is not None and knob.hi is not None:
+            check_range(problems, name, value, knob.lo, knob.hi, whole=knob.whole)
 
 
 def check_range(problems: list[str], name: str, value: Any, lo: float, hi: float, whole: bool = True) -> None:

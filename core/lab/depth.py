@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.lab.common import check_range, save_arrays
+from core.lab.common import Knob, check_knobs, save_arrays
 from core.train.data import digits, shapes, stratified_split
 from core.train.events import Done, Phase, RunInfo
 from core.train.context import JobContext
@@ -154,7 +154,20 @@ class Config:
     augment: bool = True        # random shifts of up to 1/8 of the side during training
     seed: int = 0               # split, initialisation and batch order, the same for every network
     task: ClassVar[str] = "depth"
-    CHOICES: ClassVar[dict[str, list]] = {"data": ["digits", "shapes"]}
+    KNOBS: ClassVar[dict[str, Knob]] = {
+        "depths": Knob("Depths (6n+2)", help="Each depth trains twice, plain and residual: 20 and 56 take four runs."),
+        "width": Knob("Width (first stage's filters)", 1, 64, help="Then 2x and 4x in the next stages. The paper uses 16."),
+        "data": Knob("Data", choices=("digits", "shapes"),
+                     names={"digits": "handwritten digits", "shapes": "generated shapes"}),
+        "size": Knob("Image size (px)", 8, 64, step=4, help="A multiple of 4: two stages halve it."),
+        "per_class": Knob("Images per class (shapes only)", 10, 2000, step=10, more=True),
+        "epochs": Knob("Epochs (per network)", 1, 200),
+        "batch_size": Knob("Batch size", 2, 1024, more=True),
+        "lr": Knob("Peak learning rate (SGD, momentum 0.9)", 1e-6, 2, whole=False, rate=True),
+        "weight_decay": Knob("Weight decay", 0, 0.1, whole=False, rate=True, more=True),
+        "augment": Knob("Random shifts (augmentation)"),
+        "seed": Knob("Seed (split, initialisation, batch order)", 0, 2**31, more=True),
+    }
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -162,18 +175,9 @@ class Config:
             parse_depths(self.depths)
         except ValueError as e:
             problems.append(str(e))
-        if self.data not in self.CHOICES["data"]:
-            problems.append(f"data must be one of {', '.join(self.CHOICES['data'])} (got {self.data!r})")
-        check_range(problems, "width", self.width, 1, 64)
-        check_range(problems, "size", self.size, 8, 64)
+        check_knobs(problems, self)
         if isinstance(self.size, int) and self.size % 4:
             problems.append(f"size must be a multiple of 4 (two stride-2 stages), got {self.size}")
-        check_range(problems, "per_class", self.per_class, 10, 2000)
-        check_range(problems, "epochs", self.epochs, 1, 200)
-        check_range(problems, "batch_size", self.batch_size, 2, 1024)
-        check_range(problems, "lr", self.lr, 1e-6, 2, whole=False)
-        check_range(problems, "weight_decay", self.weight_decay, 0, 0.1, whole=False)
-        check_range(problems, "seed", self.seed, 0, 2**31)
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.lab.common import check_range, save_arrays
+from core.lab.common import Knob, check_knobs, save_arrays
 from core.lab.glyphs import SIDE, glyphs
 from core.lab.oneshot import Scorer, accuracy, cosine_score, make_trials, pixel_score, trial_scores
 from core.train.data import digits, stratified_split
@@ -88,21 +88,31 @@ class Config:
     lr: float = 3e-3            # peak LR of the one-cycle schedule (AdamW)
     seed: int = 0               # data, split, trials, initialisation, pairs
     task: ClassVar[str] = "siamese"
-    CHOICES: ClassVar[dict[str, list]] = {"data": ["glyphs", "digits"], "loss": ["contrastive", "binary"]}
+    KNOBS: ClassVar[dict[str, Knob]] = {
+        "data": Knob("Data", choices=("glyphs", "digits"),
+                     names={"glyphs": "generated glyphs", "digits": "handwritten digits"},
+                     help="Glyphs: many generated characters, each drawn in several handwritings (like Omniglot, "
+                          "the paper's data). Digits: train on the first digits, test one-shot on the last ones."),
+        "loss": Knob("Similarity", choices=("contrastive", "binary"),
+                     names={"binary": "same/different head (Koch et al.)", "contrastive": "contrastive distance"},
+                     help="Koch et al.: p(same) = sigmoid(w·|h1 - h2| + b) with binary cross-entropy. Contrastive "
+                          "(Hadsell et al. 2006): pull same pairs together, push different pairs beyond a margin."),
+        "characters": Knob("Characters", 4, 1000, step=10),
+        "drawers": Knob("Handwritings per character", 2, 40),
+        "unseen": Knob("Unseen classes (held out for the test)", 2, 998),
+        "ways": Knob("N-way tests", help="N unseen classes, one example each, and a query from one of them."),
+        "trials": Knob("Trials per test", 10, 5000, step=100, more=True),
+        "embedding": Knob("Embedding size", 2, 1024, more=True),
+        "augment": Knob("Distort training images (Koch et al.)", more=True),
+        "epochs": Knob("Epochs", 1, 200),
+        "batch_size": Knob("Batch size (anchors per step)", 2, 1024, more=True),
+        "lr": Knob("Peak learning rate", 1e-6, 1, whole=False, rate=True),
+        "seed": Knob("Seed (data, split, trials, initialisation)", 0, 2**31, more=True),
+    }
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        for name in ("data", "loss"):
-            if getattr(self, name) not in self.CHOICES[name]:
-                problems.append(f"{name} must be one of {', '.join(self.CHOICES[name])} (got {getattr(self, name)!r})")
-        check_range(problems, "characters", self.characters, 4, 1000)
-        check_range(problems, "drawers", self.drawers, 2, 40)
-        check_range(problems, "trials", self.trials, 10, 5000)
-        check_range(problems, "embedding", self.embedding, 2, 1024)
-        check_range(problems, "epochs", self.epochs, 1, 200)
-        check_range(problems, "batch_size", self.batch_size, 2, 1024)
-        check_range(problems, "lr", self.lr, 1e-6, 1, whole=False)
-        check_range(problems, "seed", self.seed, 0, 2**31)
+        check_knobs(problems, self)
         total = DIGIT_CLASSES if self.data == "digits" else self.characters
         what = "digits" if self.data == "digits" else f"{self.characters} characters"
         unseen_ok = isinstance(self.unseen, int) and 2 <= self.unseen <= total - 2

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.lab.common import check_range, save_arrays
+from core.lab.common import Knob, check_knobs, save_arrays
 from core.models.encdec import UNet
 from core.train.events import Done, Phase, RunInfo, Snapshot
 from core.train.context import JobContext
@@ -48,19 +48,22 @@ class Config:
     lr: float = 3e-3            # peak LR of the one-cycle schedule
     seed: int = 0               # images, split, initialisation
     task: ClassVar[str] = "unet"
+    KNOBS: ClassVar[dict[str, Knob]] = {
+        "images": Knob("Generated images", 20, 20_000, step=100),
+        "size": Knob("Image size (pixels)", 16, 256, step=16, help="A multiple of 16: U-Net halves it four times."),
+        "n_filters": Knob("Filters in the first level", 1, 64, help="The slide uses 16."),
+        "epochs": Knob("Epochs (each network)", 1, 200),
+        "batch_size": Knob("Batch size", 2, 1024, more=True),
+        "lr": Knob("Peak learning rate", 1e-6, 1, whole=False, rate=True),
+        "seed": Knob("Seed (images, split, initialisation)", 0, 2**31, more=True),
+    }
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        check_range(problems, "images", self.images, 20, 20_000)
-        check_range(problems, "size", self.size, 16, 256)
+        check_knobs(problems, self)
         if isinstance(self.size, int) and self.size % 16:
             problems.append(f"size must be a multiple of 16: U-Net halves it four times (got {self.size}; "
                             f"try {max(16, round(self.size / 16) * 16)})")
-        check_range(problems, "n_filters", self.n_filters, 1, 64)
-        check_range(problems, "epochs", self.epochs, 1, 200)
-        check_range(problems, "batch_size", self.batch_size, 2, 1024)
-        check_range(problems, "lr", self.lr, 1e-6, 1, whole=False)
-        check_range(problems, "seed", self.seed, 0, 2**31)
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -13,27 +13,17 @@ from core.lab import autoencoder as ae
 from core.lab.common import LabResults
 from core.train.events import Event, Snapshot
 from pages.lab_views.charts import curves
+from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("An autoencoder squeezes each digit through a bottleneck of a few numbers and rebuilds it from them: "
          "the smaller the bottleneck, the more detail is lost. At 49 numbers (the default) the network is exactly "
          "the lecture's Keras model (28x28x1 -> Dense(49) -> 28x28x1); at any other width one layer differs: "
          "the code is Dense(576 -> width) and the decoder starts with Dense(width -> 49). The digits are "
          "scikit-learn's 8x8 scans scaled up to 28x28, so they look blurrier than MNIST's.")
-WIDTHS = [1, 2, 4, 8, 16, 32, 49, 64, 128]
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
-    width = d["bottleneck"] if d["bottleneck"] in WIDTHS else ae.LECTURE_CODE
-    return {
-        "bottleneck": st.select_slider("Bottleneck (numbers in the code)", WIDTHS, width, key="ae_bottleneck",
-                                       help="49 is the lecture's Dense(49) reshaped to 7x7x1."),
-        "noise": st.slider("Input noise (denoising variant)", 0.0, 0.5, min(0.5, float(d["noise"])), 0.05, key="ae_noise",
-                           help="Gaussian noise added to the input; the target stays the clean digit."),
-        "epochs": st.slider("Epochs", 1, 30, min(30, int(d["epochs"])), key="ae_epochs"),
-        "batch_size": st.select_slider("Batch size", [16, 32, 64, 128, 256], int(d["batch_size"]) if
-                                       d["batch_size"] in (16, 32, 64, 128, 256) else 64, key="ae_bs"),
-        "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="ae_lr"),
-    }
+    return knob_widgets(ae.Config, d, ["bottleneck", "noise", "epochs", "lr"], "ae")
 
 
 def explain(cfg: ae.Config | None) -> None:

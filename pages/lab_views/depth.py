@@ -12,6 +12,7 @@ from core.lab import depth as dp
 from core.lab.common import LabResults
 from core.train.events import Epoch, Event
 from pages.lab_views.charts import COLOURS, TABLE2_CAPTION, curves, resnet_table2
+from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("Does a deeper network train better? He et al. found that a deeper *plain* network has a higher "
          "*training* error than a shallower one (degradation: an optimisation problem, not overfitting), while "
@@ -29,28 +30,15 @@ CPU_NOTE = ("With the defaults (depths 20 and 56, width 8, digits at 16 px, 10 e
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
+    knob = dp.Config.KNOBS["depths"]
     try:
-        chosen = [x for x in dp.parse_depths(d["depths"]) if x in DEPTHS]
+        linked = list(dp.parse_depths(d["depths"]))
     except ValueError:
-        chosen = []
-    depths = st.multiselect("Depths (6n+2)", DEPTHS, chosen or [20, 56], key="dp_depths",
-                            help="Each depth trains twice, plain and residual: 20 and 56 take four runs.")
-    width = st.select_slider("Width (first stage's filters)", [4, 8, 16], d["width"] if d["width"] in (4, 8, 16)
-                             else 8, key="dp_width", help="Then 2x and 4x in the next stages. The paper uses 16.")
-    data = st.radio("Data", ["digits", "shapes"], ["digits", "shapes"].index(d["data"]) if d["data"] in
-                    ("digits", "shapes") else 0, key="dp_data", horizontal=True,
-                    format_func={"digits": "handwritten digits", "shapes": "generated shapes"}.get)
-    size = st.select_slider("Image size (px)", [8, 16, 32], d["size"] if d["size"] in (8, 16, 32) else 16, key="dp_size")
-    return {
-        "depths": ",".join(str(x) for x in sorted(depths)) or "20",
-        "width": width, "data": data, "size": size,
-        "epochs": st.slider("Epochs (per network)", 1, 40, int(d["epochs"]), key="dp_epochs"),
-        "batch_size": st.select_slider("Batch size", [16, 32, 64, 128], d["batch_size"] if d["batch_size"] in
-                                       (16, 32, 64, 128) else 32, key="dp_bs"),
-        "lr": st.number_input("Peak learning rate (SGD, momentum 0.9)", 1e-4, 2.0, float(d["lr"]), format="%.3f",
-                              key="dp_lr"),
-        "augment": st.toggle("Random shifts (augmentation)", bool(d["augment"]), key="dp_aug"),
-    }
+        linked = []
+    options = sorted(set(DEPTHS) | set(linked))        # the usual depths, and any a link asked for
+    depths = st.multiselect(knob.label, options, linked or [20, 56], key="dp_depths", help=knob.help)
+    out = {"depths": ",".join(str(x) for x in sorted(depths)) or "20"}
+    return out | knob_widgets(dp.Config, d, ["width", "data", "size", "epochs", "lr", "augment"], "dp")
 
 
 def explain(cfg: dp.Config | None) -> None:

@@ -15,6 +15,7 @@ from core.lab.common import LabResults
 from core.lab.glyphs import glyphs
 from core.train.events import Event, Snapshot
 from pages.lab_views.charts import curves
+from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("A Siamese network learns a similarity function instead of a classifier: two images go through one "
          "encoder (shared weights) and it says whether they show the same class. Trained on some classes, it "
@@ -26,43 +27,22 @@ METHODS = {"siamese": "Siamese network", "classifier": "classifier features (nea
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
-    data = st.radio("Data", ["glyphs", "digits"], ["glyphs", "digits"].index(d["data"]) if d["data"] in
-                    ("glyphs", "digits") else 0, key="sia_data", horizontal=True,
-                    format_func={"glyphs": "generated glyphs", "digits": "handwritten digits"}.get,
-                    help="Glyphs: many generated characters, each drawn in several handwritings (like Omniglot, "
-                         "the paper's data). Digits: train on the first digits, test one-shot on the last ones.")
-    loss = st.radio("Similarity", ["binary", "contrastive"], ["binary", "contrastive"].index(d["loss"]) if d["loss"] in
-                    ("binary", "contrastive") else 0, key="sia_loss",
-                    format_func={"binary": "same/different head (Koch et al.)", "contrastive": "contrastive distance"}.get,
-                    help="Koch et al.: p(same) = sigmoid(w·|h1 - h2| + b) with binary cross-entropy. Contrastive "
-                         "(Hadsell et al. 2006): pull same pairs together, push different pairs beyond a margin.")
-    out: dict[str, Any] = {"data": data, "loss": loss}
-    if data == "glyphs":
-        out["characters"] = st.slider("Characters", 30, 300, int(d["characters"]) if 30 <= d["characters"] <= 300
-                                      else 100, 10, key="sia_chars")
-        out["drawers"] = st.slider("Handwritings per character", 3, 20, int(d["drawers"]) if 3 <= d["drawers"] <= 20
-                                   else 10, key="sia_drawers")
-        top = out["characters"] - 2
-        out["unseen"] = st.slider("Unseen characters (held out for the test)", 5, min(100, top),
-                                  int(min(max(d["unseen"], 5), min(100, top))), key="sia_unseen_g")
-    else:
-        out["unseen"] = st.slider("Unseen digits (the last ones)", 2, 8, int(d["unseen"]) if 2 <= d["unseen"] <= 8
-                                  else 5, key="sia_unseen_d")
-    options = [w for w in WAYS if w <= out["unseen"]]
+    knobs = sm.Config.KNOBS
+    out = knob_widgets(sm.Config, d, ["data", "loss"], "sia", more_settings=False)
+    if out["data"] == "glyphs":
+        out |= knob_widgets(sm.Config, d, ["characters", "drawers"], "sia", more_settings=False)
+    out |= knob_widgets(sm.Config, d, ["unseen"], "sia", more_settings=False)
+    # N-way tests: the usual N up to the unseen classes, and any N a link asked for
     try:
-        wanted = [w for w in sm.parse_ways(d["ways"]) if w in options]
+        linked = list(sm.parse_ways(d["ways"]))
     except ValueError:
-        wanted = []
-    picked = st.multiselect("N-way tests", options, wanted or [options[-1] if options[-1] <= 5 else 5],
-                            key=f"sia_ways_{out['unseen']}",
-                            help="N unseen classes, one example each, and a query from one of them.")
+        linked = []
+    options = sorted({w for w in WAYS + linked if w <= out["unseen"]}) or [2]
+    wanted = [w for w in linked if w in options]
+    picked = st.multiselect(knobs["ways"].label, options, wanted or [options[-1] if options[-1] <= 5 else 5],
+                            key=f"sia_ways_{out['unseen']}", help=knobs["ways"].help)
     out["ways"] = ",".join(str(w) for w in sorted(picked)) or str(options[0])
-    out["trials"] = st.select_slider("Trials per test", [100, 200, 400, 1000], d["trials"] if d["trials"] in
-                                     (100, 200, 400, 1000) else 400, key="sia_trials")
-    out["epochs"] = st.slider("Epochs", 1, 30, int(d["epochs"]), key="sia_epochs")
-    out["embedding"] = st.select_slider("Embedding size", [8, 16, 32, 64, 128, 256], d["embedding"] if d["embedding"] in
-                                        (8, 16, 32, 64, 128, 256) else 64, key="sia_emb")
-    out["lr"] = st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="sia_lr")
+    out |= knob_widgets(sm.Config, d, ["epochs", "lr"], "sia")
     return out
 
 

@@ -12,6 +12,7 @@ from core.lab import unet as un
 from core.lab.common import LabResults
 from core.train.events import Event, Snapshot
 from pages.lab_views.charts import COLOURS, curves
+from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("The lecture: an autoencoder loses fine detail at its bottleneck; U-Net's skip connections hand the "
          "decoder the encoder's full-resolution maps. Here both segment blobs (coarse) and curves one pixel wide "
@@ -20,16 +21,7 @@ INTRO = ("The lecture: an autoencoder loses fine detail at its bottleneck; U-Net
 
 
 def controls(d: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "images": st.select_slider("Generated images", [100, 200, 400, 800, 1600], d["images"] if d["images"] in
-                                   (100, 200, 400, 800, 1600) else 400, key="un_images"),
-        "size": st.select_slider("Image size (pixels)", [16, 32, 48, 64], d["size"] if d["size"] in (16, 32, 48, 64)
-                                 else 32, key="un_size", help="A multiple of 16: U-Net halves it four times."),
-        "n_filters": st.select_slider("Filters in the first level", [4, 8, 16], d["n_filters"] if d["n_filters"] in
-                                      (4, 8, 16) else 8, key="un_f", help="The slide uses 16."),
-        "epochs": st.slider("Epochs (each network)", 1, 30, min(30, int(d["epochs"])), key="un_epochs"),
-        "lr": st.number_input("Peak learning rate", 1e-5, 1.0, float(d["lr"]), format="%.1e", key="un_lr"),
-    }
+    return knob_widgets(un.Config, d, ["images", "size", "n_filters", "epochs", "lr"], "un")
 
 
 def explain(cfg: un.Config | None) -> None:
