@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,25 +44,51 @@ def free_port(span: int) -> int:
     raise RuntimeError("no free block of loopback ports")
 
 
+def run_folder(port: int) -> Path:
+    """The run folder of the class on `port` (scripts/class_supervisor.py)."""
+    return Path(tempfile.gettempdir()) / f"convnetlab-class-{port}"
+
+
+def start_class(port: int, replicas: int, env: dict, log: Path, timeout: float = 300) -> subprocess.Popen:
+    """scripts/serve-class.sh in a session of its own, once it has said "== ready" (its output in `log`)."""
+    out = open(log, "w")
+    proc = subprocess.Popen(["bash", "scripts/serve-class.sh", "--replicas", str(replicas), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    out.close()
+    end = time.time() + timeout
+    while "== ready" not in log.read_text():
+        if proc.poll() is not None or time.time() > end:
+            stop_class(proc)
+            raise RuntimeError(f"serve-class.sh did not get ready:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_class(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Ctrl-C's equivalent (SIGTERM to the script), waiting for the class to have stopped."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)   # the supervisor still stops the class
+            proc.wait(10)
+
+
 def hosted_run(replicas: int, n: int, train: int) -> dict:
     """One class (fresh processes and results folder), one load run through its balancer."""
     port = free_port(replicas)
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    env = {**os.environ, "CONVNETLAB_RESULTS": tempfile.mkdtemp(prefix="convnetlab-class-")}
+    log = Path(tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False).name)
+    env = {**os.environ, "CONVNETLAB_RESULTS": tempfile.mkdtemp(prefix="convnetlab-class-results-")}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(["bash", "scripts/serve-class.sh", "--replicas", str(replicas), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_class(port, replicas, env, log)
     try:
-        end = time.time() + 300
-        while "== ready" not in Path(log.name).read_text():
-            if proc.poll() is not None or time.time() > end:
-                raise RuntimeError(f"serve-class.sh did not get ready:\n{Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
         row = run(n, train, base=f"http://127.0.0.1:{port}", ports=[str(port + i) for i in range(1, replicas + 1)])
         return {"replicas": replicas, **row}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(120)
+        stop_class(proc, 120)
+        shutil.rmtree(env["CONVNETLAB_RESULTS"], ignore_errors=True)
+        log.unlink(missing_ok=True)
 
 
 def main() -> int:

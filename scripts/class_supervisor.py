@@ -490,11 +490,14 @@ def haproxy_config(bind: str, port: int, replicas: int, run: Path) -> str:
     # Cookie stickiness (students behind one NAT share an address); websockets pass through in http
     # mode, kept open by "timeout tunnel"; health from Streamlit's own endpoint, checked every second
     # so a replica that dies leaves within ~2 s and a restarted one is back within ~2 s; a request
-    # pinned to a replica that is down goes to another (redispatch). tune.bufsize: a request's line and
-    # headers must fit one buffer (less maxrewrite); 64 KiB matches Tornado's (Streamlit's) own limit,
-    # so a long link that a replica takes is not refused by the balancer with its own 400 page (a
-    # page of our own for longer ones would need HAProxy 3.2: before it, "errorfile 400" is not used
-    # for requests that fail to parse, haproxy/haproxy#3032).
+    # pinned to a replica that is down goes to another (redispatch), and so does one that a dying
+    # replica dropped before answering (retry-on: without it, a 502 now and then).
+    # tune.bufsize: a request's line and headers must fit one buffer (less tune.maxrewrite, 1 KiB).
+    # At the default 16 KiB a 15,000-character link, with a browser's headers, got HAProxy's 400 page
+    # while a replica (uvicorn) took it, and links of 100,000 characters. 64 KiB lets links of up to
+    # ~63,000 through; buffers are taken per active transfer, not per idle connection. (A page of our
+    # own for longer ones would need HAProxy 3.2: before it, "errorfile 400" is not used for requests
+    # that fail to parse, haproxy/haproxy#3032.)
     return f"""global
     maxconn 2000
     tune.bufsize 65536
@@ -508,6 +511,7 @@ defaults
     option forwardfor
     option redispatch
     retries 2
+    retry-on conn-failure empty-response junk-response
 frontend class
     bind {bind}:{port}
     default_backend dashboards
