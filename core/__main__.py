@@ -252,8 +252,9 @@ def _lab_options(lp: argparse.ArgumentParser) -> None:
                 tp.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             else:
                 knob = cfg_cls.KNOBS.get(f.name)
+                text_choices = knob.choices if knob and isinstance(f.default, str) else None  # numbers: the Config says
                 tp.add_argument(flag, type=type(f.default), default=f.default, help=knob.label if knob else None,
-                                choices=knob.choices if knob else None)
+                                choices=text_choices)
         tp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
         tp.add_argument("--json", action="store_true", help="one JSON object per epoch, the final metrics last")
         _runner_option(tp)
@@ -345,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         pretrain.save_starter(model, cfg, metrics)
         print(f"wrote {pretrain.STARTER} and {pretrain.STARTER_CARD}")
         return 0
+
+    if a.cmd in ("train", "lab") and a.device == "cuda":
+        from core.device import describe_device
+
+        if describe_device().kind != "cuda":
+            print("error: --device cuda, but this machine has no CUDA GPU that PyTorch can use; "
+                  "run with --device cpu", file=sys.stderr)
+            return 2
 
     if a.cmd == "train":
         return _train(a)

@@ -185,6 +185,16 @@ def progress_line(events: list[Event]) -> None:
         st.progress(0.0, "starting the worker...")
 
 
+def run_rules() -> None:
+    """The server's rules for runs, said before Train: the time cap and the queue's share."""
+    from core.train.jobs import time_cap_s
+
+    cap = time_cap_s()
+    st.caption((f"A run stops after {cap / 60:g} minutes on this server. " if cap else "")
+               + "Each session has one run at a time, and in the queue a session that has just run waits "
+                 "behind those that have not.")
+
+
 def job_outcome(state: str, message: str) -> None:
     """How a finished job ended, in one coloured line."""
     if state == "done":

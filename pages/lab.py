@@ -16,8 +16,8 @@ import streamlit as st
 from core.lab.common import TASKS, TITLES, link_values, options, task_module, task_of
 from core.train.events import ACTIVE_STATES, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
-from pages.common import (device, job_events, job_outcome, progress_line, require_router, runner, session_id,
-                          share_link_query, shown_job, ticking)
+from pages.common import (device, job_events, job_outcome, progress_line, require_router, run_rules, runner,
+                          session_id, share_link_query, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -96,6 +96,7 @@ if active is not None:
     b2.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
     if active.kind != "lab" or task_of(active.config) != task:
         st.info("Your other run must finish (or be cancelled) before this one can start: one run at a time.")
+run_rules()
 if "lab_error" in ss:
     st.error(ss.pop("lab_error"))
 

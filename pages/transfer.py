@@ -25,7 +25,7 @@ from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from core.weights import imagenet_cached
 from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router,
-                          runner, session_id, share_link_query, shown_job, ticking)
+                          run_rules, runner, session_id, share_link_query, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -233,6 +233,7 @@ b2.button("Find a learning rate", disabled=blocked or scenario == "3",
           on_click=_submit, args=("lr_find",), key="tr_lrfind")
 if active is not None:
     b3.button("Cancel", on_click=jr.cancel, args=(active.id,), key="tr_cancel")
+run_rules()
 if "tr_error" in ss:
     st.error(ss.pop("tr_error"))
 

@@ -233,3 +233,32 @@ def test_to_prune_keeps_the_newest_within_count_age_and_size(monkeypatch):
     monkeypatch.setenv("CONVNETLAB_KEEP_GB", "0")                    # nothing fits: the newest stays
     assert to_prune(rows) == ["a", "b", "c"]
     assert to_prune(list(reversed(rows))) == ["a", "b", "c"]         # order of the rows does not matter
+
+
+def test_a_run_past_the_time_cap_is_stopped_and_says_so(runner, monkeypatch):
+    from core.train.jobs import time_cap_s
+
+    monkeypatch.setenv("CONVNETLAB_MAX_RUN_MIN", "0.03")          # 1.8 s
+    assert time_cap_s() == pytest.approx(1.8)
+    jid = runner.submit("alice", JobSpec("sleep", 60))
+    t0 = time.time()
+    st = wait(runner, jid, 30)
+    assert st.state == "failed" and "time cap of 0.03 minutes per run" in st.message, st
+    assert 1.8 <= time.time() - t0 < 15
+    monkeypatch.setenv("CONVNETLAB_MAX_RUN_MIN", "0")              # no cap
+    assert time_cap_s() is None
+    monkeypatch.setenv("CONVNETLAB_MAX_RUN_MIN", "soon")           # a value that is not a number: the default
+    assert time_cap_s() == 15 * 60
+
+
+def test_the_queue_gives_each_session_its_share(runner):
+    """A session that just ran waits behind sessions that have not run yet, whenever it clicked."""
+    first = runner.submit("alice", JobSpec("count", 1))
+    assert wait(runner, first, 60).state == "done"
+    blocker = runner.submit("zoe", JobSpec("sleep", 60))
+    assert _until(lambda: runner.status(blocker).state == "running")
+    again = runner.submit("alice", JobSpec("count", 1))              # alice again, first in line by time
+    bob = runner.submit("bob", JobSpec("count", 1))
+    assert (runner.status(bob).position, runner.status(again).position) == (1, 2)
+    runner.cancel(blocker)
+    assert wait(runner, bob, 60).state == "done" and wait(runner, again, 60).state == "done"

@@ -204,6 +204,17 @@ def test_the_lab_cli_refuses_bad_values(args, match, capsys):
     assert err.startswith("error: ") and "\n" not in err and match in err
 
 
+def test_the_cli_refuses_a_gpu_this_machine_does_not_have(capsys):
+    from core.__main__ import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    for cmd in (["lab", "autoencoder"], ["train"]):
+        assert main([*cmd, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --device cuda") and "no CUDA GPU" in err and "\n" not in err
+
+
 def test_the_papers_size_rule_agrees_with_a_forward_pass():
     """Every side from 150 to 300: the rule admits it exactly when the network runs (meta device)."""
     from core.models.encdec import PaperUNet, valid_unet_side_ok

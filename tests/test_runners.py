@@ -6,10 +6,13 @@ the same store, results of a real training job, and the CLI through the runner."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -310,3 +313,82 @@ def test_the_cli_through_ray_prints_what_it_prints_in_process(ray_cluster, tmp_p
     assert there[-1]["weights"] == here[-1]["weights"] == "random"
     assert [e["epoch"] for e in there[:2]] == [1, 2]
     assert (tmp_path / "runs" / "ray-jobs.sqlite").is_file()        # the board kept the run in the shared folder
+
+
+# --- a store or a folder that cannot be written ------------------------------------------------------
+
+@contextlib.contextmanager
+def _immutable(*paths: Path):
+    """Makes files or folders immutable (chattr +i: even root cannot write them), and undoes it."""
+    done = []
+    try:
+        for p in paths:
+            subprocess.run(["chattr", "+i", str(p)], check=True, capture_output=True)
+            done.append(p)
+        yield
+    finally:
+        for p in done:
+            subprocess.run(["chattr", "-i", str(p)], capture_output=True)
+
+
+def _store_file(backend) -> Path:
+    return backend.root / ("jobs.sqlite" if backend.name == "local" else "ray-jobs.sqlite")
+
+
+def test_a_store_that_fails_mid_run_ends_the_run_with_the_reason_and_the_runner_goes_on(runner, backend):
+    jid = runner.submit("alice", JobSpec("sleep", 60))
+    assert _until(lambda: _steps(runner.events(jid)))
+    store = _store_file(backend)
+    with _immutable(store, store.parent / (store.name + "-journal")):
+        assert _until(lambda: runner.status(jid).state == "failed", timeout=30), runner.status(jid)
+        st = runner.status(jid)
+        assert "its progress could not be saved" in st.message and str(store) in st.message
+        with pytest.raises(JobError, match="^This run cannot start: the server cannot save runs"):
+            runner.submit("bob", JobSpec("count", 1))
+        assert runner.status(jid).state == "failed"             # the runner still answers
+    # once the file can be written again, the run's end reaches it, with the reason
+    assert _until(lambda: {j.id: j.state for j in JobStore(store).jobs()}.get(jid) == "failed", timeout=30)
+    assert "could not be saved" in {j.id: j.message for j in JobStore(store).jobs()}[jid]
+    b = runner.submit("bob", JobSpec("count", 2))               # and new runs start again
+    assert wait(runner, b, 60).state == "done"
+
+
+def test_a_results_folder_that_cannot_be_written_refuses_a_run_in_one_sentence(runner, backend):
+    with _immutable(backend.root):
+        with pytest.raises(JobError) as e:
+            runner.submit("alice", JobSpec("count", 1))
+    assert str(e.value).startswith("This run cannot start: the server cannot save runs (")
+    assert str(backend.root.parent) in str(e.value) and "\n" not in str(e.value)
+    assert wait(runner, runner.submit("alice", JobSpec("count", 1)), 60).state == "done"
+
+
+def test_a_cluster_that_needs_a_token_refuses_the_cli_at_once_in_one_line(tmp_path):
+    """A Ray head with token authentication (as a hosted class starts it); the CLI without the
+    token is told so in one line within seconds, instead of half a minute of retries."""
+    import secrets
+    import socket
+
+    token = tmp_path / "token"
+    token.write_text(secrets.token_hex(32))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))   # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    try:
+        subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.4", f"--port={port}",
+                        "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",
+                        f"--temp-dir={temp}"], env=env, check=True, capture_output=True, timeout=120)
+        cli = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        cli.update(PYTHONPATH=REPO, RAY_ADDRESS=f"127.0.0.4:{port}", CONVNETLAB_RESULTS=str(tmp_path))
+        t0 = time.time()
+        p = subprocess.run([sys.executable, "-m", "core", *TINY, "--runner", "ray"], capture_output=True, text=True,
+                           env=cli, timeout=120, cwd=REPO)
+        assert p.returncode == 2 and time.time() - t0 < 20
+        assert p.stderr.strip().startswith("error: refused: the Ray cluster at 127.0.0.4") and "token" in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    finally:
+        subprocess.run(["pkill", "-9", "-f", str(temp)], capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)

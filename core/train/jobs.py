@@ -18,17 +18,22 @@ handlers, and a worker imports only what its handler needs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import os
+import shutil
+import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from core.train.context import JobContext
 from core.train.events import ACTIVE_STATES, Cancelled, Diverged, Event, JobFailed, JobState
-from core.train.store import JobStore, StoredJob, results_dir
+from core.train.store import JobStore, StoredJob, StoreError, results_dir
 
 HANDLERS: dict[str, str] = {"train": "core.train.run:train", "lr_find": "core.train.run:lr_find",
                             "lab": "core.lab.common:run", "compute": "core.train.compute:run"}
@@ -141,20 +146,70 @@ def check_submit(jobs: Iterable[Tracked], owner: str, kind: str, handlers: Mappi
         raise JobError("You already have a run in progress: wait for it or cancel it first.")
 
 
-def queue_position(jobs: Iterable[Tracked], job: Tracked) -> int:
-    """1 for the oldest queued job, 2 for the next...; 0 for a job that is not queued."""
-    queued = sorted((x for x in jobs if x.state == "queued"), key=lambda x: x.submitted)
-    return next((i + 1 for i, x in enumerate(queued) if x.id == job.id), 0)
+def queue_position(jobs: Iterable[Tracked], job: Tracked, recent: Mapping[str, int] | None = None) -> int:
+    """1 for the job that starts next, 2 for the one after...; 0 for a job that is not queued
+    (`queue_order` says the order)."""
+    return next((i + 1 for i, x in enumerate(queue_order(jobs, recent or {})) if x.id == job.id), 0)
 
 
-def restored(state: str, has_config: bool) -> tuple[JobState, str] | None:
+def recent_runs(jobs: Iterable[Any], hours: float = 1.0) -> dict[str, int]:
+    """Per owner, the runs that ended (or started) in the last `hours`: the queue's share rule."""
+    since, out = time.time() - hours * 3600, {}
+    for j in jobs:
+        if j.state not in ("queued",) and getattr(j, "started", 0.0) >= since:
+            out[j.owner] = out.get(j.owner, 0) + 1
+    return out
+
+
+STORE_GRACE_S = 5.0     # a running job whose record cannot be saved for this long is stopped
+STATE_FILE = "state.json"   # in a run's folder: its last state, when the store refused to take it
+
+
+def restored(state: str, has_config: bool, out_dir: str | Path | None = None) -> tuple[JobState, str] | None:
     """How a stored job reads after its server or board restarted: None when as it was; else
-    interrupted, with the reason."""
+    interrupted, with the reason. A run whose store refused its last state left that state in its
+    folder (`STATE_FILE`): it reads as it really ended."""
     if state in ACTIVE_STATES:
-        return "interrupted", "the server stopped while this run was in progress"
+        left = _state_file(out_dir)
+        if left is not None:
+            return left
+        return "interrupted", ("the server stopped while this run was in progress (or its progress could not be "
+                               "saved after this point)")
     if not has_config:
         return "interrupted", "this run was made by an older version of the dashboard"
     return None
+
+
+def _state_file(out_dir: str | Path | None) -> tuple[JobState, str] | None:
+    try:
+        d = json.loads((Path(out_dir) / STATE_FILE).read_text()) if out_dir else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(d, dict) or d.get("state") not in ("done", "failed", "cancelled", "diverged"):
+        return None
+    return d["state"], str(d.get("message", ""))
+
+
+def time_cap_s() -> float | None:
+    """How long one run may take on this server: $CONVNETLAB_MAX_RUN_MIN minutes (default 15; 0 for
+    no cap). A run that reaches it is stopped and reads as failed, with the cap named."""
+    raw = os.environ.get("CONVNETLAB_MAX_RUN_MIN", "")
+    try:
+        minutes = float(raw) if raw else DEFAULT_CAP_MIN
+    except ValueError:
+        minutes = DEFAULT_CAP_MIN
+    return minutes * 60 if minutes > 0 else None
+
+
+DEFAULT_CAP_MIN = 15.0
+
+
+def queue_order(jobs: Iterable[Tracked], recent: Mapping[str, int]) -> list[Tracked]:
+    """The queued jobs in the order they start: a session's share of the machine first, then
+    first come first served. `recent` counts each owner's runs that ended in the last hour: a
+    student who has not run yet goes before one who just did, however late they clicked."""
+    queued = [j for j in jobs if j.state == "queued"]
+    return sorted(queued, key=lambda j: (recent.get(j.owner, 0), j.submitted))
 
 
 def keep_bytes() -> int:
@@ -206,8 +261,11 @@ class JobTable:
         with self._lock:
             j = self._get(job_id)
             if not j.loaded:
-                j.events, j.loaded = self._store.events(j.id), True
-                j.saved = len(j.events)
+                try:
+                    j.events = self._store.events(j.id)
+                except StoreError as e:
+                    j.events, j.message = [], f"{j.message} (its progress could not be read: {e})"
+                j.loaded, j.saved = True, len(j.events)
             return list(j.events[since:])
 
     def cancel(self, job_id: str) -> None:
@@ -225,8 +283,78 @@ class JobTable:
         """Signals a running job's handler (ctx.should_stop); False when it cannot be reached yet."""
         raise NotImplementedError
 
+    # --- the record on disk: every write through `_save`, so a failing store never stops the runner
     def _set(self, j: Any, state: JobState, message: str) -> None:
-        raise NotImplementedError
+        """A job's new state, in memory and in the store; what the store refuses is kept in the
+        run's folder and tried again every tick (`_keep_records`)."""
+        j.state, j.message = state, message
+        j.state_saved = self._save(j, "set_state", j.id, state, message)
+        if not j.state_saved and state not in ACTIVE_STATES:
+            with contextlib.suppress(OSError):
+                (Path(j.out_dir) / STATE_FILE).write_text(json.dumps({"state": state, "message": message}))
+
+    def _save(self, j: Any, method: str, *args: Any) -> bool:
+        """One write of a job's record; False, with the reason kept on the job, when the store refuses."""
+        if self._store is None:
+            return True
+        try:
+            getattr(self._store, method)(*args)
+        except StoreError as e:
+            if not j.store_error:
+                print(f"job store: {e}", file=sys.stderr, flush=True)
+            j.store_error = str(e)
+            j.store_failing_since = j.store_failing_since or time.time()
+            return False
+        j.store_error, j.store_failing_since = "", 0.0
+        return True
+
+    def _save_progress(self, j: Any) -> None:
+        """The job's events that the store does not have yet."""
+        if len(j.events) > j.saved and self._save(j, "add_events", j.id, j.saved, j.events[j.saved:]):
+            j.saved = len(j.events)
+
+    def _create(self, owner: str, kind: str, make: Callable[[str, Path], Any], config: Any) -> Any:
+        """A new job's record and folder; a JobError in one sentence when the server cannot keep them."""
+        jid = uuid.uuid4().hex[:12]
+        out = Path(self.root) / jid
+        try:
+            out.mkdir(parents=True)
+            j = make(jid, out)
+            if self._store is not None:
+                self._store.add(StoredJob(jid, owner, kind, config, j.state, j.message, j.submitted, str(out)))
+        except (OSError, StoreError) as e:
+            shutil.rmtree(out, ignore_errors=True)
+            raise JobError(f"This run cannot start: the server cannot save runs ({e}). Whoever runs the server can "
+                           f"check the results folder {Path(self.root).parent}.") from None
+        self._jobs[jid] = j
+        return j
+
+    def _keep_records(self) -> None:
+        """Once a tick: what the store refused is tried again; a running job whose progress cannot be
+        saved for STORE_GRACE_S, or that reached the time cap, is stopped, and ends failed with why."""
+        now, cap = time.time(), time_cap_s()
+        for j in list(self._jobs.values()):
+            if not j.state_saved:
+                j.state_saved = self._save(j, "set_state", j.id, j.state, j.message)
+            self._save_progress(j)
+            if j.state != "running" or j.stopped_because:
+                continue
+            if j.store_failing_since and now - j.store_failing_since > STORE_GRACE_S:
+                self._stop_for(j, f"its progress could not be saved: {j.store_error}")
+            elif cap is not None and j.started and now - j.started > cap:
+                self._stop_for(j, f"it reached this server's time cap of {cap / 60:g} minutes per run "
+                                  "(CONVNETLAB_MAX_RUN_MIN)")
+
+    def _stop_for(self, j: Any, reason: str) -> None:
+        j.stopped_because = reason
+        if not j.cancel_at and self._ask_to_stop(j):
+            j.cancel_at = time.time()
+
+    def _ended(self, j: Any, state: JobState, message: str) -> None:
+        """How a job that ended is recorded: one the server stopped (time cap, storage) is failed, with why."""
+        if j.stopped_because and state == "cancelled":
+            state, message = "failed", f"stopped by the server: {j.stopped_because}"
+        self._set(j, state, message)
 
     def _status(self, j: Any) -> JobStatus:
         raise NotImplementedError
@@ -239,12 +367,17 @@ class JobTable:
     def _restore(self, store: JobStore, make: Callable[[StoredJob], Any]) -> None:
         """The jobs an earlier server or board left (`make` turns each into this backend's record):
         finished ones as they were, unfinished ones interrupted (`restored`)."""
-        for sj in store.jobs():
+        try:
+            stored = store.jobs()
+        except StoreError as e:     # the runner starts empty and says why in its log
+            print(f"job store: {e}; earlier runs are not listed", file=sys.stderr, flush=True)
+            return
+        for sj in stored:
             j = make(sj)
-            now = restored(sj.state, sj.config is not None)
+            now = restored(sj.state, sj.config is not None, sj.out_dir)
             if now:
                 j.state, j.message = now
-                store.set_state(j.id, j.state, j.message)
+                j.state_saved = self._save(j, "set_state", j.id, j.state, j.message)
             self._jobs[j.id] = j
 
 
@@ -270,7 +403,11 @@ def make_runner(backend: str | None = None, device: str | None = None, **options
         # Durable by default: runs and their folders outlive the server (core.train.store).
         root = Path(options.get("root") or results_dir() / "runs")
         options["root"] = str(root)
-        options.setdefault("store", JobStore(root / "jobs.sqlite"))
+        if "store" not in options:
+            try:
+                options["store"] = JobStore(root / "jobs.sqlite")
+            except StoreError as e:
+                raise JobError(f"runs cannot be kept on this server: {e}") from None
     if name == "ray":
         # The runs' folders and the board's store in the results directory every replica shares.
         options.setdefault("root", str(results_dir() / "runs"))

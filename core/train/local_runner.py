@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 import types
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,9 +29,9 @@ from typing import Any, Iterator, Mapping
 from core.train.context import JobContext
 from core.train.events import ACTIVE_STATES, Event, JobState
 from core.train.jobs import (CRASHED, HANDLERS, KEEP_DAYS, KEEP_FINISHED, QUICK_CANCEL_S, RESULT_LOADERS, JobSpec,
-                             JobStatus, JobTable, RunnerLimits, check_submit, folder_bytes, queue_position, resolve,
-                             run_job, to_prune)
-from core.train.store import JobStore, StoredJob
+                             JobStatus, JobTable, RunnerLimits, check_submit, folder_bytes, queue_order, queue_position,
+                             recent_runs, resolve, run_job, to_prune)
+from core.train.store import JobStore
 
 
 def _exit_with(parent: int) -> None:
@@ -133,6 +132,11 @@ class _Job:
     saved: int = 0                  # events already in the store
     bytes: int | None = None        # size of the result folder once finished
     loaded: bool = True             # False for a stored job whose events are read on first use
+    started: float = 0.0            # time.time() when a worker took it
+    state_saved: bool = True        # the store has the state (see JobTable._set)
+    store_error: str = ""           # why the store refused the last write ("" when it did not)
+    store_failing_since: float = 0.0
+    stopped_because: str = ""       # why the server stopped it (time cap, storage), if it did
 
 
 class LocalRunner(JobTable):
@@ -164,16 +168,13 @@ class LocalRunner(JobTable):
         return self._limits
 
     def submit(self, owner: str, spec: JobSpec) -> str:
-        """Queues a job; refuses a second active job for the same owner and unknown kinds."""
+        """Queues a job; refuses a second active job for the same owner, unknown kinds, and a job
+        the server cannot keep (its folder or the store cannot be written)."""
         with self._lock:
             check_submit(self._jobs.values(), owner, spec.kind, self._handlers)
-            jid = uuid.uuid4().hex[:12]
-            out = self.root / jid
-            out.mkdir(parents=True)
-            j = self._jobs[jid] = _Job(jid, owner, spec, spec.kind, spec.config, out)
-            if self._store is not None:
-                self._store.add(StoredJob(jid, owner, j.kind, j.config, j.state, j.message, j.submitted, str(out)))
-        return jid
+            j = self._create(owner, spec.kind, lambda jid, out: _Job(jid, owner, spec, spec.kind, spec.config, out),
+                             spec.config)
+        return j.id
 
     def _ask_to_stop(self, j: _Job) -> bool:
         if j.cancel is None:
@@ -206,34 +207,28 @@ class LocalRunner(JobTable):
                 self._spare = None
 
     # --- inside -------------------------------------------------------------------------------------
-    def _set(self, j: _Job, state: JobState, message: str) -> None:
-        """A job's new state, in memory and in the store."""
-        j.state, j.message = state, message
-        if self._store is not None:
-            self._store.set_state(j.id, state, message)
-
     def _load(self, store: JobStore) -> None:
         self._restore(store, lambda sj: _Job(sj.id, sj.owner, None, sj.kind, sj.config, Path(sj.out_dir), sj.state,
                                              sj.message, submitted=sj.submitted, loaded=False))
 
     def _status(self, j: _Job) -> JobStatus:
-        return JobStatus(j.id, j.kind, j.state, j.message, queue_position(self._jobs.values(), j), j.config,
-                         j.submitted)
+        pos = queue_position(self._jobs.values(), j, recent_runs(self._jobs.values())) if j.state == "queued" else 0
+        return JobStatus(j.id, j.kind, j.state, j.message, pos, j.config, j.submitted)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
                 self._drain_and_reap()
+                self._keep_records()
                 running = sum(j.state == "running" for j in self._jobs.values())
-                for j in sorted(self._jobs.values(), key=lambda x: x.submitted):
+                for j in queue_order(self._jobs.values(), recent_runs(self._jobs.values())):
                     if running >= self._limits.max_concurrent:
                         break
-                    if j.state == "queued":
-                        try:
-                            self._start(j)
-                            running += 1
-                        except OSError as e:  # e.g. out of processes or file descriptors
-                            self._set(j, "failed", f"could not start a worker process: {e}")
+                    try:
+                        self._start(j)
+                        running += 1
+                    except OSError as e:  # e.g. out of processes or file descriptors
+                        self._set(j, "failed", f"could not start a worker process: {e}")
                 if self._keep_spare and not self._stop.is_set():
                     self._refresh_spare()
                 self._forget_old()
@@ -272,6 +267,7 @@ class LocalRunner(JobTable):
         # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
         threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
         j.process, j.queue, j.cancel = w.process, w.queue, w.cancel
+        j.started = time.time()
         self._set(j, "running", "")
         j.spec = None
 
@@ -289,10 +285,8 @@ class LocalRunner(JobTable):
             if j.bytes is None:                  # measured once, when a finished job is first seen
                 j.bytes = folder_bytes(j.out_dir)
         for jid in to_prune([(j.id, j.submitted, j.bytes) for j in done], self.KEEP_FINISHED, self.KEEP_DAYS):
-            shutil.rmtree(self._jobs[jid].out_dir, ignore_errors=True)
-            del self._jobs[jid]
-            if self._store is not None:
-                self._store.delete(jid)
+            if self._save(self._jobs[jid], "delete", jid):        # else kept, and tried again later
+                shutil.rmtree(self._jobs.pop(jid).out_dir, ignore_errors=True)
 
     @staticmethod
     def _release(j: _Job) -> None:
@@ -307,9 +301,7 @@ class LocalRunner(JobTable):
         try:
             self._drain_queue(j)
         finally:
-            if self._store is not None and len(j.events) > j.saved:
-                self._store.add_events(j.id, j.saved, j.events[j.saved:])
-                j.saved = len(j.events)
+            self._save_progress(j)
 
     def _drain_queue(self, j: _Job) -> None:
         while True:
@@ -318,7 +310,7 @@ class LocalRunner(JobTable):
             except (queue.Empty, OSError, EOFError):
                 return
             if isinstance(item, tuple) and item[0] == "end":
-                self._set(j, item[1], item[2])
+                self._ended(j, item[1], item[2])
             else:
                 j.events.append(item)
 
@@ -329,7 +321,7 @@ class LocalRunner(JobTable):
             grace = QUICK_CANCEL_S.get(j.kind, self.CANCEL_GRACE_S)
             if j.cancel_at and time.time() - j.cancel_at > grace and j.process.is_alive():
                 j.process.terminate()  # it did not reach a cancellation point in time
-                self._set(j, "cancelled", "cancelled (the worker was stopped)")
+                self._ended(j, "cancelled", "cancelled (the worker was stopped)")
             self._drain(j)
             if j.state == "running" and not j.process.is_alive():
                 time.sleep(0.05)  # the queue may still hold the last events of a process that just ended

@@ -23,22 +23,24 @@ inside functions only, so `core` stays importable without it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
 import shutil
+import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from core.train.events import ACTIVE_STATES, Event, JobState
 from core.train.context import JobContext
 from core.train.jobs import (CRASHED, HANDLERS, QUICK_CANCEL_S, RESULT_LOADERS, JobError, JobSpec, JobStatus, JobTable,
-                             RunnerLimits, check_submit, folder_bytes, queue_position, resolve, run_job, to_prune)
-from core.train.store import JobStore, StoredJob, results_dir
+                             RunnerLimits, check_submit, folder_bytes, queue_order, queue_position, recent_runs, resolve,
+                             run_job, to_prune)
+from core.train.store import JobStore, StoreError, results_dir
 
 NAMESPACE = "convnetlab"
 BOARD = "convnetlab-jobs"
@@ -136,6 +138,11 @@ class _BoardJob:
     run: Any = None                 # the ObjectRef of the worker's `run`
     cancel_at: float = 0.0
     bytes: int | None = None        # size of the result folder once finished
+    started: float = 0.0            # time.time() when a worker took it
+    state_saved: bool = True        # the store has the state (see JobTable._set)
+    store_error: str = ""           # why the store refused the last write ("" when it did not)
+    store_failing_since: float = 0.0
+    stopped_because: str = ""       # why the server stopped it (time cap, storage), if it did
 
 
 class JobBoard(JobTable):
@@ -154,7 +161,11 @@ class JobBoard(JobTable):
         self._resources = {"num_cpus": num_cpus, "num_gpus": num_gpus}
         self._grace = cancel_grace_s
         self.root = Path(root)
-        self._store = JobStore(Path(store_path))
+        try:
+            self._store: JobStore | None = JobStore(Path(store_path))
+        except StoreError as e:     # the board still runs jobs; they are not kept past its restart
+            print(f"job board: {e}; runs are not kept", flush=True)
+            self._store = None
         self._jobs: dict[str, _BoardJob] = {}
         self._load()
         self._slots: list[_Slot] = []
@@ -173,13 +184,10 @@ class JobBoard(JobTable):
     def submit(self, owner: str, kind: str, config: bytes, spec: bytes) -> str:
         with self._lock:
             check_submit(self._jobs.values(), owner, kind, self._handlers)
-            jid = uuid.uuid4().hex[:12]
-            out = self.root / jid
-            out.mkdir(parents=True)
-            j = self._jobs[jid] = _BoardJob(jid, owner, kind, config, str(out), spec=spec)
-            self._store.add(StoredJob(jid, owner, kind, config, j.state, j.message, j.submitted, j.out_dir))
+            j = self._create(owner, kind, lambda jid, out: _BoardJob(jid, owner, kind, config, str(out), spec=spec),
+                             config)
             self._dispatch()        # a free warm worker starts it now, not at the next tick
-        return jid
+        return j.id
 
     def _ask_to_stop(self, j: _BoardJob) -> bool:
         if j.slot is None:
@@ -203,19 +211,18 @@ class JobBoard(JobTable):
             for s in self._slots:
                 ray.kill(s.actor, no_restart=True)
             self._slots = []
-        self._store.close()
+        if self._store is not None:
+            self._store.close()
 
     # --- inside ----------------------------------------------------------------------------------------
-    def _set(self, j: _BoardJob, state: JobState, message: str) -> None:
-        j.state, j.message = state, message
-        self._store.set_state(j.id, state, message)
-
     def _load(self) -> None:
+        if self._store is None:
+            return
         self._restore(self._store, lambda sj: _BoardJob(sj.id, sj.owner, sj.kind, sj.config, sj.out_dir, sj.state,
                                                         sj.message, sj.submitted, loaded=False))
 
     def _status(self, j: _BoardJob) -> JobStatus:
-        pos = queue_position(self._jobs.values(), j)
+        pos = queue_position(self._jobs.values(), j, recent_runs(self._jobs.values())) if j.state == "queued" else 0
         message = j.message
         if j.state == "queued" and not any(s.ready is None for s in self._slots):
             # e.g. a GPU share asked of a cluster without a GPU: Ray holds the worker back, say so
@@ -255,10 +262,7 @@ class JobBoard(JobTable):
             elif j.cancel_at and time.time() - j.cancel_at > QUICK_CANCEL_S.get(j.kind, self._grace):
                 self._kill(j)
         with self._lock:
-            for j in running:
-                if len(j.events) > j.saved:
-                    self._store.add_events(j.id, j.saved, j.events[j.saved:])
-                    j.saved = len(j.events)
+            self._keep_records()         # events to the store; a store that fails is said, not fatal
             self._dispatch()
             if time.time() >= self._next_prune:
                 self._prune()
@@ -270,8 +274,8 @@ class JobBoard(JobTable):
             if j.bytes is None:
                 j.bytes = folder_bytes(j.out_dir)
         for jid in to_prune([(j.id, j.submitted, j.bytes) for j in done]):
-            shutil.rmtree(self._jobs.pop(jid).out_dir, ignore_errors=True)
-            self._store.delete(jid)
+            if self._save(self._jobs[jid], "delete", jid):          # else kept, and tried again later
+                shutil.rmtree(self._jobs.pop(jid).out_dir, ignore_errors=True)
         self._next_prune = time.time() + self.PRUNE_EVERY_S
 
     def _end(self, j: _BoardJob) -> None:
@@ -286,7 +290,7 @@ class JobBoard(JobTable):
             state, message, tail, healthy = "failed", f"the Ray worker failed: {type(e).__name__}: {e}", [], False
         with self._lock:
             j.events.extend(tail)
-            self._set(j, state, message)
+            self._ended(j, state, message)
             slot, j.slot, j.run = j.slot, None, None
             if healthy and slot.jobs < self.JOBS_PER_WORKER:
                 slot.busy = False
@@ -296,7 +300,7 @@ class JobBoard(JobTable):
     def _kill(self, j: _BoardJob) -> None:
         """A job that did not reach a cancellation point within the grace period: its worker goes."""
         with self._lock:
-            self._set(j, "cancelled", "cancelled (the worker was stopped)")
+            self._ended(j, "cancelled", "cancelled (the worker was stopped)")
             slot, j.slot, j.run = j.slot, None, None
             self._drop(slot)
 
@@ -334,14 +338,14 @@ class JobBoard(JobTable):
                 self._slots.append(_Slot(actor, actor.ready.remote()))
 
     def _dispatch(self) -> None:
-        """Gives queued jobs, oldest first, to free workers that are up (called with the lock held)."""
-        for j in sorted((x for x in self._jobs.values() if x.state == "queued"), key=lambda x: x.submitted):
+        """Gives queued jobs, in `queue_order`, to free workers that are up (called with the lock held)."""
+        for j in queue_order(self._jobs.values(), recent_runs(self._jobs.values())):
             slot = next((s for s in self._slots if s.ready is None and not s.busy), None)
             if slot is None:
                 return
             slot.busy, slot.jobs = True, slot.jobs + 1
             j.slot, j.run = slot, slot.actor.run.remote(j.id, j.spec, j.out_dir, self._limits.device)
-            j.spec = None
+            j.spec, j.started = None, time.time()
             self._set(j, "running", "")
 
 
@@ -359,6 +363,11 @@ def _connect(address: str | None) -> Any:
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
     try:
         _reachable(target)
+    except OSError as e:
+        raise JobError(f"no Ray cluster could be reached at {target!r} ({e}). Start one with `ray start --head` and "
+                       "set RAY_ADDRESS, or use the local runner (CONVNETLAB_RUNNER=local).") from e
+    _authorised(target)
+    try:
         ray.init(address=target, namespace=NAMESPACE, include_dashboard=False, ignore_reinit_error=True,
                  log_to_driver=False)
     except (OSError, RuntimeError, ValueError) as e:
@@ -377,6 +386,38 @@ def _reachable(address: str) -> None:
         return
     with socket.create_connection((host, int(port)), timeout=5):
         pass
+
+
+def _authorised(address: str) -> None:
+    """Raises JobError at once when the cluster at a "host:port" address refuses this process for
+    want of its token: `ray.init` would retry for half a minute, printing a warning a second."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    from ray._raylet import GcsClient
+
+    with _quiet_stderr():         # the C++ client logs the refusal too; the JobError says it once
+        try:
+            GcsClient(address=address)
+        except Exception as e:  # noqa: BLE001 - only a refused token is ours to explain; ray.init reports the rest
+            if "InvalidAuthToken" in str(e) or type(e).__name__ == "AuthenticationError":
+                raise JobError(f"refused: the Ray cluster at {address} needs its token (set RAY_AUTH_MODE=token and "
+                               "RAY_AUTH_TOKEN_PATH to the token file the cluster was started with; "
+                               "scripts/serve-class.sh prints where it is)") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (native libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _loads(blob: bytes | None) -> Any:
@@ -414,7 +455,9 @@ class RayRunner:
             num_gpus=num_gpus if num_gpus is not None else (1 / max_concurrent if device == "cuda" else 0),
             cancel_grace_s=self.CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s,
             store_path=store_path or str(root_path / "ray-jobs.sqlite"))
-        self._env = {"PYTHONPATH": os.pathsep.join([REPO, *pythonpath])}
+        # The board's process reads the server's limits (time cap, kept bytes) from its environment.
+        self._env = {"PYTHONPATH": os.pathsep.join([REPO, *pythonpath]),
+                     **{k: os.environ[k] for k in ("CONVNETLAB_MAX_RUN_MIN", "CONVNETLAB_KEEP_GB") if k in os.environ}}
         self._board = self._attach()
         self._limits: RunnerLimits = self._call("limits")
 

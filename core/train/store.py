@@ -8,6 +8,12 @@
 config, state, message and events. A server that restarts lists the earlier runs again and
 marks those that were queued or running as interrupted. Configs and events are pickled: the
 file is the server's own, written and read by this code only.
+
+Every failure to read or write the file (a full disk, a folder made read-only, a file made
+immutable) is a `StoreError` naming the file and the reason; the runners catch it at their edge
+(`core.train.jobs.JobTable`), keep serving and say what failed. The store keeps a rollback journal,
+not a write-ahead log: WAL maps a shared-memory file, and a process whose mapped file can no longer
+be written dies of a bus error instead of getting an error it can report.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import os
 import pickle
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def results_dir() -> Path:
@@ -27,6 +34,10 @@ def results_dir() -> Path:
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convnetlab"
     base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+class StoreError(RuntimeError):
+    """The job store could not be read or written; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -42,42 +53,53 @@ class StoredJob:
 
 
 class JobStore:
-    """The jobs of one runner, durable. Thread-safe (one connection, one lock)."""
+    """The jobs of one runner, durable. Thread-safe (one connection, one lock). Every method raises
+    `StoreError` when the file cannot be used."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.path = path
+        with self._guard("open"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=5)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
+        with self._lock, self._guard("open"):
+            self._db.execute("PRAGMA journal_mode=PERSIST")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, owner TEXT, kind TEXT, "
                              "config BLOB, state TEXT, message TEXT, submitted REAL, out_dir TEXT)")
             self._db.execute("CREATE TABLE IF NOT EXISTS events (job TEXT, seq INTEGER, event BLOB, "
                              "PRIMARY KEY (job, seq))")
 
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"the job store {self.path} could not {what}: {e}") from e
+
     def add(self, job: StoredJob) -> None:
-        with self._lock:
+        with self._lock, self._guard("save a new run"):
             self._db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (job.id, job.owner, job.kind, pickle.dumps(job.config), job.state, job.message,
                               job.submitted, job.out_dir))
 
     def set_state(self, job_id: str, state: str, message: str) -> None:
-        with self._lock:
+        with self._lock, self._guard("save a run's state"):
             self._db.execute("UPDATE jobs SET state = ?, message = ? WHERE id = ?", (state, message, job_id))
 
     def add_events(self, job_id: str, first_seq: int, events: Iterable[Any]) -> None:
         rows = [(job_id, first_seq + i, pickle.dumps(e)) for i, e in enumerate(events)]
         if rows:
-            with self._lock:
+            with self._lock, self._guard("save a run's progress"):
                 self._db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", rows)
 
     def events(self, job_id: str) -> list[Any]:
-        with self._lock:
+        with self._lock, self._guard("read a run's progress"):
             rows = self._db.execute("SELECT event FROM events WHERE job = ? ORDER BY seq", (job_id,)).fetchall()
         return [pickle.loads(r[0]) for r in rows]
 
     def jobs(self) -> list[StoredJob]:
-        with self._lock:
+        with self._lock, self._guard("read the runs"):
             rows = self._db.execute("SELECT id, owner, kind, config, state, message, submitted, out_dir FROM jobs "
                                     "ORDER BY submitted").fetchall()
         out = []
@@ -90,7 +112,7 @@ class JobStore:
         return out
 
     def delete(self, job_id: str) -> None:
-        with self._lock:
+        with self._lock, self._guard("delete an old run"):
             self._db.execute("DELETE FROM events WHERE job = ?", (job_id,))
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
