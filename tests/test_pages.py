@@ -703,3 +703,19 @@ def test_lab_link_values_that_only_work_together_are_kept_together():
     at = _page("pages/lab.py", task="siamese", data="digits", unseen="5", ways="5")
     assert not at.exception and not any("Ignored from the link" in w.value for w in at.warning)
     assert at.query_params["data"] == "digits" and at.query_params["unseen"] == "5"
+
+
+def test_train_on_a_server_whose_results_folder_cannot_be_written_says_so():
+    import subprocess
+
+    from pages.common import runner
+
+    at = _page("pages/lab.py", task="autoencoder", epochs="1")
+    root = runner().root
+    subprocess.run(["chattr", "+i", str(root)], check=True)
+    try:
+        at.button(key="lab_go").click().run()
+    finally:
+        subprocess.run(["chattr", "-i", str(root)], check=True)
+    assert not at.exception
+    assert any(e.value.startswith("This run cannot start: the server cannot save runs") for e in at.error)
