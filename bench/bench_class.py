@@ -51,10 +51,9 @@ def run_folder(port: int) -> Path:
 
 def start_class(port: int, replicas: int, env: dict, log: Path, timeout: float = 300) -> subprocess.Popen:
     """scripts/serve-class.sh in a session of its own, once it has said "== ready" (its output in `log`)."""
-    out = open(log, "w")
-    proc = subprocess.Popen(["bash", "scripts/serve-class.sh", "--replicas", str(replicas), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    out.close()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["bash", "scripts/serve-class.sh", "--replicas", str(replicas), "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     end = time.time() + timeout
     while "== ready" not in log.read_text():
         if proc.poll() is not None or time.time() > end:
@@ -78,17 +77,16 @@ def stop_class(proc: subprocess.Popen, timeout: float = 60) -> None:
 def hosted_run(replicas: int, n: int, train: int) -> dict:
     """One class (fresh processes and results folder), one load run through its balancer."""
     port = free_port(replicas)
-    log = Path(tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False).name)
-    env = {**os.environ, "CONVNETLAB_RESULTS": tempfile.mkdtemp(prefix="convnetlab-class-results-")}
+    results = Path(tempfile.mkdtemp(prefix="convnetlab-class-results-"))
+    env = {**os.environ, "CONVNETLAB_RESULTS": str(results)}
     env.pop("RAY_ADDRESS", None)
-    proc = start_class(port, replicas, env, log)
+    proc = start_class(port, replicas, env, results / "serve-class.log")
     try:
         row = run(n, train, base=f"http://127.0.0.1:{port}", ports=[str(port + i) for i in range(1, replicas + 1)])
         return {"replicas": replicas, **row}
     finally:
         stop_class(proc, 120)
-        shutil.rmtree(env["CONVNETLAB_RESULTS"], ignore_errors=True)
-        log.unlink(missing_ok=True)
+        shutil.rmtree(results, ignore_errors=True)
 
 
 def main() -> int:

@@ -43,13 +43,14 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent              # the venv's bin: python, streamlit's, ray
@@ -229,7 +230,7 @@ class Child:
     env: dict[str, str]
     health: str = ""                            # a URL that answers "ok" once it serves
     pid: int = 0
-    popen: object = None                        # kept so that subprocess never reaps it behind our back
+    popen: subprocess.Popen | None = None       # kept alive: a dropped Popen may be reaped by subprocess
     started: float = 0.0
     exit_code: int | None = None                # set when reaped; None while it runs
     restarts: int = 0
@@ -254,8 +255,8 @@ class Supervisor:
         self.ray_port = port + 100 if port + 100 <= 65535 else 6380
         self.env = {**os.environ, MARKER: self.marker, "CONVNETLAB_RUNNER": "ray"}
         if not self.ray_address and ipaddress.ip_address(self.ray_ip).is_loopback:
-            # `ray start` (and each replica's ray.init) would swap 127.0.0.1 for the machine's network
-            # address, and Ray's gRPC servers then listen on every interface; this keeps them on loopback.
+            # Without it `ray start` swaps 127.0.0.1 for the machine's network address (and Ray's gRPC
+            # servers then listen on every interface), and a replica's ray.init looks for its node there.
             self.ray_ip = "127.0.0.1"
             self.env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         self.launched = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -285,8 +286,6 @@ class Supervisor:
 
     # --- the children ------------------------------------------------------------------------------------
     def spawn(self, c: Child) -> None:
-        import subprocess   # here, not at the top: nothing here may reap a child but `reap`
-
         with open(c.log, "a") as out:
             out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(c.argv)}\n")
             out.flush()
@@ -388,7 +387,7 @@ class Supervisor:
         def balancer_sees_all_up() -> bool:
             try:
                 states = haproxy_states(self.run / "haproxy.sock")
-            except OSError:
+            except (OSError, ValueError, KeyError, IndexError):   # not listening yet, or half an answer
                 return False
             return len(states) == self.replicas and all(s == "UP" for s in states.values()) and http_ok(lb.health)
 
@@ -641,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested:
         sup.stop(failed=False)
         return 0
-    sup.say(f"== ready: http://{a.bind}:{a.port}/  ({a.replicas} replicas, jobs on Ray at {sup.ray_address}, "
+    sup.say(f"== ready: http://{a.bind}:{a.port}/  ({a.replicas} replica{'s' if a.replicas > 1 else ''}, "
+            f"jobs on Ray at {sup.ray_address}, "
             f"logs in {sup.logs}, supervisor pid {os.getpid()})")
     code = sup.supervise()
     sup.stop(failed=code != 0)
