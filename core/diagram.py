@@ -11,6 +11,8 @@ node a link that moves the step-through there. The DOT text is drawn in the brow
 
 from __future__ import annotations
 
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -18,6 +20,11 @@ from typing import Callable, Sequence
 from torch import nn
 
 MAX_NODES = 400        # beyond this a diagram is unreadable: the page asks for a smaller depth
+# torchview records modules by swapping `nn.Module.__call__` for the whole process while it traces,
+# and puts the original back when it ends. Two traces at once (two users, two threads) undo each
+# other's swap: the later one loses its modules halfway and draws them as function calls (conv2d,
+# batch_norm, hardtanh for ReLU6). One trace at a time.
+_TRACE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs:
 
     names = {id(m): name for name, m in model.named_modules() if name}
     shape = (1, *input_size)
-    with warnings.catch_warnings():
+    with _TRACE, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = draw_graph(model, input_size=[shape] * num_inputs, depth=depth, device="meta", expand_nested=True,
                        hide_inner_tensors=True, roll=False, graph_name=type(model).__name__)
@@ -45,7 +52,10 @@ def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs:
         for node in edge:
             if isinstance(node, ModuleNode) and node.node_id in g.id_dict and node.compute_unit_id in names:
                 modules[str(g.id_dict[node.node_id])] = names[node.compute_unit_id]
-    return Diagram(g.visual_graph.source, tuple(sorted(modules.items(), key=lambda kv: int(kv[0]))),
+    # torchview fits the drawing into 12 x 12 inches; a tall network's 10 pt text then shrinks to
+    # unreadable sizes. The page shows the natural size and scrolls instead.
+    dot = re.sub(r' size="[0-9.]+,[0-9.]+"', "", g.visual_graph.source, count=1)
+    return Diagram(dot, tuple(sorted(modules.items(), key=lambda kv: int(kv[0]))),
                    len(g.id_dict), depth)
 
 

@@ -55,6 +55,26 @@ class Check:
     message: str
 
 
+def givens(r: LayerRecord) -> str:
+    """What a question about a layer states, as the slides state it: the input, and the layer's
+    own settings (kernel, stride, padding; the filters of a convolution, the units of an FC
+    layer), never its output or its parameter count."""
+    parts = [f"Input {_hwc_text(r.input_shape)}."]
+    if r.type in CONV_TYPES | TCONV_TYPES and r.kernel:
+        groups = f", groups {r.groups}" if (r.groups or 1) > 1 else ""
+        parts.append(f"{r.output_shape[0]} filters {r.kernel[0]}x{r.kernel[1]}, stride {r.stride[0]}, "
+                     f"padding {r.padding[0]}{groups}" + ("" if r.bias else ", no bias") + ".")
+    elif r.type == "Linear":
+        parts.append(f"{fmt_int(r.output_shape[-1])} output units" + ("" if r.bias else ", no bias") + ".")
+    elif r.kernel:
+        parts.append(f"Window {r.kernel[0]}x{r.kernel[1]}, stride {r.stride[0]}, padding {r.padding[0]}.")
+    return " ".join(parts)
+
+
+def _hwc_text(shape: list[int]) -> str:
+    return fmt_shape(shape) if len(shape) > 1 else f"{fmt_int(shape[0])} values"
+
+
 def quiz_questions(r: LayerRecord) -> list[str]:
     """The questions a layer can ask: its output size always, its parameters when it has any
     or when zero is the interesting answer (pooling)."""
@@ -140,15 +160,17 @@ def check_answer(r: LayerRecord, question: str, answer: str) -> Check:
     split = f"{plural_units(weights, 'weight')} + {plural_units(biases, 'bias')} = {expected}"
     if n.value == exact:
         return Check(True, expected, said + "Correct!" + once)
+    # The full count first: a rounded answer that fits it (102.8M for 102,764,544) is the full count,
+    # even when the weights alone round to the same figure.
+    if _rounds_to(exact, n):
+        return Check(True, expected, said + f"Correct, rounded: the exact count is {expected}. (A rounded "
+                     f"answer counts when the exact count rounds to it and is within "
+                     f"{ROUNDING_TOLERANCE:.0%}.)" + once)
     if biases and (n.value == weights or _rounds_to(weights, n)):
         how = "exactly" if n.value == weights else "rounded"
         return Check(True, expected, said + f"Correct for the weights alone ({how}): the layer has {split} "
                      "parameters. Slides differ here: VGG's table counts weights only, AlexNet's adds the "
                      "biases." + once)
-    if _rounds_to(exact, n):
-        return Check(True, expected, said + f"Correct, rounded: the exact count is {expected}. (A rounded "
-                     f"answer counts when the exact count rounds to it and is within "
-                     f"{ROUNDING_TOLERANCE:.0%}.)" + once)
     hint = ""
     if exact and abs(n.value - exact) <= 0.05 * exact:
         hint = f" Close: within {abs(n.value / exact - 1):.1%}."

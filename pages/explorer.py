@@ -17,7 +17,7 @@ from core.diagram import MAX_NODES, render
 from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
 from core.explain import ShownNote, block_fields, fields_of_view, layer_card, shown_warnings, variant_notes
-from core.quiz import DEFAULT_QUIZ_KINDS, QUIZ_KINDS, check_answer, is_quizzed, next_quizzed, quiz_questions
+from core.quiz import DEFAULT_QUIZ_KINDS, QUIZ_KINDS, check_answer, givens, is_quizzed, next_quizzed, quiz_questions
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
 from core.spec import ArchSpec, OptionError
 from pages.common import cached_diagram, cached_summary, require_router
@@ -62,6 +62,11 @@ def _init_from_url() -> None:
     if layer is not None:
         ss["layer"] = layer
     ss["quiz"] = read_flag(qp.get("quiz"))
+    depth, problem = read_int(qp.get("depth"), "depth", 1, 12)      # the diagram's, kept across a click
+    if problem:
+        ss.setdefault("_url_errors", []).append(f"Ignored from the link: {problem}.")
+    if depth is not None:
+        ss[f"diagram_{arch}"] = depth
 
 
 def _on_arch_change() -> None:
@@ -159,7 +164,7 @@ st.caption(f"{fmt_int(t.activation_elems + t.input_elems)} activation values x 4
               if t.bn_stat_elems else ""))
 
 # --- step through ------------------------------------------------------------------------------
-st.subheader("Step through the layers")
+st.subheader("Step through the layers", anchor="step")
 n = len(layers)
 ss["layer"] = min(max(int(ss.get("layer", 0)), 0), n - 1)
 
@@ -195,9 +200,7 @@ st.caption(f"Layer {i} (of 0 to {n - 1}): input {_shape(rec.input_shape)}"
 with st.container(border=True):
     if hidden:
         st.markdown(f"#### {rec.name} ({rec.type})")
-        st.markdown(f"Input: **{_shape(rec.input_shape)}**. "
-                    + (f"Kernel {rec.kernel[0]}x{rec.kernel[1]}, stride {rec.stride[0]}, padding {rec.padding[0]}."
-                       if rec.kernel else ""))
+        st.markdown(givens(rec))
         q = st.radio("Question", quiz_questions(rec), horizontal=True, key=f"quiz_q_{i}")
         st.text_input("Your answer", placeholder="e.g. 55x55x96 or 34,944", key=f"quiz_a_{i}")
 
@@ -238,80 +241,102 @@ def url_params(layer: int) -> dict[str, str]:
             params[f"o_{k}"] = str(v)
     if ss["quiz"]:
         params["quiz"] = "1"
+    if f"diagram_{arch}" in ss:
+        params["depth"] = str(ss[f"diagram_{arch}"])
     if "sid" in ss:
         params["sid"] = ss["sid"]   # the session's runs stay one reload away on every page
     return params
 
 
+# While a quiz question is open, the views that show every layer's shape or parameters wait too.
+ANSWER_FIRST = ("This view shows the answer to the open question (every layer's output shape and parameters): "
+                "it opens once you check your answer or press Show me.")
 tab_diagram, tab_chart, tab_struct, tab_table, tab_mem, tab_notes = st.tabs(
     ["Diagram", "Per-layer chart", "Stages and blocks", "Full table", "Training memory", "Variant notes"])
 
 with tab_diagram:
-    top = max(1, summary.max_depth())
-    if f"diagram_{arch}" not in ss:
-        ss[f"diagram_{arch}"] = min(2 if top < 4 else 1, top)
-    d_depth = (st.slider("Depth", 1, top, key=f"diagram_{arch}",
-                         help="1 = the top-level blocks; each step opens the containers one level further")
-               if top > 1 else 1)
-    try:
-        drawn, first = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
-    except Exception as e:  # noqa: BLE001 - a trace torchview cannot follow: said, the rest of the page stays
-        drawn = None
-        st.info(f"The diagram cannot be drawn for this network at depth {d_depth} ({type(e).__name__}: "
-                f"{str(e)[:200]}); the Full table tab lists every layer.")
-    if drawn is not None and drawn.nodes > MAX_NODES:
-        st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller depth "
-                "(the Full table tab lists every layer).")
-    elif drawn is not None:
-        st.graphviz_chart(render(drawn, rec.module, lambda path: "?" + urlencode(url_params(first[path]))
-                                 if path in first else None), width="content")
-        st.caption(f"Drawn from the model by torchview: each box is a module with its input and output shapes; "
-                   f"`add` and `cat` nodes are residual additions and concatenations. The red box holds the current "
-                   f"layer ({rec.name}); click a box to step there. {drawn.nodes} nodes at depth {d_depth}.")
+    if hidden:
+        st.info(ANSWER_FIRST)
+    else:
+        top = max(1, summary.max_depth())
+        if f"diagram_{arch}" not in ss:
+            ss[f"diagram_{arch}"] = min(2 if top < 4 else 1, top)
+        d_depth = (st.slider("Depth", 1, top, key=f"diagram_{arch}",
+                             help="1 = the top-level blocks; each step opens the containers one level further")
+                   if top > 1 else 1)
+        try:
+            drawn, first = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
+        except Exception as e:  # noqa: BLE001 - a trace torchview cannot follow: said, the rest of the page stays
+            drawn = None
+            st.info(f"The diagram cannot be drawn for this network at depth {d_depth} ({type(e).__name__}: "
+                    f"{str(e)[:200]}); the Full table tab lists every layer.")
+        if drawn is not None and drawn.nodes > MAX_NODES:
+            st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller "
+                    "depth (the Full table tab lists every layer).")
+        elif drawn is not None:
+            # At its natural size (10 pt text, 13 px), scrolled sideways when wider than the page: a
+            # diagram shrunk to the column's width is unreadable on a projector. A click reloads the
+            # page on the step-through (#step), at the same depth.
+            st.html("<style>[data-testid='stGraphVizChart']{overflow-x:auto}"
+                    "[data-testid='stGraphVizChart'] svg{max-width:none!important;height:auto}</style>")
+            link = (lambda path: "?" + urlencode(url_params(first[path])) + "#step" if path in first else None)
+            st.graphviz_chart(render(drawn, rec.module, link), width="content")
+            st.caption(f"Drawn from the model by torchview: each box is a module with its input and output shapes; "
+                       f"`add` and `cat` nodes are residual additions and concatenations. The red box holds the current "
+                       f"layer ({rec.name}); click a box to step there. {drawn.nodes} nodes at depth {d_depth}.")
 
 with tab_chart:
-    log = st.toggle("Logarithmic scale", value=True, key="log_chart")
-    xs = list(range(n))
-    names = [f"{r.index}: {r.name} ({fmt_shape(r.output_shape)})" for r in layers]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("Parameters per layer", "Activation values per layer (one image)"))
-    fig.add_bar(x=xs, y=[r.params for r in layers], hovertext=names, name="parameters",
-                marker_color=["#d62728" if r.index == i else "#1f77b4" for r in layers], row=1, col=1)
-    fig.add_bar(x=xs, y=[r.activation_elems for r in layers], hovertext=names, name="activations",
-                marker_color=["#d62728" if r.index == i else "#2ca02c" for r in layers], row=2, col=1)
-    fig.update_yaxes(type="log" if log else "linear")
-    fig.update_layout(height=520, showlegend=False, margin=dict(t=40, b=10), xaxis2_title="layer index",
-                      font=dict(size=15))
-    st.plotly_chart(fig, width="stretch", key="layer_chart")
-    st.caption("The current layer is red. Early layers hold the activations, late (FC) layers the parameters.")
+    if hidden:
+        st.info(ANSWER_FIRST)
+    else:
+        log = st.toggle("Logarithmic scale", value=True, key="log_chart")
+        xs = list(range(n))
+        names = [f"{r.index}: {r.name} ({fmt_shape(r.output_shape)})" for r in layers]
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                            subplot_titles=("Parameters per layer", "Activation values per layer (one image)"))
+        fig.add_bar(x=xs, y=[r.params for r in layers], hovertext=names, name="parameters",
+                    marker_color=["#d62728" if r.index == i else "#1f77b4" for r in layers], row=1, col=1)
+        fig.add_bar(x=xs, y=[r.activation_elems for r in layers], hovertext=names, name="activations",
+                    marker_color=["#d62728" if r.index == i else "#2ca02c" for r in layers], row=2, col=1)
+        fig.update_yaxes(type="log" if log else "linear")
+        fig.update_layout(height=520, showlegend=False, margin=dict(t=40, b=10), xaxis2_title="layer index",
+                          font=dict(size=15))
+        st.plotly_chart(fig, width="stretch", key="layer_chart")
+        st.caption("The current layer is red. Early layers hold the activations, late (FC) layers the parameters.")
 
 with tab_struct:
-    max_depth = summary.max_depth()
-    depth = 1
-    if max_depth > 1:
-        depth = st.slider("Grouping depth", 1, max_depth, min(2, max_depth), key=f"block_depth_{arch}",
-                          help="1 = top-level stages; deeper = blocks inside them")
-    blocks = summary.blocks(depth)
-    st.dataframe(pd.DataFrame([{"block": b.name, "type": b.type, "layers": b.layers,
-                                "input": fmt_shape(b.input_shape), "output": fmt_shape(b.output_shape),
-                                "params": b.params, "MACs": b.macs, "receptive field": f.label(),
-                                "jump": f.jump} for b, f in zip(blocks, block_fields(summary, blocks))]),
-                 hide_index=True, width="stretch",
-                 column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                "MACs": st.column_config.NumberColumn(format="localized")})
+    if hidden:
+        st.info(ANSWER_FIRST)
+    else:
+        max_depth = summary.max_depth()
+        depth = 1
+        if max_depth > 1:
+            depth = st.slider("Grouping depth", 1, max_depth, min(2, max_depth), key=f"block_depth_{arch}",
+                              help="1 = top-level stages; deeper = blocks inside them")
+        blocks = summary.blocks(depth)
+        st.dataframe(pd.DataFrame([{"block": b.name, "type": b.type, "layers": b.layers,
+                                    "input": fmt_shape(b.input_shape), "output": fmt_shape(b.output_shape),
+                                    "params": b.params, "MACs": b.macs, "receptive field": f.label(),
+                                    "jump": f.jump} for b, f in zip(blocks, block_fields(summary, blocks))]),
+                     hide_index=True, width="stretch",
+                     column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                    "MACs": st.column_config.NumberColumn(format="localized")})
 
 with tab_table:
-    df = pd.DataFrame([{"#": r.index, "layer": r.name, "type": r.type, "output": fmt_shape(r.output_shape),
-                        "params": r.params, "MACs": r.macs, "activations": r.activation_elems,
-                        "memory (bytes)": r.activation_bytes, "receptive field": f.label(), "jump": f.jump}
-                       for r, f in zip(layers, fields_of_view(summary))])
-    st.dataframe(df, hide_index=True, width="stretch", height=420,
-                 column_config={c: st.column_config.NumberColumn(format="localized")
-                                for c in ("params", "MACs", "activations", "memory (bytes)")})
-    st.caption("Receptive field in input pixels, unclipped; \"whole input\" once a fully connected layer or a "
-               "global pooling has mixed all positions (from there a growing number would mean nothing).")
-    st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch}_{'x'.join(map(str, size))}.csv",
-                       mime="text/csv", icon=":material/download:")
+    if hidden:
+        st.info(ANSWER_FIRST)
+    else:
+        df = pd.DataFrame([{"#": r.index, "layer": r.name, "type": r.type, "output": fmt_shape(r.output_shape),
+                            "params": r.params, "MACs": r.macs, "activations": r.activation_elems,
+                            "memory (bytes)": r.activation_bytes, "receptive field": f.label(), "jump": f.jump}
+                           for r, f in zip(layers, fields_of_view(summary))])
+        st.dataframe(df, hide_index=True, width="stretch", height=420,
+                     column_config={c: st.column_config.NumberColumn(format="localized")
+                                    for c in ("params", "MACs", "activations", "memory (bytes)")})
+        st.caption("Receptive field in input pixels, unclipped; \"whole input\" once a fully connected layer or a "
+                   "global pooling has mixed all positions (from there a growing number would mean nothing).")
+        st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch}_{'x'.join(map(str, size))}.csv",
+                           mime="text/csv", icon=":material/download:")
 
 with tab_mem:
     c1, c2 = st.columns(2)

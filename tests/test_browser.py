@@ -283,11 +283,41 @@ def test_explorer_diagram_click_a_node_to_step_there(server, page, arch, node_te
     _wait(page)
     chart = page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=60_000)
     assert chart.query_selector_all('polygon[fill="#f5b7b1"]')                 # layer 0's box is marked
+    depth = page.locator('[data-testid="stSlider"]').filter(has_text="Depth").get_by_role("slider")
+    before = depth.get_attribute("aria-valuenow")
     page.locator(f'[data-testid="stGraphVizChart"] a[*|title="{node_text}"]').first.click()
     _wait(page)
     page.wait_for_function(f"document.body.innerText.includes('{expect}')", timeout=30_000)
     assert f"arch={arch}" in page.url and "layer=0" not in page.url and "sid=" in page.url
     assert not page.query_selector_all('[data-testid="stException"]')
+    # the click keeps the diagram's depth, and the page opens on the step-through, not at the top
+    after = page.locator('[data-testid="stSlider"]').filter(has_text="Depth").get_by_role("slider")
+    assert after.get_attribute("aria-valuenow") == before
+    time.sleep(0.5)
+    top = page.evaluate("document.getElementById('step').getBoundingClientRect().top")
+    assert 0 <= top < page.viewport_size["height"] / 2, top
+
+
+# The smallest diagram text on a projector, in CSS pixels: every text element's font size times
+# the SVG's scale on screen.
+DIAGRAM_TEXT_JS = """() => { const out = [];
+  for (const t of document.querySelectorAll('[data-testid="stGraphVizChart"] svg text')) {
+    const m = t.getScreenCTM();
+    out.push(parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b)); }
+  return out.length ? Math.min(...out) : null; }"""
+
+
+@pytest.mark.parametrize("arch", ["inception_module", "googlenet", "resnet50"])
+def test_the_diagram_reads_on_a_projector(server, page, arch):
+    pg = page.context.browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        pg.goto(server + f"/explorer?arch={arch}")
+        _wait(pg)
+        pg.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=60_000)
+        smallest = pg.evaluate(DIAGRAM_TEXT_JS)
+        assert smallest is not None and smallest >= 12, smallest
+    finally:
+        pg.close()
 
 
 def test_fresh_sessions_opened_at_once_all_show_the_default_learning_rate(server, page):

@@ -92,3 +92,25 @@ def test_each_node_links_to_the_first_layer_inside_it():
         called_first = next(c for c in calls if c == path or c.startswith(path + "."))
         assert layers[i].module == called_first, path
     assert layers[first["layer2.0"]].module == "layer2.0.conv1"
+
+
+def test_two_diagrams_drawn_at_once_both_keep_their_modules():
+    """Two sessions drawing at the same moment (threads of one server): each diagram is the one
+    drawn alone (torchview swaps nn.Module.__call__ for the whole process while it traces)."""
+    import threading
+
+    spec = registry.get("mobilenet_v2")
+    alone = diagram(spec.builder(), spec.input_size, 5)
+    out: list = [None] * 4
+
+    def draw(k: int) -> None:
+        out[k] = diagram(spec.builder(), spec.input_size, 5)
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for d in out:
+        assert [p for _, p in d.modules] == [p for _, p in alone.modules] and d.nodes == alone.nodes
+        assert "hardtanh" not in d.dot and "batch_norm" not in d.dot

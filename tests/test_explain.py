@@ -229,6 +229,32 @@ def test_quiz_accepts_the_slides_own_answers_and_says_why():
     assert not out.correct and "read as 55 x 55 x 95" in out.message
 
 
+def test_a_rounded_answer_that_fits_the_full_count_is_graded_for_the_full_count():
+    vgg = summarize("vgg16")
+    fc = next(r for r in vgg.layers if r.name == "classifier.0")
+    full = sum(p.numel() for p in nn.Linear(25088, 4096).parameters())          # 102,764,544
+    assert full == 102_764_544
+    res = check_answer(fc, "parameters", "102.8M")      # the weights alone (102,760,448) round to it too
+    assert res.correct and "Correct, rounded" in res.message and "weights alone" not in res.message
+    res = check_answer(fc, "parameters", "102,760,448")  # the weights exactly: the weights' message
+    assert res.correct and "weights alone (exactly)" in res.message
+
+
+def test_the_question_gives_what_it_needs_and_not_the_answer():
+    from core.quiz import givens
+
+    alex = summarize("alexnet")
+    conv1, fc6 = alex.layers[0], next(r for r in alex.layers if r.name == "fc6")
+    text = givens(conv1)
+    assert "96 filters 11x11, stride 4, padding 0" in text and "227x227x3" in text
+    assert "55" not in text and "34,944" not in text                   # neither answer
+    text = givens(fc6)
+    assert "4,096 output units" in text and "9,216" in text and "37,752,832" not in text
+    mb = summarize("mobilenet_v1")
+    dw = next(r for r in mb.layers if r.type == "Conv2d" and (r.groups or 1) > 1)
+    assert f"groups {dw.groups}" in givens(dw)
+
+
 def test_quiz_counts_shared_weights_of_a_repeated_call():
     s = summarize("siamese")
     second = next(r for r in s.layers if r.name == "encoder.conv1 (call 2)")

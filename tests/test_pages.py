@@ -161,12 +161,18 @@ def test_quiz_checks_the_answer():
     at = _explorer(arch="alexnet", layer="0", quiz="1")
     assert "34,944" not in _text(at)           # hidden until answered
     assert not any("55x55x96" in c.value for c in at.caption)
+    # nor does any other view give it away: no diagram, chart or table while the question is open
+    assert not at.get("graphviz_chart") and not at.get("plotly_chart")
+    assert [list(d.value.columns) for d in at.dataframe] == [["part", "bytes", "size"]]   # training memory only
+    assert sum("opens once you check your answer" in i.value for i in at.info) == 4
+    assert "96 filters 11x11, stride 4, padding 0" in _text(at)
     at.text_input(key="quiz_a_0").input("55x55x96")
     form_submit = next(b for b in at.button if b.label == "Check")
     form_submit.click().run()
     assert at.session_state["quiz_score"] == [1, 1]
     assert "34,944" in _text(at)               # revealed with the arithmetic
     assert any("Correct" in s.value for s in at.success)
+    assert at.get("graphviz_chart") and at.get("plotly_chart") and len(at.dataframe) == 3   # the views are back
 
 
 def test_csv_download_and_block_view_for_a_deep_network():
@@ -719,3 +725,13 @@ def test_train_on_a_server_whose_results_folder_cannot_be_written_says_so():
         subprocess.run(["chattr", "-i", str(root)], check=True)
     assert not at.exception
     assert any(e.value.startswith("This run cannot start: the server cannot save runs") for e in at.error)
+
+
+def test_the_papers_unet_opens_from_a_link_and_a_diagram_click_keeps_it():
+    at = _explorer(arch="unet", o_padding="valid", size="1x572x572", depth="1")
+    assert not at.exception and not at.warning and not at.error, [w.value for w in at.warning]
+    assert at.metric[0].value == "31,030,658"                      # the paper's network at 572x572
+    assert at.session_state["diagram_unet"] == 1                    # the link's diagram depth
+    spec = at.get("graphviz_chart")[0].proto.spec
+    link = spec[spec.index('href="?') + 6:].split('"')[0]           # a box's link carries the whole view
+    assert "o_padding=valid" in link and "size=1x572x572" in link and "depth=1" in link and link.endswith("#step")
