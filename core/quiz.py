@@ -125,6 +125,13 @@ def _own_params(r: LayerRecord) -> tuple[int, int]:
     return r.params, 0
 
 
+def expected(r: LayerRecord, question: str) -> str:
+    """The exact answer to a question about a layer, as the card writes it (55x55x96, 34,944)."""
+    if question == "output size":
+        return fmt_shape(r.output_shape)
+    return fmt_int(sum(_own_params(r)))
+
+
 def _rounds_to(exact: int, n: _Number) -> bool:
     """The exact count rounds to what was typed, at the digits typed, and is within 1%."""
     diff = abs(exact - n.value)
