@@ -12,11 +12,12 @@ DEV=${DEVICE:-cuda}
 DEST=${OUT:-bench/results/gpu}
 mkdir -p "$DEST"
 export PYTHONUNBUFFERED=1
-q=(); big=(--images 4000 --size 256 --input 224 --batch 256 --max-epochs 6 --target 0.9)
-if [[ -n "${QUICK:-}" ]]; then q=(--quick); big=(--images 64 --size 32 --input 32 --batch 16 --max-epochs 1); fi
+q=(); big=(--images 4000 --size 256 --input 224 --batch 256 --epochs 12 --target 0.9)
+if [[ -n "${QUICK:-}" ]]; then q=(--quick); big=(--images 64 --size 32 --input 32 --batch 16 --epochs 2); fi
 "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 
-echo "== 1. tutorial loop vs ours vs the ceiling (ResNet-18 full fine-tuning), frozen encoder"
+echo "== 1. training like for like (bench/README.md, bench_train.py): tutorial, tuned, ours_fp32, ours_bf16 from the"
+echo "      same JPEG files; ours_cached; ceiling_fp32, ceiling_bf16; frozen. ResNet-18, one split, one recipe"
 "$PY" bench/bench_train.py "${big[@]}" --device "$DEV" --json-out "$DEST/train.json" 2>&1 | tee "$DEST/train.log"
 
 echo "== 2. the Studio's headless path, every scenario"

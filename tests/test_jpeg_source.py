@@ -117,6 +117,10 @@ def test_boxes_are_drawn_as_torchvisions_random_resized_crop_draws_them():
     assert got == [left, top, left + ww, top + hh]
 
 
+def _crop_flip_24(g: torch.Generator):
+    return lambda images, hw: D.crop_flip(images, 24, g, hw)
+
+
 def test_the_prefetcher_serves_the_loops_batches_in_the_loops_order(folder):
     files = D.JpegFiles.from_folder(folder)
     files = files.subset(torch.arange(len(files) - 1))     # 37 files, two sizes: a last batch of one
@@ -131,9 +135,8 @@ def test_the_prefetcher_serves_the_loops_batches_in_the_loops_order(folder):
     assert [b.tolist() for b in planned] == [b.tolist() for b in seen]           # incl. the last batch of 1 rule
     served = {}
     for prefetch in (False, True):
-        g = torch.Generator().manual_seed(5)
-        fb = D.FileBatches(files, torch.device("cpu"), lambda im, hw: D.crop_flip(im, 24, g, hw), 12, seed=7,
-                           prefetch=prefetch)
+        fb = D.FileBatches(files, torch.device("cpu"), _crop_flip_24(torch.Generator().manual_seed(5)), 12,
+                           seed=7, prefetch=prefetch)
         out = []
         for epoch in range(2):
             fb.new_epoch()
@@ -145,7 +148,7 @@ def test_the_prefetcher_serves_the_loops_batches_in_the_loops_order(folder):
         assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ya, files.labels[idx])
     fb = D.FileBatches(files, torch.device("cpu"), lambda im, hw: im.float(), 12, seed=7, prefetch=True)
     fb.new_epoch()
-    x, y = fb(torch.tensor([3, 1]))                                               # not the planned batch
+    _, y = fb(torch.tensor([3, 1]))                                               # not the planned batch
     assert fb.loaded_at_once == 1 and fb.pending is None and torch.equal(y, files.labels[[3, 1]])
 
 

@@ -354,7 +354,7 @@ class JpegFiles:
         return len(self.paths)
 
     @classmethod
-    def from_folder(cls, root: str | Path) -> "JpegFiles":
+    def from_folder(cls, root: str | Path) -> JpegFiles:
         """The JPEGs of `root/<class>/...`, classes and files sorted as torchvision's ImageFolder
         sorts them, so that index i names the same file in both."""
         root = Path(root)
@@ -370,7 +370,7 @@ class JpegFiles:
             raise DatasetError(f"no JPEG files in class folders under {root}")
         return cls(tuple(paths), torch.tensor(labels), classes, root.name)
 
-    def subset(self, idx: torch.Tensor) -> "JpegFiles":
+    def subset(self, idx: torch.Tensor) -> JpegFiles:
         """The files at `idx`, in that order."""
         return JpegFiles(tuple(self.paths[int(i)] for i in idx), self.labels[idx], self.classes, self.name)
 
