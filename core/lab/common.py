@@ -29,9 +29,10 @@ from core.train.jobs import JobSpec
 MAX_LINK_TEXT = 200      # a link's value longer than this is refused unread
 
 TASKS = {"autoencoder": "core.lab.autoencoder", "unet": "core.lab.unet", "siamese": "core.lab.siamese",
-         "depth": "core.lab.depth"}
+         "depth": "core.lab.depth", "detect": "core.lab.detect", "caption": "core.lab.caption"}
 TITLES = {"autoencoder": "Autoencoder", "unet": "U-Net vs autoencoder", "siamese": "Siamese one-shot",
-          "depth": "Plain vs residual"}
+          "depth": "Plain vs residual", "detect": "Detection (R-CNN)",
+          "caption": "Captioning (CNN + RNN)"}
 
 
 def task_module(task: str) -> ModuleType:
