@@ -1,5 +1,5 @@
 """What excites one channel: the image patches where it responds most, as in Zeiler & Fergus'
-Figure 2, and their deconvnet projections.
+Figure 2, and their deconvnet projections (contrast-stretched: `stretch`).
 
 For a layer and channel, every position of every image is a unit. The strongest units are kept
 (spread over the images, at most ceil(k / N) from one; and one per place: a unit closer than half
@@ -10,6 +10,7 @@ that single unit back to the input (captum's Deconvolution), cropped the same wa
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ class Patch:
     value: float                     # the channel's activation there
     box: tuple[int, int, int]        # top, left, side of the receptive field in input pixels (may leave the image)
     pixels: np.ndarray               # (side, side, 3) uint8 crop; grey where the field leaves the image
-    projection: np.ndarray           # (side, side) deconvnet projection of the unit, 0..1
+    projection: np.ndarray           # (side, side) deconvnet projection of the unit, contrast-stretched to 0..1
 
 
 def field_of(summary: Summary, path: str) -> LayerRecord:
@@ -55,6 +56,91 @@ def crop(a: np.ndarray, box: tuple[int, int, int], fill: float) -> np.ndarray:
     if t1 > t0 and l1 > l0:
         out[t0 - top:t1 - top, l0 - left:l1 - left] = a[t0:t1, l0:l1]
     return out
+
+
+def stretch(a: np.ndarray, q: float = 0.99, gamma: float = 0.5) -> np.ndarray:
+    """A projection made visible, 0..1: divided by the q-quantile of its positive values, clipped at 1,
+    then raised to `gamma`. A unit's projection has a few pixels tens of times brighter than the rest
+    of its field (the median is 1-10% of the maximum), so divided by its maximum it is almost black;
+    clipping the top 1% (as saliency maps are usually shown) and a gamma below 1 show its whole shape.
+    Order is kept; zeros stay zero."""
+    a = np.asarray(a, dtype=np.float32)
+    pos = a[a > 0]
+    if pos.size == 0:
+        return np.zeros_like(a)
+    return np.clip(a / float(np.quantile(pos, q)), 0.0, 1.0) ** gamma
+
+
+def _grey(a: np.ndarray) -> np.ndarray:
+    """(h, w) 0..1 -> (h, w, 3) uint8."""
+    g = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def sheets(found: list[Patch], cols: int = 3, min_tile: int = 96, gap: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The patches and their projections as two grids of `cols` columns (the layout of Zeiler &
+    Fergus' Figure 2: patches beside projections), (H, W, 3) uint8 on white, each tile enlarged by a
+    whole factor to at least `min_tile` pixels. Tile n of one grid is tile n of the other."""
+    if not found:
+        raise ValueError("no patches")
+    side = found[0].box[2]
+    scale = -(-min_tile // side)
+    t = side * scale
+    rows = -(-len(found) // cols)
+    out = []
+    for tiles in ([p.pixels for p in found], [_grey(p.projection) for p in found]):
+        img = np.full((rows * (t + gap) - gap, cols * (t + gap) - gap, 3), 255, dtype=np.uint8)
+        for n, tile in enumerate(tiles):
+            r, c = divmod(n, cols)
+            img[r * (t + gap):r * (t + gap) + t, c * (t + gap):c * (t + gap) + t] = np.kron(
+                tile, np.ones((scale, scale, 1), dtype=np.uint8))
+        out.append(img)
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class UnitView:
+    """One unit of one channel on one image: where it is, the picture under its field, and its
+    projections back to the input (deconvnet, guided backprop) over that field."""
+
+    row: int
+    col: int
+    value: float                                       # the activation
+    box: tuple[int, int, int]                          # top, left, side of its receptive field (input pixels)
+    photo: np.ndarray                                  # (S, S, 3) uint8: the image with the field outlined
+    field: np.ndarray                                  # (side, side, 3) uint8 under the field, grey outside
+    projections: list[tuple[str, np.ndarray, float]]   # (method, (side, side) stretched 0..1, seconds)
+
+
+def outline(pixels: np.ndarray, box: tuple[int, int, int], width: int = 3,
+            colour: tuple[int, int, int] = (255, 221, 0)) -> np.ndarray:
+    """A copy of (H, W, 3) uint8 `pixels` with the box's edges drawn (the part inside the image)."""
+    out = pixels.copy()
+    h, w = out.shape[:2]
+    top, left, side = box
+    t0, l0, t1, l1 = max(0, top), max(0, left), min(h, top + side), min(w, left + side)
+    if t1 <= t0 or l1 <= l0:
+        return out
+    for r0, r1, c0, c1 in ((top, top + width, l0, l1), (top + side - width, top + side, l0, l1),
+                           (t0, t1, left, left + width), (t0, t1, left + side - width, left + side)):
+        r0, r1, c0, c1 = max(0, r0), min(h, r1), max(0, c0), min(w, c1)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] = colour
+    return out
+
+
+def unit_view(model: nn.Module, summary: Summary, x: torch.Tensor, pixels: np.ndarray, path: str,
+              channel: int) -> UnitView:
+    """The strongest unit of `channel` at module `path` on a (1, 3, S, S) image whose uint8 picture is
+    `pixels` (S, S, 3), projected back by deconvnet and by guided backprop, each timed."""
+    i, j, value = strongest_unit(model, x, path, channel)
+    box = box_of(field_of(summary, path), i, j)
+    maps = []
+    for name, guided in (("deconvnet", False), ("guided backprop", True)):
+        t0 = time.perf_counter()
+        full = deconv_unit(model, x, path, channel, i, j, guided=guided).numpy()
+        maps.append((name, stretch(crop(full, box, 0.0)), time.perf_counter() - t0))
+    return UnitView(i, j, value, box, outline(pixels, box), crop(pixels, box, 128), maps)
 
 
 class _Unit(nn.Module):
@@ -134,8 +220,7 @@ def top_patches(model: nn.Module, summary: Summary, path: str, channel: int, x: 
             proj = np.zeros((box[2], box[2]), dtype=np.float32)
             if project:
                 full = deconv_unit(model, x[n:n + 1], path, channel, i, j).numpy()
-                proj = crop(full, box, 0.0)
-                proj = proj / max(float(proj.max()), 1e-12)
+                proj = stretch(crop(full, box, 0.0))
             out.append(Patch(n, i, j, float(a[n, i, j]), box, crop(crops[n], box, 128), proj))
     finally:
         model.train(was_training)

@@ -22,6 +22,11 @@ from core import registry
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 STARTER = ASSETS / "starter_resnet18.safetensors"        # written by `python -m core pretrain`
 STARTER_CARD = ASSETS / "starter_resnet18.json"
+STARTER_ARCH = "resnet18"                                # the only architecture the starter weights fit
+# The largest weights file a page accepts, in MB as Streamlit counts them (MiB); .streamlit/config.toml's
+# server.maxUploadSize must be as large, since the server caps every upload at it. The largest
+# models the pages build are VGG-19's 548 MiB (Inside) and a fine-tuned VGG-16 from the Studio, 528 MiB.
+MAX_WEIGHTS_MB = 600
 
 
 def default_weights(name: str) -> WeightsEnum | None:
@@ -99,6 +104,21 @@ def imagenet_cached(name: str) -> bool:
     return w is not None and cache_path(w).is_file()
 
 
+def default_start(name: str) -> WeightsKind:
+    """What a page starts a registry entry from before anyone chooses: ImageNet when cached; else, for
+    ResNet-18, the starter weights we ship (a trained network rather than noise); else "imagenet"
+    still, which falls back to random initialisation with a warning that says how to fetch them."""
+    return "starter" if name == STARTER_ARCH and not imagenet_cached(name) else "imagenet"
+
+
+def start_for(name: str, kind: WeightsKind) -> WeightsKind:
+    """`kind` where a registry entry can start from it. The starter weights are a ResNet-18: any other
+    architecture asked to start from them starts from ImageNet's when cached, else from random."""
+    if kind == "starter" and name != STARTER_ARCH:
+        return "imagenet" if imagenet_cached(name) else "random"
+    return kind
+
+
 def build_model(name: str, pretrained: bool = False) -> tuple["torch.nn.Module", WeightsUsed]:
     """A CPU model of a registry entry in eval mode, with ImageNet weights when asked for and
     cached on this machine, else randomly initialised; and which weights it got."""
@@ -126,7 +146,7 @@ def build_with(name: str, kind: WeightsKind) -> tuple["torch.nn.Module", Weights
     ship, for ResNet-18 only (its FC layer stays random: it knows no ImageNet classes)."""
     model, used = build_model(name, kind == "imagenet")
     if kind == "starter":
-        if name != "resnet18":
+        if name != STARTER_ARCH:
             raise ValueError("the starter weights are a ResNet-18")
         used = load_starter(model)
     return model, used

@@ -92,3 +92,66 @@ def test_guided_backprop_of_a_unit_is_deconvnet_masked_by_the_forward_pass():
         gx = torch.nn.grad.conv2d_input((1, 3, 12, 12), net[0].weight.detach(), (g * mask)[None], padding=1)
         assert torch.allclose(got, gx[0].abs().amax(0), atol=1e-5)
     assert (guided[:max(0, i - 2)].abs().sum() == 0) and (deconv[i + 3:].abs().sum() == 0)   # a 5x5 field
+
+
+def test_stretch_clips_the_brightest_percent_and_lifts_the_faint_parts():
+    """A unit's projection is a few bright pixels over a faint field: divided by its maximum the
+    field is black. 1,000 values 1..1000 and one of 1e6: the 99% quantile of the 1,001 positive
+    values is the 991st smallest, 991 (numpy's linear rule lands on an index exactly)."""
+    from core.patches import stretch
+
+    a = np.concatenate([[0.0], np.arange(1, 1001, dtype=np.float64), [1e6]])
+    s = stretch(a)
+    assert s[0] == 0 and s[-1] == 1 and s[991] == 1                     # zero stays zero; the top 1% clip at 1
+    assert abs(s[500] - (500 / 991) ** 0.5) < 1e-6                     # 0.71, where 500 / max is 0.0005
+    assert (np.diff(s) >= 0).all()                                     # order kept
+    assert not stretch(np.zeros((3, 3))).any()
+
+
+def test_sheets_put_each_patch_and_its_projection_in_the_same_place():
+    from core.patches import Patch, sheets
+
+    rng = np.random.default_rng(0)
+    found = [Patch(n, 0, 0, 1.0, (0, 0, 40), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
+                   rng.random((40, 40)).astype(np.float32)) for n in range(7)]
+    patches, projections = sheets(found, cols=3, min_tile=96, gap=2)
+    t = 40 * 3                                                         # 96 / 40 rounded up: 3 times as large
+    assert patches.shape == projections.shape == (3 * t + 4, 3 * t + 4, 3)
+    for n, p in enumerate(found):
+        r, c = divmod(n, 3)
+        tile = (slice(r * (t + 2), r * (t + 2) + t), slice(c * (t + 2), c * (t + 2) + t))
+        assert (patches[tile] == p.pixels.repeat(3, 0).repeat(3, 1)).all()
+        grey = np.round(p.projection * 255).astype(np.uint8).repeat(3, 0).repeat(3, 1)
+        assert all((projections[tile][..., k] == grey).all() for k in range(3))
+    assert (patches[2 * (t + 2):, t + 2:] == 255).all()                # two empty places of the last row: white
+
+
+def test_a_units_view_shows_its_field_beside_projections_that_are_clearly_visible():
+    """The strongest unit of a channel, the picture under its field (the analysis engine's box, outlined
+    on the photo) and both projections over that field, stretched: on ResNet-18's starter weights at
+    three depths, at least a fifth of the pixels a projection reaches show at a quarter of full
+    brightness or more, and three times as many as when divided by the maximum (the old view)."""
+    from core.images import preprocess, sample_image
+    from core.patches import deconv_unit, unit_view
+    from core.weights import build_with
+
+    model, _ = build_with("resnet18", "starter")
+    summary = summarize("resnet18", (3, 224, 224))
+    pre = preprocess(sample_image("astronaut"), 256, 224)
+    for path, ch in (("layer1.0", 7), ("layer2.0.bn2", 0), ("layer3.0", 3)):
+        uv = unit_view(model, summary, pre.tensor, pre.crop, path, ch)
+        act = capture(model, pre.tensor, [path])[0][path][0, ch]
+        assert uv.value == float(act.max()) and act[uv.row, uv.col] == act.max()
+        assert uv.box == box_of(field_of(summary, path), uv.row, uv.col)
+        top, left, side = uv.box
+        assert (uv.field == crop(pre.crop, uv.box, 128)).all() and uv.field.shape == (side, side, 3)
+        changed = (uv.photo != pre.crop).any(-1)
+        assert changed.any() and not changed[max(0, top) + 3:top + side - 3, max(0, left) + 3:left + side - 3].any()
+        assert [name for name, _, _ in uv.projections] == ["deconvnet", "guided backprop"]
+        for name, proj, secs in uv.projections:
+            raw = crop(deconv_unit(model, pre.tensor, path, ch, uv.row, uv.col, guided=name != "deconvnet").numpy(),
+                       uv.box, 0.0)
+            reached = raw > 0
+            assert proj.shape == (side, side) and ((proj > 0) == reached).all() and proj.max() == 1 and secs > 0
+            shown, by_max = (proj[reached] >= 0.25).mean(), (raw[reached] / raw.max() >= 0.25).mean()
+            assert shown >= 0.2 and shown >= 3 * by_max, (path, name, shown, by_max)
