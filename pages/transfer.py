@@ -21,9 +21,8 @@ from core.train.advice import SCENARIOS, TABLE, advise
 from core.train.data import SHAPE_CLASSES, TORCHVISION_SETS, DatasetError, files_to_zip, load_dataset, split_sizes
 from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoint, Note, RunInfo, Step
 from core.train.jobs import JobError, JobSpec, JobStatus
-from core.train.results import DOWNLOADS
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
-from core.weights import imagenet_cached
+from core.weights import STARTER_ARCH, default_start, imagenet_cached, start_for
 from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router,
                           run_rules, runner, session_id, share_link_query, shown_job, ticking)
 
@@ -31,6 +30,7 @@ require_router()
 ss, qp = st.session_state, st.query_params
 LR_DEFAULT = 3e-3
 FEW_STEPS = 30   # fewer training steps than this: the page says the run is too short to learn much
+DATA_UPLOAD_MB = 20   # per zip or image file: the server's limit before weights uploads (Inside) raised it
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the data...")
@@ -107,12 +107,14 @@ with st.sidebar:
         sh_c = st.slider("classes", 2, len(SHAPE_CLASSES), 6, key="tr_shc")
         sh_n = st.slider("images per class", 10, 500, 100, key="tr_shn")
     elif ds == "zip":
-        up = st.file_uploader("Zip of class folders (class_a/img.jpg ...)", type=["zip"], key="tr_zip")
+        up = st.file_uploader("Zip of class folders (class_a/img.jpg ...)", type=["zip"], key="tr_zip",
+                              max_upload_size=DATA_UPLOAD_MB)
         if up is not None:
             zip_bytes = up.getvalue()
     elif ds == "folder":
         files = st.file_uploader("A folder with one sub-folder per class", accept_multiple_files="directory",
-                                 type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="tr_dir")
+                                 type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="tr_dir",
+                                 max_upload_size=DATA_UPLOAD_MB)
         if files:
             # The same safety checks as a zip: pack the files into one and read it back.
             zip_bytes = files_to_zip([(f.name, f.getvalue()) for f in files])
@@ -125,12 +127,24 @@ with st.sidebar:
     arch = st.selectbox("Encoder", ENCODERS, key="tr_arch", format_func=lambda n: registry.get(n).label)
     imagenet_here = imagenet_cached(arch)
     # The default start: ImageNet when cached, else (for ResNet-18) the starter weights we ship,
-    # never a silent "from scratch" on a fresh machine.
+    # never a silent "from scratch" on a fresh machine. The starter weights fit only a ResNet-18:
+    # another encoder switches to what it can start from, and back to them on ResNet-18.
+    if "tr_w" not in ss:
+        ss["tr_w"] = default_start(arch)
+    if start_for(arch, ss["tr_w"]) != ss["tr_w"]:
+        ss["tr_w"] = ss["tr_w_auto"] = start_for(arch, ss["tr_w"])
+    elif arch == STARTER_ARCH and ss.get("tr_w_auto") == ss["tr_w"]:
+        ss["tr_w"] = "starter"
+        del ss["tr_w_auto"]
     weights = st.radio("Start from", ["imagenet", "starter", "random"], key="tr_w",
-                       index=0 if imagenet_here or arch != "resnet18" else 1,
+                       on_change=lambda: ss.pop("tr_w_auto", None),
                        format_func={"imagenet": "ImageNet weights (when cached)",
                                     "starter": "ConvNet Lab starter weights (ResNet-18, fractals)",
                                     "random": "random (from scratch)"}.get)
+    if ss.get("tr_w_auto") == weights:
+        st.caption(f"The starter weights are a ResNet-18, so {registry.get(arch).title} starts from "
+                   + ("ImageNet weights." if weights == "imagenet" else
+                      "random weights (ImageNet's are not cached here)."))
     if weights == "starter":
         st.caption("Our own ResNet-18, pre-trained on formula-driven fractal images (no photos), shipped with "
                    "the dashboard: `python -m core pretrain` reproduces it."
@@ -373,9 +387,10 @@ if res is not None:
                               gradcam_layer(cached_summary(res.model_info["arch"], (3, size, size), ())), size)
         st.image([v.image for v in views], width=128,
                  caption=[f"true {v.true}, predicted {v.predicted} (Grad-CAM at {v.stage})" for v in views])
-    cols = st.columns(len(DOWNLOADS))
-    for col, (name, label) in zip(cols, res.downloads.items()):
-        col.download_button(label, res.file_bytes(name), name, icon=":material/download:", key=f"tr_dl_{name}")
+    with st.container(horizontal=True):        # each button as wide as its file name; a row wraps, never cuts
+        for name, what in res.downloads.items():
+            st.download_button(name, res.file_bytes(name), name, icon=":material/download:", help=what,
+                               key=f"tr_dl_{name}")
     if "head.safetensors" in res.downloads:
         st.caption("The encoder stayed frozen, so only the trained head is kept (the model card names the encoder's "
                    "weights); Grad-CAM rebuilds the whole model from both.")

@@ -274,6 +274,32 @@ def test_every_page_reads_whole_at_projector_sizes(server, page, width, height):
     assert not clipped, "\n".join(f"{k}: {v}" for k, v in clipped.items())
 
 
+def test_studio_downloads_read_whole_on_a_projector(server, page):
+    """After a run at 1024x768 the download buttons show their whole labels (the files' names)."""
+    pg = page.context.browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        pg.goto(server + "/transfer")
+        _wait(pg)
+        pg.get_by_text("generated shapes & textures").click()
+        _wait(pg)
+        pg.get_by_role("button", name="Train").click()
+        pg.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=240_000)
+        _wait(pg)
+        buttons = pg.query_selector_all('[data-testid="stDownloadButton"]')
+        buttons[-1].scroll_into_view_if_needed()
+        pg.screenshot(path=str(ARTIFACTS / "transfer-downloads-1024.png"))
+        cut = pg.evaluate("""() => [...document.querySelectorAll('[data-testid="stDownloadButton"]')]
+            .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1))
+            .map(b => b.innerText)""")
+        assert cut == []
+        labels = [b.inner_text() for b in buttons]
+        assert len(labels) == 3 and all(name in label for name, label in
+                                        zip(("head.safetensors", "model.json", "metrics.csv"), labels)), labels
+        assert not pg.query_selector_all('[data-testid="stException"]')
+    finally:
+        pg.close()
+
+
 @pytest.mark.parametrize("arch,node_text,expect", [("googlenet", "step to inception4c", "inception4c.branch1.conv"),
                                                     ("resnet18", "step to layer3", "layer3.0.conv1")])
 def test_explorer_diagram_click_a_node_to_step_there(server, page, arch, node_text, expect):

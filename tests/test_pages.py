@@ -513,6 +513,37 @@ def test_design_lab_depthwise_timing_shows_its_spread():
     assert ('"error_y"' in measured) == any(t.clear for t in res)
 
 
+def test_transfer_studio_switches_the_start_for_an_encoder_the_starter_weights_do_not_fit(monkeypatch, tmp_path):
+    """The starter weights are a ResNet-18. Choosing MobileNet v3 with them selected switches the start to
+    what MobileNet can use (ImageNet's when cached, else random), says so in one line and keeps Train
+    enabled; back on ResNet-18 the starter weights return."""
+    from core.weights import cache_path, default_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))            # nothing cached
+    at = _page("pages/transfer.py")
+    assert at.radio(key="tr_w").value == "starter"
+    at.selectbox(key="tr_arch").set_value("mobilenet_v3_small").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.radio(key="tr_w").value == "random" and not at.button(key="tr_go").disabled
+    said = [c.value for c in at.sidebar.caption if "starter weights are a ResNet-18" in c.value]
+    assert said == ["The starter weights are a ResNet-18, so MobileNet v3 Small starts from random weights "
+                    "(ImageNet's are not cached here)."]
+    at.selectbox(key="tr_arch").set_value("resnet18").run()
+    assert at.radio(key="tr_w").value == "starter"
+    assert not any("starter weights are a ResNet-18" in c.value for c in at.sidebar.caption)
+    path = cache_path(default_weights("mobilenet_v3_large"))    # ImageNet's file where torchvision looks
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    at.selectbox(key="tr_arch").set_value("mobilenet_v3_large").run()
+    assert at.radio(key="tr_w").value == "imagenet" and not at.error and not at.warning
+    assert any(c.value == "The starter weights are a ResNet-18, so MobileNet v3 Large starts from ImageNet weights."
+               for c in at.sidebar.caption)
+    at.radio(key="tr_w").set_value("random").run()              # the user's own choice: no note, kept
+    at.selectbox(key="tr_arch").set_value("resnet18").run()
+    assert at.radio(key="tr_w").value == "random"
+    assert not any("starter weights are a ResNet-18" in c.value for c in at.sidebar.caption)
+
+
 def test_transfer_studio_says_when_a_run_has_too_few_steps():
     """10 labels per class of digits = 100 training images: 5 epochs at batch 64 make 10 steps."""
     import math

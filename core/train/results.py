@@ -20,8 +20,14 @@ from core.train.data import ImageSet
 from core.train.transfer import RunResult, TrainConfig, build_transfer_model
 from core.weights import WeightsUsed
 
-DOWNLOADS = {"model.safetensors": "Model (safetensors)", "head.safetensors": "Head (safetensors)",
-             "model.json": "Model card (JSON)", "metrics.csv": "Metrics (CSV)"}
+# Each downloadable file and what it holds (a button's label is its file name: short, and what lands on disk).
+DOWNLOADS = {"model.safetensors": "The whole fine-tuned model (safetensors); Inside the network loads it with "
+                                  "model.json",
+             "head.safetensors": "The trained head alone (safetensors): the encoder stayed frozen; Inside the "
+                                 "network loads it with model.json",
+             "model.json": "The model card: architecture, classes, the weights the encoder started from, "
+                           "preprocessing",
+             "metrics.csv": "Loss and accuracy per epoch (CSV)"}
 
 
 def save_results(res: RunResult, data: ImageSet, out: Path) -> None:
@@ -124,7 +130,7 @@ class Results:
 
     @property
     def downloads(self) -> dict[str, str]:
-        """The downloadable files this run left, with their labels."""
+        """The downloadable files this run left, with what each holds."""
         return {name: label for name, label in DOWNLOADS.items() if (self.folder / name).is_file()}
 
     def file_bytes(self, name: str) -> bytes:
