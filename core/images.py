@@ -41,7 +41,7 @@ def normalise(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
-MAX_BYTES = 20 * 1024 * 1024       # the upload limit of .streamlit/config.toml
+MAX_BYTES = 20 * 1024 * 1024       # per image; its uploaders refuse larger files first (max_upload_size)
 MAX_PIXELS = 40_000_000            # well below Pillow's 89M default: a 40-megapixel photo still fits
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
 

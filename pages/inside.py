@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,12 +15,13 @@ import torch.nn.functional as F
 
 from core import registry
 from core.attribution import METHODS, SLOW, attribute_all, overlay, passes
-from core.patches import deconv_unit, strongest_unit, top_patches
+from core.patches import sheets, top_patches, unit_view
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
-from core.images import PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
-from core.weights import (WeightsError, WeightsUsed, apply_user_weights, build_model, build_with, cache_path,
-                          default_weights, download_size_mb, prefetch, read_user_weights)
+from core.images import MAX_BYTES, PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
+from core.train.results import load_upload
+from core.weights import (MAX_WEIGHTS_MB, STARTER_ARCH, WeightsError, WeightsUsed, build_with, cache_path,
+                          default_start, default_weights, download_size_mb, prefetch)
 from pages.common import cached_summary, device, require_router
 
 require_router()
@@ -30,6 +30,8 @@ ss = st.session_state
 ALEXNET_ZFNET = ("alexnet_torchvision", "zfnet")   # shown side by side on the filters tab of either
 CPU_ATTR_CAP_GMACS = 400   # per attribution method on a CPU: ~5 s on 2 cores (ResNet-18's IG: 175 GMACs, 2 s)
 ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
+CHOICES = {"imagenet": "ImageNet (when cached)", "starter": "starter weights (ResNet-18, ours)",
+           "random": "random initialisation", "upload": "upload (.safetensors / .pt, with model.json)"}
 
 
 # The server's largest memory: at most 3 models (VGG-19 is 0.55 GB) shared by every user, each
@@ -44,13 +46,12 @@ def shared_model(name: str, kind: str) -> tuple[torch.nn.Module, WeightsUsed, th
 
 
 @st.cache_resource(max_entries=2, ttl="15m", show_spinner="Loading your weights...")
-def uploaded_model(name: str, digest: str, _data: bytes, filename: str) -> tuple[torch.nn.Module, WeightsUsed,
-                                                                                threading.Lock]:
-    """A model with user-uploaded weights, keyed by the file's hash."""
-    model, _ = build_model(name, False)
-    apply_user_weights(model, read_user_weights(_data, filename))
-    model.requires_grad_(False)
-    return model, WeightsUsed("user", "user", name=filename), threading.Lock()
+def uploaded_model(name: str, digest: str, _files: dict[str, bytes]) -> tuple[torch.nn.Module, WeightsUsed,
+                                                                            list[str] | None, threading.Lock]:
+    """A model with user-uploaded weights (and a Studio run's model card), keyed by the files' hash."""
+    up = load_upload(name, _files)
+    up.model.requires_grad_(False)
+    return up.model, up.used, up.classes, threading.Lock()
 
 
 st.title("Inside the network")
@@ -58,35 +59,49 @@ with st.sidebar:
     st.header("Model")
     arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
                         format_func=lambda n: registry.get(n).label)
-    wchoice = st.radio("Weights", ["ImageNet (when cached)", "starter weights (ResNet-18, ours)",
-                                   "random initialisation", "upload (.safetensors / .pt)"], key="in_weights",
+    # Until the user picks, the weights follow the architecture's default (as the Studio's start does):
+    # ImageNet when cached, else the starter weights we ship for ResNet-18, never noise by default.
+    if not ss.get("in_weights_chosen"):
+        ss["in_weights"] = CHOICES[default_start(arch)]
+    wchoice = st.radio("Weights", list(CHOICES.values()), key="in_weights",
+                       on_change=lambda: ss.update(in_weights_chosen=True),
                        help="The starter weights ship with the dashboard: a ResNet-18 pre-trained on generated "
                             "fractals. Its filters and maps are learnt, but it knows no ImageNet classes.")
-    wfile = None
-    if wchoice.startswith("upload"):
-        wfile = st.file_uploader("State dict", type=["safetensors", "pt", "pth"], key="in_wfile",
-                                 help="Read with safetensors or torch.load(weights_only=True): nothing is unpickled.")
+    wfiles = []
+    if wchoice == CHOICES["upload"]:
+        wfiles = st.file_uploader("Weights (and the Studio's model.json)", type=["safetensors", "pt", "pth", "json"],
+                                  accept_multiple_files=True, key="in_wfile", max_upload_size=MAX_WEIGHTS_MB,
+                                  help="A state dict of this architecture, or a Studio run's download: "
+                                       "model.safetensors or head.safetensors together with its model.json. Read "
+                                       "with safetensors or torch.load(weights_only=True): nothing is unpickled.")
     st.header("Image")
     source = st.radio("Source", ["sample photo", "test pattern", "upload", "camera"], key="in_src")
 
 spec = registry.get(arch)
 weights = default_weights(arch)
+classes = None     # a Studio run's class names, when its model card came with the weights
 try:
-    if wfile is not None:
-        data = wfile.getvalue()
-        model, wnote, lock = uploaded_model(arch, hashlib.sha256(data).hexdigest(), data, wfile.name)
+    if wfiles:
+        files = {f.name: f.getvalue() for f in wfiles}
+        digest = hashlib.sha256(b"".join(hashlib.sha256(n.encode() + d).digest() for n, d in sorted(files.items())))
+        model, wnote, classes, lock = uploaded_model(arch, digest.hexdigest(), files)
     else:
-        kind = ("imagenet" if wchoice.startswith("ImageNet") else
-                "starter" if wchoice.startswith("starter") and arch == "resnet18" else "random")
-        if wchoice.startswith("starter") and arch != "resnet18":
+        kind = ("imagenet" if wchoice == CHOICES["imagenet"] else
+                "starter" if wchoice == CHOICES["starter"] and arch == STARTER_ARCH else "random")
+        if wchoice == CHOICES["starter"] and arch != STARTER_ARCH:
             st.info(f"The starter weights are a ResNet-18; {spec.title} is shown with random initialisation. "
                     "Choose ResNet-18 to see them.")
+        if wchoice == CHOICES["upload"]:
+            st.info("Upload weights in the sidebar; until then the network has random initialisation.")
         model, wnote, lock = shared_model(arch, kind)
 except WeightsError as e:
     st.error(str(e))
     model, wnote, lock = shared_model(arch, "random")
 trained = wnote.trained
-if wchoice.startswith("ImageNet") and not trained:
+if wnote.kind == "starter" and not ss.get("in_weights_chosen"):
+    st.info(f"ImageNet weights for {spec.title} are not cached on this machine, so this page opens on the starter "
+            "weights that ship with the dashboard: learnt filters and maps, no ImageNet classes.")
+if wchoice == CHOICES["imagenet"] and not trained:
     if weights is None:
         st.info(f"{spec.title} has no torchvision ImageNet weights: showing random initialisation.")
     else:
@@ -116,7 +131,7 @@ if source == "sample photo":
 elif source == "test pattern":
     pixels = sample_image(st.selectbox("Pattern", PATTERNS, key="in_pattern"))
 else:
-    up = (st.file_uploader("Image (JPEG, PNG, WebP, BMP, TIFF, GIF)",
+    up = (st.file_uploader("Image (JPEG, PNG, WebP, BMP, TIFF, GIF)", max_upload_size=MAX_BYTES // 2**20,
                            type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"], key="in_upload")
           if source == "upload" else st.camera_input("Take a picture", key="in_camera"))
     if up is not None:
@@ -148,6 +163,8 @@ c3.markdown(f"**Normalised tensor** 1x3x{crop}x{crop}: (value/255 - mean) / std 
 c3.dataframe(stats.round(3), hide_index=True)
 
 summary = cached_summary(arch, tuple(spec.input_size[:1]) + (crop, crop), ())
+categories = (classes if classes is not None else
+              weights.meta["categories"] if weights is not None and wnote.kind == "imagenet" else None)
 layers = feature_layers(summary)
 by_path = {fl.path: fl for fl in layers}
 
@@ -191,9 +208,9 @@ with tab_maps:
         l2.image(overlay(torch.from_numpy(pre.crop), big).numpy(), caption="overlaid on the input")
     if wnote.kind == "starter":
         st.caption("No top-5 predictions: the starter weights were trained on fractal classes, not ImageNet's.")
-    if wnote.kind == "imagenet" and spec.torchvision_name:
-        st.subheader("Top-5 predictions")
-        preds = top_k(logits, weights.meta["categories"])
+    if categories:
+        st.subheader("Top-5 predictions" + ("" if classes is None else " (your run's classes)"))
+        preds = top_k(logits, categories)
         st.dataframe(pd.DataFrame(preds, columns=["class", "name", "probability"]), hide_index=True)
 
 with tab_filters:
@@ -222,7 +239,7 @@ with tab_filters:
                    "are trained when its weights are cached, as each caption says.")
 
 with tab_attr:
-    preds = top_k(logits, weights.meta["categories"] if (weights is not None and wnote.kind == "imagenet") else None, 5)
+    preds = top_k(logits, categories, 5)
     c = st.columns([2, 3])
     target = c[0].selectbox("Explain the class", [p[0] for p in preds], key=f"in_target_{arch}",
                             format_func=lambda i: next(f"{n} ({p:.1%})" for j, n, p in preds if j == i))
@@ -286,31 +303,33 @@ with tab_top:
         side = found[0].box[2] if found else 0
         st.markdown(f"**{r_layer}, channel {r_ch}**: the {len(found)} strongest places in {n_searched} images "
                     f"({wdesc}); each patch is the unit's {side}x{side}-pixel receptive field.")
-        for row in range(0, len(found), 3):
-            cols = st.columns(6)
-            for k, ptc in enumerate(found[row:row + 3]):
-                cols[2 * k].image(ptc.pixels, width=110, caption=f"{image_names[ptc.image]} ({ptc.value:.2f})")
-                cols[2 * k + 1].image(ptc.projection, width=110, clamp=True, caption="deconvnet")
-        st.caption("Grey where a field leaves the image. Random weights give patches with no common theme; "
-                   "trained ones repeat one pattern (an edge, a colour, a texture), as in the paper.")
+        if found:
+            patches, projections = sheets(found)
+            g1, g2 = st.columns(2)
+            g1.image(patches, width="stretch", caption="the patches")
+            g2.image(projections, width="stretch", caption="their deconvnet projections, in the same places")
+            st.caption("Row by row: " + ", ".join(f"{image_names[p.image]} ({p.value:.2f})" for p in found) + ". "
+                       "Grey where a field leaves the image. Each projection is contrast-stretched (its brightest "
+                       "1% clipped, then a square root), so its faint parts show. Random weights give patches with "
+                       "no common theme; trained ones repeat one pattern (an edge, a colour, a texture), as in "
+                       "the paper.")
     st.markdown("**One unit on this image**: the channel's strongest unit on the image chosen above, projected back "
                 "by deconvnet and by guided backprop.")
     st.button("Project this channel's strongest unit", key="in_unit_go",
               on_click=lambda: ss.update(unit_requested=True))
     if ss.pop("unit_requested", False):
         with st.spinner("Projecting..."), lock:
-            ui, uj, uval = strongest_unit(model, x, top_layer, int(top_ch))
-            maps = []
-            for guided in (False, True):
-                t0 = time.perf_counter()
-                maps.append((deconv_unit(model, x, top_layer, int(top_ch), ui, uj, guided=guided),
-                             time.perf_counter() - t0))
-        ss["unit_result"] = (arch, top_layer, int(top_ch), ui, uj, uval,
-                             [(m / m.max().clamp_min(1e-12), t) for m, t in maps])
+            ss["unit_result"] = (arch, top_layer, int(top_ch),
+                                 unit_view(model, summary, x, pre.crop, top_layer, int(top_ch)))
     ures = ss.get("unit_result")
     if ures and ures[0] == arch:
-        _, u_layer, u_ch, ui, uj, uval, maps = ures
-        uc = st.columns(2)
-        for col, name, (heat, secs) in zip(uc, ("deconvnet", "guided backprop"), maps):
-            col.image(overlay(torch.from_numpy(pre.crop), heat).numpy(),
-                      caption=f"{name}: {u_layer} channel {u_ch} at ({ui}, {uj}), activation {uval:.2f}; {secs:.2f} s")
+        _, u_layer, u_ch, uv = ures
+        side = uv.box[2]
+        uc = st.columns(4)
+        uc[0].image(uv.photo, width="stretch", caption="its field on your image")
+        uc[1].image(uv.field, width="stretch", caption=f"the field, {side}x{side}")
+        for col, (name, proj, secs) in zip(uc[2:], uv.projections):
+            col.image(proj, width="stretch", clamp=True, caption=f"{name}, {secs:.1f} s")
+        st.caption(f"{u_layer} channel {u_ch}: its strongest unit, at ({uv.row}, {uv.col}), activation "
+                   f"{uv.value:.2f}. The projections cover the unit's field, beside the picture under it, each "
+                   "contrast-stretched like those above.")

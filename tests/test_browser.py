@@ -6,6 +6,7 @@ In CI (CI=true) a missing Chromium is a failure; elsewhere these tests skip with
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -272,6 +273,75 @@ def test_every_page_reads_whole_at_projector_sizes(server, page, width, height):
     finally:
         pg.close()
     assert not clipped, "\n".join(f"{k}: {v}" for k, v in clipped.items())
+
+
+# Every image of the visible tab inside its column (or the tab, outside columns), as "left-right in left-right".
+OVERFLOW_JS = """() => {
+  const panel = [...document.querySelectorAll('[role="tabpanel"]')].find(p => p.offsetParent);
+  const out = [];
+  for (const img of panel.querySelectorAll('[data-testid="stImage"] img')) {
+    const r = img.getBoundingClientRect();
+    const b = (img.closest('[data-testid="stColumn"]') || panel).getBoundingClientRect();
+    if (r.right > b.right + 1 || r.left < b.left - 1)
+      out.push(`${Math.round(r.left)}-${Math.round(r.right)} in ${Math.round(b.left)}-${Math.round(b.right)}`);
+  }
+  return [panel.querySelectorAll('[data-testid="stImage"] img').length, out];
+}"""
+
+
+def test_inside_what_excites_a_channel_fits_a_projector(server, page):
+    """At 1024x768 the top patches, their projections and one unit's view stay inside their columns."""
+    pg = page.context.browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        pg.goto(server + "/inside")
+        _wait(pg)
+        pg.get_by_role("tab", name="What excites a channel").click()
+        _wait(pg)
+        pg.get_by_role("button", name="Search 8 images").click()
+        pg.wait_for_function("document.body.innerText.includes('strongest places in 8 images')", timeout=240_000)
+        _wait(pg)
+        shown, overflowing = pg.evaluate(OVERFLOW_JS)               # the 9 patches and their projections
+        assert shown >= 2 and overflowing == [], overflowing
+        pg.get_by_role("button", name="Project this channel's strongest unit").click()
+        pg.wait_for_function("document.body.innerText.includes('activation')", timeout=240_000)
+        _wait(pg)
+        more, overflowing = pg.evaluate(OVERFLOW_JS)                # and one unit's view
+        pg.get_by_text("its strongest unit, at").scroll_into_view_if_needed()
+        pg.screenshot(path=str(ARTIFACTS / "inside-what-excites-1024.png"))
+        assert more >= shown + 4 and overflowing == [], overflowing
+        assert pg.evaluate(CLIPPED_JS) == []
+        assert not pg.query_selector_all('[data-testid="stException"]')
+    finally:
+        pg.close()
+
+
+def test_inside_takes_a_studio_download_of_45_mb_through_the_server(server, page, tmp_path):
+    """A fine-tuned ResNet-18 (model.safetensors, 44.8 MB) and its model.json, uploaded together through a
+    real server (whose maxUploadSize caps every upload): the page rebuilds the run's model."""
+    from tests.studio_downloads import studio_download
+
+    studio_download(tmp_path, "finetune", "random")
+    assert (tmp_path / "model.safetensors").stat().st_size > 40 * 2**20
+    page.goto(server + "/inside")
+    _wait(page)
+    page.get_by_text(re.compile(r"^upload \(\.safetensors")).click()
+    _wait(page)
+    drop = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+    drop.set_input_files(str(tmp_path / "model.safetensors"))              # the weights alone first
+    page.wait_for_function("document.body.innerText.includes('has a classifier for 3 classes') || "
+                           "document.body.innerText.includes('must be')", timeout=180_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "must be" not in body, body[body.find("must be") - 80:body.find("must be") + 40]   # not refused for size
+    assert "Upload its model.json together with it" in body    # taken, read, and what is missing is said
+    drop.set_input_files(str(tmp_path / "model.json"))                     # then its card beside it
+    page.wait_for_function("document.body.innerText.includes('the whole fine-tuned model, 3 classes')",
+                           timeout=180_000)
+    _wait(page)
+    body = page.inner_text("body")
+    assert "your weights (model.safetensors with model.json" in body and "Top-5 predictions (your run's classes)" in body
+    assert "must be" not in body and not page.query_selector_all('[data-testid="stAlertContentError"]')
+    assert not page.query_selector_all('[data-testid="stException"]')
 
 
 def test_studio_downloads_read_whole_on_a_projector(server, page):

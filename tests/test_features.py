@@ -178,3 +178,26 @@ def test_inside_refuses_costly_attributions_on_a_cpu_with_a_reason():
     at.multiselect(key="in_methods").set_value(["Occlusion"]).run()
     assert not any("Not run on this CPU server" in w.value for w in at.warning)
     assert not at.button(key="in_attr_go").disabled
+
+
+def test_the_weights_upload_limit_takes_every_model_the_pages_build():
+    """The largest weights a page builds (VGG-19 on Inside, a fine-tuned VGG-16 from the Studio), counted
+    from the models' own tensors, fit under MAX_WEIGHTS_MB; and the server, whose maxUploadSize caps
+    every upload whatever a widget says, allows as much."""
+    import tomllib
+
+    from core import registry
+    from core.train.transfer import ENCODERS
+    from core.weights import MAX_WEIGHTS_MB
+    from tests.conftest import ROOT
+
+    archs = {n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3} | set(ENCODERS)
+    sizes = {}
+    for name in archs:
+        with torch.device("meta"):
+            model = registry.get(name).build()
+        sizes[name] = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
+    assert max(sizes.values()) > 500 and max(sizes, key=sizes.get).startswith("vgg19")   # the count is real
+    assert max(sizes.values()) + 1 < MAX_WEIGHTS_MB                    # + 1 MiB for a safetensors header
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["maxUploadSize"] >= MAX_WEIGHTS_MB

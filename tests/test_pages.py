@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core import registry
@@ -372,6 +373,7 @@ def test_inside_the_network_download_button_offline_says_why_and_keeps_the_page(
     from core.weights import cache_path, default_weights
 
     at = _page("pages/inside.py")
+    at.radio(key="in_weights").set_value("ImageNet (when cached)").run()
     button = at.button(key="in_download")
     assert button.label == "Download them now (44.7 MB)"
     button.click().run()
@@ -392,6 +394,7 @@ def test_inside_the_network_offers_the_starter_weights_without_imagenet_classes(
     assert not any(h.value == "Top-5 predictions" for h in at.subheader)
     assert not any("tench" in str(o) for o in at.selectbox(key="in_target_resnet18").options)   # no ImageNet names
     at.selectbox(key="in_arch").set_value("alexnet").run()
+    at.radio(key="in_weights").set_value("starter weights (ResNet-18, ours)").run()   # chosen for AlexNet
     assert not at.exception and any("The starter weights are a ResNet-18" in i.value for i in at.info)
 
 
@@ -406,18 +409,149 @@ def test_inside_the_network_top_patches_of_a_channel():
     assert (layer, ch, n, len(found)) == ("layer1.0", 7, 8, 9)
     assert all(p.pixels.shape[:2] == p.projection.shape == (p.box[2], p.box[2]) for p in found)
     assert any("the 9 strongest places in 8 images" in m.value for m in at.markdown)
+    text = " ".join(str(c.proto) for c in at.get("image"))
+    assert "the patches" in text and "their deconvnet projections" in text    # two grids, as in the paper
     at.button(key="in_unit_go").click().run()                   # one unit: deconvnet vs guided backprop
     assert not at.exception
-    _, layer, ch, i, j, value, maps = at.session_state["unit_result"]
-    assert (layer, ch) == ("layer1.0", 7) and [tuple(m.shape) for m, _ in maps] == [(224, 224)] * 2
-    assert all(float(m.max()) == 1.0 and secs > 0 for m, secs in maps)
+    _, layer, ch, uv = at.session_state["unit_result"]
+    side = uv.box[2]
+    assert (layer, ch) == ("layer1.0", 7) and [p.shape for _, p, _ in uv.projections] == [(side, side)] * 2
+    assert all(float(p.max()) == 1.0 and secs > 0 for _, p, secs in uv.projections)
     text = " ".join(str(c.proto) for c in at.get("image"))
-    assert f"guided backprop: layer1.0 channel 7 at ({i}, {j})" in text and "deconvnet: layer1.0" in text
+    assert "its field on your image" in text and f"the field, {side}x{side}" in text
+    assert "deconvnet, " in text and "guided backprop, " in text
+    assert any(f"layer1.0 channel 7: its strongest unit, at ({uv.row}, {uv.col})" in c.value for c in at.caption)
+
+
+def test_inside_opens_resnet18_on_the_starter_weights_when_imagenet_is_not_cached(monkeypatch, tmp_path):
+    """A fresh machine (an empty $TORCH_HOME): ResNet-18 opens on the starter weights that ship with the
+    dashboard, as the Studio starts from them, and the page says why; not on random noise. Until the
+    user picks, the weights follow the architecture; a choice then sticks."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = _page("pages/inside.py")
+    assert not at.exception
+    assert at.radio(key="in_weights").value == "starter weights (ResNet-18, ours)"
+    assert any("not cached on this machine, so this page opens on the starter weights" in i.value for i in at.info)
+    assert any(c.value.startswith("ResNet-18 with ConvNet Lab starter weights") for c in at.caption)
+    assert any("Trained filters show oriented edges" in str(i.proto) for i in at.get("image"))   # not noise
+    at.selectbox(key="in_arch").set_value("alexnet_torchvision").run()      # no starter weights for AlexNet
+    assert at.radio(key="in_weights").value == "ImageNet (when cached)"
+    assert any("not cached" in w.value for w in at.warning) and not any("opens on the starter" in i.value
+                                                                          for i in at.info)
+    at.selectbox(key="in_arch").set_value("resnet18").run()
+    assert at.radio(key="in_weights").value == "starter weights (ResNet-18, ours)"
+    at.radio(key="in_weights").set_value("random initialisation").run()    # the user's choice sticks
+    at.selectbox(key="in_arch").set_value("alexnet_torchvision").run()
+    at.selectbox(key="in_arch").set_value("resnet18").run()
+    assert at.radio(key="in_weights").value == "random initialisation" and not at.exception
+
+
+@pytest.fixture(scope="module")
+def studio_runs(tmp_path_factory):
+    """Two real Studio runs: scenario 1 from the starter weights (its download is the head alone and
+    the model card) and a fine-tuned ResNet-18 (the whole model, 44.8 MB, and the card)."""
+    from tests.studio_downloads import studio_download
+
+    head, whole = tmp_path_factory.mktemp("head"), tmp_path_factory.mktemp("whole")
+    return {"head": (head, studio_download(head, "1", "starter")),
+            "whole": (whole, studio_download(whole, "finetune", "random"))}
+
+
+def _upload_weights(files: dict[str, bytes]) -> AppTest:
+    at = _page("pages/inside.py")
+    radio = at.radio(key="in_weights")
+    radio.set_value(next(o for o in radio.options if o.startswith("upload"))).run()
+    at.file_uploader(key="in_wfile").set_value([(n, d, "application/octet-stream") for n, d in files.items()]).run()
+    return at
+
+
+def _top5_against(at: AppTest, res) -> None:
+    """The page's top-5 table against the run's own trained model (the one `fit` returned, not one read
+    back from the files) on the page's input, the sample photo as ImageNet's transforms prepare it."""
+    from core.images import preprocess, sample_image
+
+    table = next(d.value for d in at.dataframe if "probability" in d.value.columns)
+    with torch.no_grad():
+        p = torch.softmax(res.model.eval()(preprocess(sample_image("astronaut"), 256, 224).tensor)[0], 0)
+    order = p.argsort(descending=True).tolist()
+    assert list(table["class"]) == order and list(table["name"]) == [res.classes[i] for i in order]
+    assert all(abs(a - float(p[i])) < 1e-4 for a, i in zip(table["probability"], order))
+
+
+def test_inside_loads_a_studio_head_with_its_model_card(studio_runs):
+    """The Studio's default download (scenario 1) is the head and model.json: Inside rebuilds the encoder
+    from the weights the card names (the starter weights), checks its digest, and puts the head on it."""
+    folder, res = studio_runs["head"]
+    files = {n: (folder / n).read_bytes() for n in ("head.safetensors", "model.json")}
+    at = _upload_weights(files)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("your weights (head.safetensors with model.json: a head on ConvNet Lab starter weights" in c.value
+               and "3 classes" in c.value for c in at.caption)
+    assert any(h.value == "Top-5 predictions (your run's classes)" for h in at.subheader)
+    table = next(d.value for d in at.dataframe if "probability" in d.value.columns)
+    assert sorted(table["name"]) == sorted(res.classes)
+    _top5_against(at, res)
+
+
+def test_inside_refuses_a_head_whose_encoder_is_not_the_one_it_was_trained_on(studio_runs):
+    import json
+
+    folder, _ = studio_runs["head"]
+    card = json.loads((folder / "model.json").read_text())
+    card["encoder_sha256"] = "0" * 64                          # another encoder than the one this head learnt on
+    at = _upload_weights({"head.safetensors": (folder / "head.safetensors").read_bytes(),
+                          "model.json": json.dumps(card).encode()})
+    assert not at.exception
+    err = next(e.value for e in at.error)
+    assert err.startswith("Refused: head.safetensors is a head trained on an encoder with ConvNet Lab starter")
+    assert "encoder_sha256" in err and "would read other features" in err
+    assert any(c.value == "ResNet-18 with random initialisation." for c in at.caption)   # the page goes on
+
+
+@pytest.mark.parametrize("files,said", [
+    ({"head.safetensors": None}, "holds only a classifier head"),
+    ({"head.safetensors": None, "model.json": b"{not json"}, "model.json is not JSON"),
+    ({"head.safetensors": None, "model.json": b'{"arch": "resnet18"}'}, "model.json is not a Studio model card"),
+    ({"model.json": None}, "upload its weights"),
+    ({"head.safetensors": b"\x00" * 64, "model.json": None}, "Cannot read head.safetensors"),
+    ({"model.safetensors": None}, "has a classifier for 3 classes, not ImageNet's 1000"),
+])
+def test_inside_says_what_is_wrong_with_an_upload_and_never_shows_a_traceback(studio_runs, files, said):
+    folder = studio_runs["head"][0]
+    real = {**{n: (folder / n).read_bytes() for n in ("head.safetensors", "model.json")},
+            "model.safetensors": (studio_runs["whole"][0] / "model.safetensors").read_bytes()}
+    at = _upload_weights({n: real[n] if d is None else d for n, d in files.items()})
+    assert not at.exception
+    assert any(said in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_inside_takes_a_whole_fine_tuned_resnet18_of_45_mb(studio_runs):
+    """A fine-tuned ResNet-18 is 44.8 MB: the uploader and the server (server.maxUploadSize, which caps
+    every upload) take it, and with its model card it loads with the run's classes."""
+    import tomllib
+
+    folder, res = studio_runs["whole"]
+    data = (folder / "model.safetensors").read_bytes()
+    size_mb = len(data) / 2**20                               # Streamlit's MB
+    assert size_mb > 40
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["maxUploadSize"] >= size_mb
+    at = _upload_weights({"model.safetensors": data, "model.json": (folder / "model.json").read_bytes()})
+    assert at.file_uploader(key="in_wfile").proto.max_upload_size_mb >= size_mb
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("your weights (model.safetensors with model.json: the whole fine-tuned model, 3 classes)" in c.value
+               for c in at.caption)
+    _top5_against(at, res)
+    at.radio(key="in_src").set_value("upload").run()           # images keep their own limit (core.images)
+    from core.images import MAX_BYTES
+
+    assert at.file_uploader(key="in_upload").proto.max_upload_size_mb == MAX_BYTES // 2**20
 
 
 def test_inside_the_network_feature_maps_filters_and_attributions():
     at = _page("pages/inside.py")
     assert not at.exception
+    at.radio(key="in_weights").set_value("ImageNet (when cached)").run()
     assert any("not cached" in w.value and "prefetch resnet18" in w.value for w in at.warning)
     assert any(m.label == "Exact zeros" for m in at.metric)
     at.radio(key="in_src").set_value("test pattern").run()

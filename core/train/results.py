@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from core.images import IMAGENET_MEAN, IMAGENET_STD
 from core.train.data import ImageSet
 from core.train.transfer import RunResult, TrainConfig, build_transfer_model
-from core.weights import WeightsUsed
+from core.weights import WeightsError, WeightsUsed, apply_user_weights, build_model, read_user_weights
 
 # Each downloadable file and what it holds (a button's label is its file name: short, and what lands on disk).
 DOWNLOADS = {"model.safetensors": "The whole fine-tuned model (safetensors); Inside the network loads it with "
@@ -68,6 +69,10 @@ def save_results(res: RunResult, data: ImageSet, out: Path) -> None:
                out / "val.pt")
 
 
+class EncoderMismatch(ValueError):
+    """A saved head's encoder cannot be rebuilt as it was: its weights are missing here, or differ."""
+
+
 def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor], head_only: bool = False) -> torch.nn.Module:
     """A finished run's model rebuilt from its card (`model.json`) and its weights, in eval mode.
 
@@ -80,13 +85,109 @@ def load_trained(model_info: dict[str, Any], state: dict[str, torch.Tensor], hea
     tm = build_transfer_model(cfg, len(model_info["classes"]))
     if head_only:
         if tm.weights.kind != used:
-            raise ValueError(f"this run's encoder started from {used} weights, which are not on this machine now")
+            raise EncoderMismatch(f"this run's encoder started from {used} weights, which are not on this "
+                                  "machine now")
         _, encoder = split_head(tm.model.state_dict(), cfg.arch)
         if state_digest(encoder) != model_info.get("encoder_sha256"):
-            raise ValueError("the encoder rebuilt here differs from the one this run trained on")
+            raise EncoderMismatch("the encoder rebuilt here differs from the one this run trained on (its "
+                                  "SHA-256 is not the card's encoder_sha256)")
         state = {**encoder, **state}
     tm.model.load_state_dict(state)
     return tm.model.eval()
+
+
+@dataclass(frozen=True)
+class UploadedModel:
+    """A model rebuilt from files a user uploaded, and what it is."""
+
+    model: nn.Module
+    used: WeightsUsed               # kind "user", named after the files
+    classes: list[str] | None       # the run's class names when a model card came with the weights
+
+
+def load_upload(arch: str, files: dict[str, bytes]) -> UploadedModel:
+    """A model (eval mode) from uploaded files: a state dict that fits `arch` as the registry builds
+    it, or a Studio run's download with its model card, `model.json`: the whole fine-tuned model or,
+    when the encoder stayed frozen, the head alone, whose encoder `load_trained` rebuilds from the
+    weights the card names and checks against the card's digest.
+
+    Args:
+        arch: the registry name the page shows.
+        files: file name -> bytes: one weights file (.safetensors, .pt, .pth) and at most one .json.
+
+    Raises:
+        WeightsError: a sentence for the user (unreadable files, a card of another architecture, a
+            head without its card, an encoder that is not the one the head was trained on).
+    """
+    from core import registry
+
+    spec = registry.get(arch)
+    cards = sorted(n for n in files if n.lower().endswith(".json"))
+    blobs = sorted(n for n in files if n not in cards)
+    if len(cards) > 1 or len(blobs) > 1:
+        raise WeightsError(f"Upload one weights file and at most one model.json; got {', '.join(sorted(files))}.")
+    if not blobs:
+        raise WeightsError(f"{cards[0]} describes a model; upload its weights (head.safetensors or "
+                           "model.safetensors from the same run) together with it.")
+    wname = blobs[0]
+    state = read_user_weights(files[wname], wname)
+    head, encoder = split_head(state, arch)
+    head_only = bool(head) and not encoder
+    if not cards:
+        if head_only:
+            raise WeightsError(f"{wname} holds only a classifier head ({len(head)} tensors under "
+                               f"{spec.classifier}): upload it together with its run's model.json, which names "
+                               "the weights the encoder started from.")
+        model, _ = build_model(arch, False)
+        own, w = model.get_submodule(spec.classifier), state.get(spec.classifier + ".weight")
+        if isinstance(own, nn.Linear) and w is not None and w.dim() == 2 and w.shape[0] != own.out_features:
+            raise WeightsError(f"{wname} has a classifier for {w.shape[0]} classes, not ImageNet's "
+                               f"{own.out_features}: a Studio run's model? Upload its model.json together with it.")
+        apply_user_weights(model, state)
+        return UploadedModel(model.eval(), WeightsUsed("user", "user", name=wname), None)
+    cname = cards[0]
+    card = _read_card(files[cname], cname)
+    if card["arch"] != arch:
+        title = registry.get(card["arch"]).title if card["arch"] in registry.names() else repr(card["arch"])
+        raise WeightsError(f"{cname} describes a {title}, not a {spec.title}: choose {title} as the architecture.")
+    if head_only and not card.get("encoder_sha256"):
+        raise WeightsError(f"{cname} describes a whole model (no encoder digest), but {wname} holds only a head.")
+    started = WeightsUsed(**card["weights"])
+    try:
+        model = load_trained(card, state, head_only=head_only)
+    except EncoderMismatch as e:
+        raise WeightsError(f"Refused: {wname} is a head trained on an encoder with {started.describe()}, and "
+                           f"{e}, so the head would read other features than it learnt from.") from None
+    except ValueError as e:                           # the card's config, refused by TrainConfig
+        raise WeightsError(f"Cannot rebuild the model {cname} describes: {e}.") from None
+    except (RuntimeError, TypeError, KeyError) as e:  # load_state_dict's mismatch; a config field unknown here
+        said = " ".join(str(e).split())[:240] or type(e).__name__
+        raise WeightsError(f"{wname} does not fit the model {cname} describes: {said}") from None
+    what = f"a head on {started.describe()}" if head_only else "the whole fine-tuned model"
+    return UploadedModel(model, WeightsUsed("user", "user", name=f"{wname} with {cname}: {what}, "
+                                            f"{len(card['classes'])} classes"), list(card["classes"]))
+
+
+def _read_card(data: bytes, name: str) -> dict[str, Any]:
+    """A Studio model card from uploaded bytes, its fields checked; WeightsError when it is not one."""
+    try:
+        card = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{name} is not JSON: {str(e)[:120]}") from None
+    ok = (isinstance(card, dict) and isinstance(card.get("arch"), str) and isinstance(card.get("config"), dict)
+          and isinstance(card.get("weights"), dict) and isinstance(card["weights"].get("kind"), str)
+          and isinstance(card.get("classes"), list) and card["classes"]
+          and all(isinstance(c, str) for c in card["classes"]))
+    if not ok:
+        raise WeightsError(f"{name} is not a Studio model card (it needs arch, classes, weights and config, as "
+                           "the Studio's model.json has).")
+    try:
+        started = WeightsUsed(**card["weights"])
+    except TypeError:
+        started = None
+    if started is None or started.kind not in ("imagenet", "starter", "random"):
+        raise WeightsError(f"{name}: its weights entry is not one the Studio writes.")
+    return card
 
 
 def split_head(state: dict[str, torch.Tensor], arch: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
