@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# The Design Lab's tabs, in order: a tab's label is its value in the page's link (`?tab=...`).
+DESIGN_TABS = ("3x3 stacks vs 7x7", "Depthwise-separable", "1x1 bottleneck", "GAP vs FC", "Plain vs residual",
+               "Build your own stack", "Effective receptive field")
+
+
 # --- 1. a stack of small kernels vs one large kernel ------------------------------------------
 
 

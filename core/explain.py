@@ -246,6 +246,11 @@ class Step:
     text: str
 
 
+def card_markdown(steps: list[Step]) -> str:
+    """A card's steps as the Markdown list the explorer and the lecture path show."""
+    return "\n".join(f"- **{s.label}:** {s.text}" for s in steps)
+
+
 def _size_step(n: int, k: int, s: int, p: int, d: int, out: int, ceil: bool = False,
                show_pad: bool = True) -> str:
     """'(227 - 11 + 2×0)/4 + 1 = 55', with floor or ceil brackets when the division is inexact.

@@ -8,14 +8,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import registry
-from core.design import (DEFAULT_STACK, LAYER_KINDS, analyze_stack, gap_vs_fc,
-                         residual_blocks, rf_grid, separable_cost, stack_from_records, stack_from_text, stack_to_text,
-                         stack_vs_large)
+from core.design import (DEFAULT_STACK, DESIGN_TABS, LAYER_KINDS, analyze_stack, gap_vs_fc, residual_blocks,
+                         separable_cost, stack_from_records, stack_from_text, stack_to_text, stack_vs_large)
+from core.design_text import (BOTTLENECK_VERDICT, GAP_VERDICT, RESIDUAL_VERDICT, block_text, bottleneck_text,
+                              gap_text, inception_text, separable_text, stack_text, stack_verdict)
 from core.erf import cross_section, fit_gaussian, theoretical_box
-from core.formatting import fmt_count, fmt_int, fmt_shape
+from core.figures import (TABLE2_CAPTION, bottleneck_figure, gap_figure, resnet_table2, rf_grid_figure,
+                          separable_figure, stack_cost_figure, styled)
+from core.formatting import fmt_int, fmt_shape
 from core.notes import inception_358m_note
 from core.train.compute import ComputeConfig
-from pages.lab_views.charts import TABLE2_CAPTION, resnet_table2
 from pages.common import cached_summary, computing, device, follow_compute, require_router, start_compute
 
 require_router()
@@ -25,16 +27,8 @@ st.title("Design Lab")
 st.caption("Every number is a multiply-accumulate count (MACs, the lecture's \"ops\") or a weight count; "
            "change any input and everything below it updates.")
 
-tabs = st.tabs(["3x3 stacks vs 7x7", "Depthwise-separable", "1x1 bottleneck", "GAP vs FC",
-                "Plain vs residual", "Build your own stack", "Effective receptive field"])
-
-
-def _fig(fig: go.Figure, height: int = 340) -> go.Figure:
-    """The Design Lab's charts: projector-sized text, the legend under the plot (beside it, it takes
-    a third of the width at 1024 px)."""
-    fig.update_layout(height=height, margin=dict(t=40, b=10, l=10, r=10), font=dict(size=15),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
-    return fig
+# The open tab is in the link (`/design?tab=Depthwise-separable`): a slide or the lecture path opens it.
+tabs = st.tabs(list(DESIGN_TABS), key="tab", bind="query-params")
 
 
 # --- 1 -----------------------------------------------------------------------------------------
@@ -49,32 +43,11 @@ with tabs[0]:
     stride = c[5].number_input("stride", 1, 4, 1, key="s_s")
     dil = c[6].number_input("dilation", 1, 8, 1, key="s_dil")
     r = stack_vs_large(n, k, big, ch, fmap, stride, dil)
-    st.markdown(
-        f"- **Receptive field** after each layer: r = r_in + (k − 1)·j_in → "
-        f"{' → '.join(str(x) for x in r.rf_stack)} pixels, vs **{r.rf_large}** for one {big}x{big}.\n"
-        f"- **Weights, the slide's way** (per filter, one input channel group): {n}×{k}×{k}×{ch} = "
-        f"**{fmt_int(r.slide_stack)}** vs 1×{big}×{big}×{ch} = **{fmt_int(r.slide_large)}**.\n"
-        f"- **Weights, the VGG paper's way** (C → C channels): {n}×{k}²×C² = {n * k * k}C² = "
-        f"**{fmt_int(r.weights_stack)}** vs {big}²×C² = {big * big}C² = **{fmt_int(r.weights_large)}** "
-        f"({r.extra_weights_pct:.0f}% more for the large kernel).\n"
-        f"- **MACs** at {fmap}x{fmap}: **{fmt_int(r.macs_stack)}** vs **{fmt_int(r.macs_large)}**.\n"
-        f"- **Non-linearities**: {r.nonlinearities_stack} vs {r.nonlinearities_large}.")
+    st.markdown(stack_text(r))
     left, right = st.columns(2)
-    grid = rf_grid(r.rf_stack)
-    left.plotly_chart(_fig(go.Figure(go.Heatmap(z=grid, colorscale="Blues", showscale=True,
-                                                colorbar=dict(title="layer")))
-                           .update_layout(title="Input pixels seen by the centre unit, by layer",
-                                          yaxis_scaleanchor="x"), 360), key="rf_grid")
-    right.plotly_chart(_fig(go.Figure([go.Bar(name=f"{n} x {k}x{k}", x=["weights", "MACs"],
-                                              y=[r.weights_stack, r.macs_stack]),
-                                       go.Bar(name=f"1 x {big}x{big}", x=["weights", "MACs"],
-                                              y=[r.weights_large, r.macs_large])])
-                           .update_layout(barmode="group", yaxis_type="log", title="Cost (log scale)"), 360),
-                       key="stack_cost")
-    same = r.rf_stack[-1] == r.rf_large
-    st.info(("Same receptive field, " if same else f"Receptive field {r.rf_stack[-1]} vs {r.rf_large}, ")
-            + f"{'fewer' if r.weights_stack < r.weights_large else 'more'} weights and {n} non-linearities "
-              f"instead of one: this is why VGG uses only 3x3 convolutions.")
+    left.plotly_chart(rf_grid_figure(r.rf_stack), key="rf_grid")
+    right.plotly_chart(stack_cost_figure(r), key="stack_cost")
+    st.info(stack_verdict(r))
 
 # --- 2 -----------------------------------------------------------------------------------------
 with tabs[1]:
@@ -96,17 +69,8 @@ with tabs[1]:
         dk = c[2].number_input("D_K (kernel)", 1, 11, 3, key="sep_dk")
         df = c[3].number_input("D_F (output map)", 1, 512, 28, key="sep_df")
     sc = separable_cost(m_, n_, dk, df)
-    st.markdown(
-        f"- **Standard**: D_K·D_K·M·N·D_F·D_F = {dk}·{dk}·{m_}·{n_}·{df}·{df} = **{fmt_int(sc.standard)}**\n"
-        f"- **Depthwise-separable**: D_K·D_K·M·D_F·D_F + M·N·D_F·D_F = {dk}·{dk}·{m_}·{df}·{df} + "
-        f"{m_}·{n_}·{df}·{df} = {fmt_int(sc.depthwise)} + {fmt_int(sc.pointwise)} = **{fmt_int(sc.separable)}**\n"
-        f"- **Ratio** = 1/N + 1/D_K² = 1/{n_} + 1/{dk * dk} = **{sc.ratio:.4f}** "
-        f"({1 / sc.ratio:.1f}x fewer operations)\n"
-        f"- Weights: {fmt_int(sc.params_standard)} vs {fmt_int(sc.params_separable)}")
-    st.plotly_chart(_fig(go.Figure(go.Bar(x=["standard", "depthwise", "pointwise", "separable total"],
-                                          y=[sc.standard, sc.depthwise, sc.pointwise, sc.separable],
-                                          marker_color=["#1f77b4", "#2ca02c", "#98df8a", "#d62728"]))
-                         .update_layout(title="Multiply-accumulates")), key="sep_bar")
+    st.markdown(separable_text(sc))
+    st.plotly_chart(separable_figure(sc), key="sep_bar")
     st.markdown("**Theory vs practice on this device.** The MAC ratio promises a speed-up; depthwise "
                 "convolutions do so little arithmetic per value read that memory, not arithmetic, limits "
                 "them. Measure it:")
@@ -131,7 +95,7 @@ with tabs[1]:
                                      error_y=dict(type="data", symmetric=False,
                                                   array=[t.ratio_range[1] - t.time_ratio for t in clear],
                                                   arrayminus=[t.time_ratio - t.ratio_range[0] for t in clear])))
-        st.plotly_chart(_fig(fig.update_layout(title=f"separable / standard on {label}", xaxis_type="log",
+        st.plotly_chart(styled(fig.update_layout(title=f"separable / standard on {label}", xaxis_type="log",
                                                xaxis_title="channels (M = N)", yaxis_title="separable / standard")),
                         key="sep_time")
         runs = res[0].standard.runs
@@ -152,27 +116,14 @@ with tabs[2]:
     st.subheader("1x1 convolutions as a bottleneck")
     naive = cached_summary("bottleneck_1x1", (480, 14, 14), ())
     reduced = cached_summary("bottleneck_1x1", (480, 14, 14), (("reduce", True),))
-    r1, r5 = reduced.layers
-    st.markdown(
-        f"- **5x5 directly**, 480 → 48 channels at 14x14: (14×14×48)×(5×5×480) = "
-        f"**{fmt_count(naive.totals.macs)}** multiply-accumulates\n"
-        f"- **With a 1x1 reduction to 16**: (14×14×16)×(1×1×480) = {fmt_count(r1.macs)} plus "
-        f"(14×14×48)×(5×5×16) = {fmt_count(r5.macs)}, total **{fmt_count(reduced.totals.macs)}** "
-        f"({naive.totals.macs / reduced.totals.macs:.0f}x fewer)")
+    st.markdown(bottleneck_text(naive, reduced))
     a = cached_summary("inception_module", (256, 28, 28), ())
     b = cached_summary("inception_module", (256, 28, 28), (("reductions", True),))
-    st.plotly_chart(_fig(go.Figure([
-        go.Bar(x=["1x1 example", "Inception module"], y=[naive.totals.macs, a.totals.macs], name="without 1x1"),
-        go.Bar(x=["1x1 example", "Inception module"], y=[reduced.totals.macs, b.totals.macs], name="with 1x1")])
-        .update_layout(barmode="group", yaxis_type="log", title="MACs (log scale)")), key="bneck")
-    st.markdown(
-        f"- **Inception module at 28x28x256**: naive {fmt_count(a.totals.macs, 0)} MACs, output depth "
-        f"{a.layers[-1].output_shape[0]} (128 + 192 + 96 + 256: the pooling branch keeps all 256 channels); "
-        f"with reductions {fmt_count(b.totals.macs)} MACs, output depth {b.layers[-1].output_shape[0]} "
-        f"(128 + 192 + 96 + 64).")
+    st.plotly_chart(bottleneck_figure(naive.totals.macs, reduced.totals.macs, a.totals.macs, b.totals.macs),
+                    key="bneck")
+    st.markdown(inception_text(a, b))
     st.warning(inception_358m_note())  # both readings of the slide's 358M, computed
-    st.info("A cheap 1x1 layer shrinks the depth before the expensive spatial filter sees it: most of the "
-            "cost of a convolution is input depth × kernel area.")
+    st.info(BOTTLENECK_VERDICT)
 
 # --- 4 -----------------------------------------------------------------------------------------
 with tabs[3]:
@@ -182,13 +133,9 @@ with tabs[3]:
     gc = c[1].number_input("channels", 1, 8192, 1024, key="gap_c")
     go_ = c[2].number_input("FC outputs", 1, 8192, 1024, key="gap_o")
     g = gap_vs_fc(gh, gh, gc, go_)
-    st.markdown(f"- **FC**: {gh}×{gh}×{gc} inputs × {go_} outputs = **{fmt_int(g.fc_weights)}** weights "
-                f"({fmt_count(g.fc_weights)})\n- **GAP**: average each {gh}x{gh} map to one number: "
-                f"**{g.gap_weights}** weights, {g.gap_outputs} outputs")
-    st.plotly_chart(_fig(go.Figure(go.Bar(x=["FC", "GAP"], y=[g.fc_weights, g.gap_weights])).update_layout(
-        title="Weights"), 280), key="gap")
-    st.info("GoogLeNet replaced the FC layers with global average pooling: no weights to overfit, "
-            "and the paper reports about 0.6% better top-1 accuracy.")
+    st.markdown(gap_text(g, gh, gc, go_))
+    st.plotly_chart(gap_figure(g), key="gap")
+    st.info(GAP_VERDICT)
 
 # --- 5 -----------------------------------------------------------------------------------------
 with tabs[4]:
@@ -203,17 +150,13 @@ with tabs[4]:
     rd = c[4].number_input("map size", 1, 224, 56, key="res_d")
     blocks = residual_blocks(rin, rw, rs, rd, basic_channels=rb)
     for blk, (b_in, b_out) in zip(blocks, [(rb, rb), (rin, 4 * rw)]):
-        st.markdown(f"- **{blk.name}**: {b_in} → {b_out} channels; shortcut: {blk.shortcut}"
-                    + (f", {fmt_int(blk.shortcut_params)} weights: the shapes differ, so x must be projected "
-                       "before it can be added." if blk.shortcut_params else
-                       ": input and output have the same shape, so x is added as it is (the lecture's type 1)."))
+        st.markdown(block_text(blk, b_in, b_out))
     st.dataframe(pd.DataFrame([{"block": b.name, "weights": b.params, "MACs": b.macs} for b in blocks]),
                  hide_index=True, column_config={"weights": st.column_config.NumberColumn(format="localized"),
                                                  "MACs": st.column_config.NumberColumn(format="localized")})
-    st.plotly_chart(_fig(resnet_table2()), key="plain_res")
+    st.plotly_chart(styled(resnet_table2()), key="plain_res")
     st.caption(TABLE2_CAPTION)
-    st.info("Without shortcuts the deeper plain net is worse (28.54% vs 27.94%): an optimisation problem, not "
-            "overfitting. With shortcuts depth helps (25.03% vs 27.88%).")
+    st.info(RESIDUAL_VERDICT)
 
 # --- 6 -----------------------------------------------------------------------------------------
 with tabs[5]:
@@ -294,10 +237,10 @@ with tabs[6]:
         img = go.Figure(go.Image(z=res.preview)).add_shape(**box)
         img.update_layout(title=f"theoretical field: {rec.rf}x{rec.rf} (unclipped)", xaxis_range=[-20, 244],
                           yaxis_range=[244, -20])
-        left.plotly_chart(_fig(img, 460), key="erf_img")
+        left.plotly_chart(styled(img, 460), key="erf_img")
         heat = go.Figure(go.Heatmap(z=res.erf, colorscale="Viridis", showscale=False)).add_shape(**box)
         heat.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x", title="effective field |d unit / d pixel|")
-        right.plotly_chart(_fig(heat, 460), key="erf_plot")
+        right.plotly_chart(styled(heat, 460), key="erf_plot")
         prof = cross_section(res.erf, b.cy)
         fit = fit_gaussian(prof)
         xs = list(range(len(prof)))
@@ -305,7 +248,7 @@ with tabs[6]:
                          go.Scatter(x=xs, y=fit.curve(xs), name=f"Gaussian, sigma = {fit.sigma:.1f} px",
                                     line=dict(dash="dash"))])
         fig.add_vrect(x0=b.x0, x1=b.x1, fillcolor="#2ca02c", opacity=0.08, line_width=0)
-        st.plotly_chart(_fig(fig.update_layout(title="Cross-section: roughly Gaussian, inside the theoretical field"),
+        st.plotly_chart(styled(fig.update_layout(title="Cross-section: roughly Gaussian, inside the theoretical field"),
                              300), key="erf_profile")
         side = 2 * res.radius
         st.info(f"95% of the gradient falls within a {side:.0f}-pixel square, "

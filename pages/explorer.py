@@ -10,14 +10,15 @@ from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from core import registry
 from core.diagram import MAX_NODES, render
 from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
-from core.explain import ShownNote, block_fields, fields_of_view, layer_card, shown_warnings, variant_notes
+from core.explain import (ShownNote, block_fields, card_markdown, fields_of_view, layer_card, shown_warnings,
+                          variant_notes)
 from core.quiz import DEFAULT_QUIZ_KINDS, QUIZ_KINDS, check_answer, givens, is_quizzed, next_quizzed, quiz_questions
+from core.figures import layer_chart
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
 from core.spec import ArchSpec, OptionError
 from pages.common import cached_diagram, cached_summary, require_router
@@ -219,7 +220,7 @@ with st.container(border=True):
         if ss["quiz"] and last and last[0] == reveal_key:
             (st.success if last[1] else st.error)(last[2])
         st.markdown(f"#### {title}")
-        st.markdown("\n".join(f"- **{s.label}:** {s.text}" for s in steps))
+        st.markdown(card_markdown(steps))
         for note in (n for n in _notes(arch) if n.layer == rec.module):
             (st.warning if note.slip else st.info)(("**Slide slip.** " if note.slip else "") + note.text)
 if ss["quiz"]:
@@ -290,18 +291,7 @@ with tab_chart:
         st.info(ANSWER_FIRST)
     else:
         log = st.toggle("Logarithmic scale", value=True, key="log_chart")
-        xs = list(range(n))
-        names = [f"{r.index}: {r.name} ({fmt_shape(r.output_shape)})" for r in layers]
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                            subplot_titles=("Parameters per layer", "Activation values per layer (one image)"))
-        fig.add_bar(x=xs, y=[r.params for r in layers], hovertext=names, name="parameters",
-                    marker_color=["#d62728" if r.index == i else "#1f77b4" for r in layers], row=1, col=1)
-        fig.add_bar(x=xs, y=[r.activation_elems for r in layers], hovertext=names, name="activations",
-                    marker_color=["#d62728" if r.index == i else "#2ca02c" for r in layers], row=2, col=1)
-        fig.update_yaxes(type="log" if log else "linear")
-        fig.update_layout(height=520, showlegend=False, margin=dict(t=40, b=10), xaxis2_title="layer index",
-                          font=dict(size=15))
-        st.plotly_chart(fig, width="stretch", key="layer_chart")
+        st.plotly_chart(layer_chart(summary, i, log), width="stretch", key="layer_chart")
         st.caption("The current layer is red. Early layers hold the activations, late (FC) layers the parameters.")
 
 with tab_struct:

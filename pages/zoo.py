@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.figures import zoo_groups, zoo_scatter
 from core.zoo import zoo_rows
 from core.train.compute import ComputeConfig
 from pages.common import computing, device, follow_compute, require_router, start_compute
@@ -19,10 +19,6 @@ ss = st.session_state
 def _zoo() -> pd.DataFrame:
     return pd.DataFrame(zoo_rows())
 
-
-# One name per lecture family (more overlap: VGG's eight variants sit on top of each other).
-NAMED_ON_CHART = ("alexnet", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50", "resnet152",
-                  "mobilenet_v2", "mobilenet_v3_small")
 
 CPU_GMACS_CAP = 20   # the largest model the latency timer runs on a CPU (ResNet-152 is 11.5, VGG-19 19.6)
 
@@ -43,26 +39,11 @@ only = c[1].toggle("Lecture models only", value=False, key="zoo_lecture")
 view = df[(df.year >= years[0]) & (df.year <= years[1])]
 if only:
     view = view[view.in_lecture]
-view = view.assign(group=view.family.where(view.in_lecture, "other (not in the lecture)"))
+view = zoo_groups(view)
 if view.empty:
     st.info("No model in this range of years.")
 else:
-    # NAMED_ON_CHART labelled; strong colours (a projector washes out pastels); blobs half
-    # transparent with a dark outline, so VGG's overlapping blobs stay apart.
-    view = view.assign(label=view.name.where(view.name.isin(NAMED_ON_CHART), ""))
-    fig = px.scatter(view, x="gmacs", y="acc1", size="params", color="group", hover_name="name", text="label",
-                     hover_data={"params": ":,", "gmacs": ":.3f", "acc1": ":.2f", "year": True, "group": False,
-                                 "resolution": True, "label": False},
-                     log_x=logx, size_max=45, color_discrete_sequence=px.colors.qualitative.Bold,
-                     color_discrete_map={"other (not in the lecture)": "#9a9a9a"},
-                     labels={"gmacs": "GMACs (one image at the model's own resolution)", "acc1": "top-1 (%)",
-                             "resolution": "input (pixels)"})
-    fig.update_traces(marker=dict(opacity=0.65, line=dict(width=1.5, color="#222")), textposition="top center",
-                      textfont=dict(size=13, color="#111"), cliponaxis=False)
-    fig.update_traces(selector=dict(name="GoogLeNet"), textposition="bottom center")  # ResNet-18 sits on it
-    fig.update_layout(height=640, font=dict(size=15), legend=dict(title_text="", orientation="h", yanchor="top",
-                                                                  y=-0.15, x=0))
-    st.plotly_chart(fig, width="stretch", key="zoo_scatter")
+    st.plotly_chart(zoo_scatter(view, logx), width="stretch", key="zoo_scatter")
 
 st.subheader("All models")
 table = view.rename(columns={"name": "model", "gmacs": "GMACs", "acc1": "acc@1", "acc5": "acc@5",

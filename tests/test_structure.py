@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core.train.transfer", "core.train.lr_finder", "core.train.results", "core.train.pretrain",
      "core.train.run", "core.train.compute"),                 # the tasks' handlers
     ("core.lab",),
+    ("core.figures", "core.design_text"),                     # charts and words the pages and the lecture share
     ("core.__main__",),
     ("pages",),
     ("app",),
