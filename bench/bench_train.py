@@ -52,6 +52,7 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -350,11 +351,14 @@ def _fmt(v: float | None, fmt: str) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    by = {r["name"]: r for r in rows}
+    by = {r["name"]: r for r in rows if r["img_s"] is not None}
     base = by["tutorial"]["img_s"] if "tutorial" in by else None
     print(f"{'row':13} {'source':9} {'prec':5} {'img/s':>9} {'vs tutorial':>11} {'of ceiling':>10} "
           f"{'CPU s/1k img':>12} {'peak GB':>8}  time to target")
     for r in rows:
+        if r["img_s"] is None:
+            print(f"{r['name']:13} {r['source']:9} {r['precision']:5} FAILED: {r['error'][:100]}")
+            continue
         ceil = by.get(f"ceiling_{r['precision']}")
         of_ceiling = (None if r["name"] == "frozen" or r["source"] == "synthetic" or ceil is None
                       else r["img_s"] / ceil["img_s"])
@@ -407,15 +411,23 @@ def main() -> int:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(dev)
             t = time.perf_counter()
-            if name.startswith("ceiling"):
-                steps = max(10, 2 * math.ceil(s.images / s.batch))
-                figs = {"ceiling": run_ceiling(name, s, steps)}
-            elif name in ("tutorial", "tuned"):
-                figs = {"epochs": run_loader(name, s, root, tr, x_val, y_val)}
-            elif name == "ours_cached":
-                figs = {"epochs": run_fit(name, s, decode_all(files, s.input))}
-            else:
-                figs = {"epochs": run_fit(name, s, files)}
+            try:
+                if name.startswith("ceiling"):
+                    steps = max(10, 2 * math.ceil(s.images / s.batch))
+                    figs = {"ceiling": run_ceiling(name, s, steps)}
+                elif name in ("tutorial", "tuned"):
+                    figs = {"epochs": run_loader(name, s, root, tr, x_val, y_val)}
+                elif name == "ours_cached":
+                    figs = {"epochs": run_fit(name, s, decode_all(files, s.input))}
+                else:
+                    figs = {"epochs": run_fit(name, s, files)}
+            except Exception as e:  # noqa: BLE001 - one failing row must not take the others' figures with it
+                traceback.print_exc()
+                rows.append({"name": name, "source": ROWS[name][0], "includes": ROWS[name][1],
+                             "precision": PRECISION[name], "error": f"{type(e).__name__}: {e}", "img_s": None,
+                             "cpu_core_s_per_1k": None, "peak_gpu_gb": None, "time_to_target": None})
+                print(f"  {name}: FAILED ({rows[-1]['error'][:200]})", flush=True)
+                continue
             peak = torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else None
             rows.append(row_figures(name, s, peak, **figs))
             accs = " ".join(f"{e['val_acc']:.0%}" for e in rows[-1]["epochs"] or [])
@@ -423,7 +435,7 @@ def main() -> int:
                   + (f"; validation accuracy by epoch: {accs}" if accs else ""), flush=True)
     print()
     print_table(rows)
-    by = {r["name"]: r for r in rows}
+    by = {r["name"]: r for r in rows if r["img_s"] is not None}
     gl = goals(by, dev.type == "cuda") if all(n in by for n in ("tutorial", "tuned", "ours_fp32", "ours_bf16",
                                                                 "ceiling_fp32", "ceiling_bf16")) else []
     if "ours_fp32" in by and "tutorial" in by:
