@@ -660,8 +660,8 @@ def test_transfer_studio_switches_the_start_for_an_encoder_the_starter_weights_d
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.radio(key="tr_w").value == "random" and not at.button(key="tr_go").disabled
     said = [c.value for c in at.sidebar.caption if "starter weights are a ResNet-18" in c.value]
-    assert said == ["The starter weights are a ResNet-18, so MobileNet v3 Small starts from random weights "
-                    "(ImageNet's are not cached here)."]
+    assert said == [("The starter weights are a ResNet-18, so MobileNet v3 Small starts from random weights "
+                     "(ImageNet's are not cached here).")]
     at.selectbox(key="tr_arch").set_value("resnet18").run()
     assert at.radio(key="tr_w").value == "starter"
     assert not any("starter weights are a ResNet-18" in c.value for c in at.sidebar.caption)
