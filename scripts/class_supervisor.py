@@ -364,7 +364,7 @@ class Supervisor:
             c = Child(f"replica {i}", [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                        "--server.address", "127.0.0.1", "--server.port", str(p),
                                        "--server.fileWatcherType", "none", "--server.enableXsrfProtection", "true",
-                                       "--server.enableCORS", "true", "--server.maxUploadSize", "200",
+                                       "--server.enableCORS", "true",   # uploads: .streamlit/config.toml's limit
                                        "--browser.gatherUsageStats", "false"],
                       self.logs / f"replica-{i}.log", env, health=f"http://127.0.0.1:{p}/_stcore/health")
             replicas.append(c)

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core.registry", "core.links"),                          # the table of architectures; link parsing
     ("core.analysis", "core.weights"),                        # the analysis engine; weights by name
     ("core.explain", "core.quiz", "core.notes", "core.features", "core.attribution", "core.patches", "core.erf",
-     "core.zoo"),                                             # what the pages show of an analysis
+     "core.zoo", "core.classroom"),                            # what the pages show of an analysis
     ("core.train.events", "core.train.context", "core.train.data", "core.train.loop"),
     ("core.train.jobs", "core.train.local_runner", "core.train.ray_runner"),   # runners know no task
     ("core.train.transfer", "core.train.lr_finder", "core.train.results", "core.train.pretrain",
