@@ -86,12 +86,16 @@ def _without_main_script() -> Iterator[None]:
 
 
 def _end_process(process: Any) -> None:
-    """Joins a worker process (killing it if it does not end within a second) and frees it."""
+    """Joins a worker process (killing it if it does not end within a second) and frees it. A
+    killed process can take more than a second to be reaped on a machine under heavy load; one that
+    is still there is left to the garbage collector rather than closed, which would raise and stop
+    the runner's loop with it."""
     process.join(timeout=1)
     if process.is_alive():
         process.kill()
-        process.join(timeout=1)
-    process.close()
+        process.join(timeout=10)
+    if not process.is_alive():
+        process.close()
 
 
 @dataclass
