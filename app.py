@@ -10,6 +10,7 @@ st.set_page_config(page_title="ConvNet Lab", page_icon=":material/hub:", layout=
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/lecture.py", title="Lecture path", icon=":material/co_present:", url_path="lecture"),
     st.Page("pages/explorer.py", title="Architecture Explorer", icon=":material/account_tree:",
             url_path="explorer"),
     st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),

@@ -1,5 +1,5 @@
 """Command line: `python -m core archs | summary NAME | zoo | weights list|prefetch NAME... |
-train [...] | lab autoencoder|unet|siamese|depth [...] | pretrain [...]`.
+train [...] | lab autoencoder|unet|siamese|depth [...] | lecture list|prepare|export DIR | pretrain [...]`.
 
 Everything the Architecture Explorer shows, and every run the Transfer Learning Studio starts,
 is available here, for scripts and for checking the dashboard's numbers without a browser.
@@ -303,12 +303,82 @@ def _lab(a: argparse.Namespace) -> int:
     return 0
 
 
+def _lecture(a: argparse.Namespace) -> int:
+    """`lecture list | prepare | export DIR`: the lecture path from a terminal."""
+    from core.lecture import stops
+
+    if a.lcmd == "list":
+        for k, s in enumerate(stops.STOPS):
+            print(f"{k + 1:>3}  {s.slug:24} {s.section:18} {s.component.kind:15} {s.title}")
+        return 0
+    if a.lcmd == "export":
+        from core.lecture.handout import export
+
+        index = export(a.dir, a.base_url, lambda f, m: print(f"{f:4.0%} {m}", file=sys.stderr, flush=True))
+        print(index)
+        return 0
+    unknown = [s for s in a.only or () if s not in stops.slugs()]
+    if unknown:
+        print(f"error: unknown stop {unknown[0]!r}; `python -m core lecture list` names them", file=sys.stderr)
+        return 2
+    import re
+    import tempfile
+    import time
+
+    from core.lecture.prepare import lecture_dir, prefetch_command, prepare
+    from core.train.jobs import JobError, make_runner
+
+    # The local backend in a private folder: a runner in this process must not mark a running
+    # server's jobs in the shared store as interrupted. The finished runs are copied into
+    # lecture_dir(), which the server reads.
+    tmp = tempfile.TemporaryDirectory(prefix="convnetlab-lecture-") if a.runner == "local" else None
+    try:
+        runner = make_runner(a.runner, device=a.device, **({"root": tmp.name} if tmp else {}))
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    shown = {"at": 0.0, "what": ""}
+
+    def progress(fraction: float, message: str) -> None:
+        """A line when the work changes (the message without its numbers), else one every 10 s."""
+        what = re.sub(r"[0-9]+", "#", message)
+        if what != shown["what"] or time.time() - shown["at"] > 10:
+            print(f"{fraction:4.0%} {message}", flush=True)
+            shown.update(at=time.time(), what=what)
+
+    try:
+        report = prepare(runner, a.runs, progress, tuple(a.only) if a.only else None, retrain=a.retrain)
+    except KeyboardInterrupt:
+        print("error: interrupted; what was prepared so far is kept", file=sys.stderr)
+        return 130
+    finally:
+        runner.shutdown()
+        if tmp is not None:
+            tmp.cleanup()
+    for name, r in report.runs.items():
+        print(f"run {name:12} {r['state']:9} {r['seconds']:7.1f} s  {r['message']}")
+    slow = max(report.panels.items(), key=lambda kv: kv[1], default=None)
+    print(f"prepared {len(report.panels)} stops in {report.seconds:.0f} s ({report.profile} run settings) into "
+          f"{lecture_dir()}" + (f"; slowest stop {slow[0]} {slow[1]:.1f} s" if slow else ""))
+    for m in report.missing:
+        print(f"missing: ImageNet weights for {m.arch}; {len(m.stops)} stops use {m.fallback} weights instead "
+              f"({', '.join(m.stops)})")
+    if report.missing:
+        print(f"to fetch them ahead of class (needs a network): {prefetch_command(report.missing)}")
+    failed = [n for n, r in report.runs.items() if r["state"] != "done"]
+    if failed:
+        print(f"error: runs that did not finish: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Lab from the command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("archs", help="list the registered architectures")
     sp = sub.add_parser("summary", help="layer-by-layer table of one architecture")
-    sp.add_argument("name")
+    sp.add_argument("name", help="a registry name (python -m core archs), timm:NAME (any architecture timm "
+                                 "builds) or a path to an .onnx file")
     sp.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
     sp.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                     help="architecture option, e.g. --opt stride_in=1x1 (repeatable)")
@@ -327,6 +397,25 @@ def main(argv: list[str] | None = None) -> int:
     _train_options(tp)
     lp = sub.add_parser("lab", help="the lecture's last third, trained headless: autoencoder, unet, siamese, depth")
     _lab_options(lp)
+    lc = sub.add_parser("lecture", help="the lecture path: list its stops, prepare them ahead of class, "
+                                        "export the handout")
+    lsub = lc.add_subparsers(dest="lcmd", required=True)
+    lsub.add_parser("list", help="every stop: slug, section, component, the slide's title")
+    lpp = lsub.add_parser("prepare", help="compute every stop and train every training stop's run (minutes), "
+                                          "kept in the results directory")
+    lpp.add_argument("--runs", choices=["default", "tiny"], default=None,
+                     help="run settings: the pages' defaults, or tiny ones (seconds; tests); default: "
+                          "$CONVNETLAB_LECTURE_RUNS, else default")
+    lpp.add_argument("--retrain", action="store_true", help="train every run again (default: keep finished "
+                                                            "runs with the same settings)")
+    lpp.add_argument("--only", nargs="+", metavar="SLUG", help="prepare these stops only")
+    lpp.add_argument("--runner", choices=["local", "ray"], default="local",
+                     help="the job runner the runs go through (ray: the cluster at $RAY_ADDRESS)")
+    lpp.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: the runner's choice")
+    lpe = lsub.add_parser("export", help="write the static HTML handout (DIR/index.html, plotly.min.js, img/)")
+    lpe.add_argument("dir")
+    lpe.add_argument("--base-url", default="http://localhost:8501",
+                     help="the live dashboard the handout links back to")
     pp = sub.add_parser("pretrain", help="pre-train the starter encoder on formula-driven images")
     pp.add_argument("--classes", type=int, default=256)
     pp.add_argument("--per-class", type=int, default=40)
@@ -354,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --device cuda, but this machine has no CUDA GPU that PyTorch can use; "
                   "run with --device cpu", file=sys.stderr)
             return 2
+
+    if a.cmd == "lecture":
+        return _lecture(a)
 
     if a.cmd == "train":
         return _train(a)

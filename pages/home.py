@@ -26,7 +26,9 @@ status = weights()
 c3.metric("Weights cached", f"{sum(s.cached for s in status)} of {len(status)}",
           help="Pretrained ImageNet weights already on this machine (nothing is downloaded while you work).")
 
-PAGES = [("pages/explorer.py", "Architecture Explorer", ":material/account_tree:",
+PAGES = [("pages/lecture.py", "Lecture path", ":material/co_present:",
+          "the lecture's sections in order, each point with its live component, presenter notes and a handout"),
+         ("pages/explorer.py", "Architecture Explorer", ":material/account_tree:",
           "step through any architecture layer by layer, with the slides' arithmetic and a quiz"),
          ("pages/inside.py", "Inside the network", ":material/visibility:",
           "feature maps, first-layer filters and captum attributions for a photo or your own image"),

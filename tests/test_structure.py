@@ -26,6 +26,10 @@ LAYERS: list[tuple[str, ...]] = [
      "core.train.run", "core.train.compute"),                 # the tasks' handlers
     ("core.lab",),
     ("core.figures", "core.design_text"),                     # charts and words the pages and the lecture share
+    ("core.lecture", "core.lecture.stops"),                   # the lecture path: its stops as data
+    ("core.lecture.panels",),                                 # what each stop shows
+    ("core.lecture.prepare",),                                # computed ahead, kept on disk
+    ("core.lecture.handout",),                                # the static handout
     ("core.__main__",),
     ("pages",),
     ("app",),
