@@ -1,11 +1,13 @@
 """The Training Lab's default runs: wall time and final metrics of each task, on one device.
 
-    .venv/bin/python bench/bench_lab.py [--tasks autoencoder,unet,siamese,depth] [--device cpu]
+    .venv/bin/python bench/bench_lab.py [--tasks autoencoder,unet,siamese,depth,detect,caption] [--device cpu]
         [--ae-widths 2,16,49] [--json-out FILE]
 
 Each task runs with its Config defaults (what the page starts with), in this process, one after
 the other; `--ae-widths` adds autoencoder runs at other bottleneck widths (the lecture's point:
 smaller codes lose detail). `--quick` shrinks every run (a dry run of the script, not figures).
+Each row records the machine's load average (1 minute) before and after the run and the CPU time
+of this process (all its threads): on a shared machine a loaded run's wall time says little.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -25,7 +28,8 @@ import torch  # noqa: E402
 from core.lab.common import TASKS, options, run_headless  # noqa: E402
 
 QUICK = {"autoencoder": dict(epochs=1), "unet": dict(images=40, size=16, epochs=1),
-         "siamese": dict(epochs=1), "depth": dict(epochs=1)}
+         "siamese": dict(epochs=1), "depth": dict(epochs=1),
+         "detect": dict(scenes=16, val_scenes=8, epochs=1), "caption": dict(scenes=32, val_scenes=8, epochs=1)}
 
 
 def run(task: str, device: str, quick: bool, **changes) -> dict:
@@ -33,11 +37,14 @@ def run(task: str, device: str, quick: bool, **changes) -> dict:
     fields = [f.name for f in options(module.Config)]
     opts = {k: v for k, v in {**(QUICK.get(task, {}) if quick else {}), **changes}.items() if k in fields}
     cfg = module.Config(**opts)
-    t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         final, _ = run_headless(cfg, tmp, device)
     return {"task": task, "config": {k: getattr(cfg, k) for k in fields},
-            "seconds": round(time.perf_counter() - t0, 1), "final": final}
+            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "final": final}
 
 
 def main() -> int:

@@ -12,6 +12,11 @@ units over word embeddings of 64. Two ways for the words to see the image (an op
   weights computed from its state (Bahdanau-style additive attention; Xu et al., "Show, Attend
   and Tell", ICML 2015); its first state comes from the map's mean.
 
+Attention is the default: measured on these scenes (bench/README.md), a decoder that sees the
+image only through its first state stays at the sentences' word statistics (cross-entropy about
+0.84 per word, what knowing nothing of the image gives) for more epochs than a CPU run has, even on
+frozen features; with attention it reads colours, shapes and places within a few epochs.
+
 Training uses teacher forcing (the true previous word as input, cross-entropy on the next one);
 captions are decoded greedily, or with a beam search over the `beam` best partial sentences.
 Corpus BLEU-1..4 (Papineni et al. 2002; torchmetrics' `BLEUScore`, one reference per image) and
@@ -55,11 +60,11 @@ STRIDES = {"layer3": 16, "layer4": 32}      # their pixels per cell
 class Config:
     """One comparison run (pretrained vs scratch). Units in the comments."""
 
-    scenes: int = 1000           # generated training scenes (one caption each)
+    scenes: int = 800            # generated training scenes (one caption each)
     val_scenes: int = 200        # generated validation scenes (other scenes, the same generator)
     size: int = 64               # pixels per side (a multiple of 32: ResNet-18 halves it five times)
     features: str = "layer3"     # the map the RNN reads: "layer3" (size/16 cells a side) or "layer4" (size/32)
-    decoder: str = "init"        # how the RNN sees the image: "init" (its first state) or "attention" (every word)
+    decoder: str = "attention"   # how the RNN sees the image: "attention" (at every word) or "init" (its first state)
     rnn: str = "gru"             # "gru" or "lstm"
     hidden: int = 256            # units of the RNN
     beam: int = 1                # beam width of decoding (1 = greedy)
@@ -77,8 +82,11 @@ class Config:
         "features": Knob("Map the RNN reads", choices=("layer3", "layer4"),
                          names={"layer3": "layer3 (4x4 at 64 px)", "layer4": "layer4 (2x2 at 64 px)"},
                          help="The encoder's stages up to this one are reused; the ones after it are not used."),
-        "decoder": Knob("How the RNN sees the image", choices=("init", "attention"),
-                        names={"init": "first state (Show and Tell)", "attention": "attention (Show, Attend and Tell)"}),
+        "decoder": Knob("How the RNN sees the image", choices=("attention", "init"),
+                        names={"init": "first state (Show and Tell)", "attention": "attention (Show, Attend and Tell)"},
+                        help="Attention reads the map's cells again at every word. With the map only as the first "
+                             "state, the RNN learns the sentences' word statistics long before it reads the image: "
+                             "far slower here."),
         "rnn": Knob("Recurrent network", choices=("gru", "lstm"), names={"gru": "GRU", "lstm": "LSTM"}, more=True),
         "hidden": Knob("RNN units", 16, 1024, step=16, more=True),
         "beam": Knob("Beam width (1 = greedy)", 1, 10, more=True),

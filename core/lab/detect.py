@@ -69,7 +69,7 @@ class Config:
     pretrained: str = "starter"  # the pretrained network's weights: "starter" or "imagenet" (when cached)
     backbone: str = "all"        # which stages of the pretrained encoder train: "frozen", "top" (layer3-4), "all"
     augment: bool = True         # random horizontal flips of training scenes (boxes flipped with them)
-    epochs: int = 6              # passes over the training scenes, per network
+    epochs: int = 4              # passes over the training scenes, per network
     batch_size: int = 8          # scenes per step
     lr: float = 1e-3             # peak LR of the one-cycle schedule (AdamW)
     seed: int = 0                # scenes, initialisation, batches
