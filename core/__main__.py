@@ -1,4 +1,4 @@
-"""Command line: `python -m core archs | summary NAME | zoo | weights list|prefetch NAME... |
+"""Command line: `python -m core archs | summary NAME|timm:NAME|FILE.onnx | zoo | weights list|prefetch NAME... |
 train [...] | lab autoencoder|unet|siamese|depth [...] | lecture list|prepare|export DIR | pretrain [...]`.
 
 Everything the Architecture Explorer shows, and every run the Transfer Learning Studio starts,
@@ -49,6 +49,26 @@ def _table(summary) -> str:
              f"weights {fmt_bytes(t.param_bytes)}"]
     rows += [f"warning: {w}" for w in summary.warnings]
     return "\n".join(rows)
+
+
+def _summary(name: str, input_size: list[int] | None, opts: dict[str, str]):
+    """The engine's summary of a registry name, a `timm:` name or an ONNX file (a path ending in .onnx)."""
+    if name.lower().endswith(".onnx"):
+        from pathlib import Path
+
+        from core.onnx_import import OnnxError, read_onnx, summarize_onnx
+
+        if opts:
+            raise OptionError("an ONNX file has no options")
+        path = Path(name)
+        try:
+            net = read_onnx(path.read_bytes(), path.name)
+        except OSError as e:
+            raise AnalysisError(f"cannot read {name}: {e.strerror or e}") from None
+        except OnnxError as e:
+            raise AnalysisError(str(e)) from None
+        return summarize_onnx(net, tuple(input_size) if input_size else None)
+    return summarize(name, input_size, opts)
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -466,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n:22} {s.title:42} {'x'.join(map(str, s.input_size)):12} {opts}")
         return 0
     try:
-        summary = summarize(a.name, a.input_size, _parse_opts(a.opt))
+        summary = _summary(a.name, a.input_size, _parse_opts(a.opt))
     except (UnknownArchitectureError, OptionError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

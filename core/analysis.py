@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from core import registry
+from core import archs
 from core.formatting import fmt_bytes, fmt_shape
 from core.receptive_field import RF, RFTracker
 from core.spec import ArchSpec
@@ -348,20 +348,37 @@ def _check_window(name: str, m: nn.Module, x: torch.Tensor) -> None:
                 f"Use a larger input size.", layer=name)
 
 
+def owns_params(m: nn.Module) -> bool:
+    """The module holds parameters itself, not only through its children."""
+    return next(m.parameters(recurse=False), None) is not None
+
+
 class _Recorder:
-    """Forward hooks on every leaf module that turn each call into a LayerRecord."""
+    """Forward hooks that turn each call of a layer into a LayerRecord. A layer is a leaf module, or a
+    module that holds parameters of its own besides its children (timm's BatchNormAct2d is a
+    BatchNorm2d with an activation inside): its record covers the call, its children get their own.
+    Records keep the order in which calls start, so a module comes before the modules it calls."""
 
     def __init__(self, model: nn.Module, tracker: RFTracker) -> None:
         self.tracker = tracker
-        self.records: list[LayerRecord] = []
+        self.slots: list[LayerRecord | None] = []
+        self.open: list[int] = []          # slots of the calls that have started and not yet ended
         self.calls: dict[str, int] = {}
         self.counted: set[int] = set()
         self.current: str | None = None
         self.handles = []
         for name, m in model.named_modules():
-            if next(m.children(), None) is None and name:
+            if name and (next(m.children(), None) is None or owns_params(m)):
                 self.handles.append(m.register_forward_pre_hook(self._pre(name)))
                 self.handles.append(m.register_forward_hook(self._post(name)))
+
+    @property
+    def records(self) -> list[LayerRecord]:
+        """The calls that produced a tensor, in the order they started, numbered from 0."""
+        out = [r for r in self.slots if r is not None]
+        for i, r in enumerate(out):
+            r.index = i
+        return out
 
     def remove(self) -> None:
         for h in self.handles:
@@ -370,6 +387,8 @@ class _Recorder:
     def _pre(self, name: str):
         def hook(m: nn.Module, args: tuple) -> None:
             self.current = name
+            self.open.append(len(self.slots))
+            self.slots.append(None)
             x = next((a for a in args if isinstance(a, torch.Tensor)), None)
             if x is None:
                 return
@@ -385,16 +404,16 @@ class _Recorder:
         def hook(m: nn.Module, args: tuple, out: Any) -> None:
             self.tracker.paused = True
             try:
-                self._record(name, m, args, out)
+                self.slots[self.open.pop()] = self._record(name, m, args, out)
             finally:
                 self.tracker.paused = False
         return hook
 
-    def _record(self, name: str, m: nn.Module, args: tuple, out: Any) -> None:
+    def _record(self, name: str, m: nn.Module, args: tuple, out: Any) -> LayerRecord | None:
         ins = [a for a in args if isinstance(a, torch.Tensor)]
         outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
         if not ins or not outs:
-            return
+            return None
         x, y = ins[0], outs[0]
         k = self.calls.get(name, 0) + 1
         self.calls[name] = k
@@ -404,8 +423,8 @@ class _Recorder:
         rf_in = self.tracker.get(x) or RF.input()
         rf = self.tracker.get(y) or rf_in
         inplace = y is x or (y._base is not None and (y._base is x or y._base is x._base))
-        rec = LayerRecord(
-            index=len(self.records), name=name if k == 1 else f"{name} (call {k})", module=name,
+        return LayerRecord(
+            index=0, name=name if k == 1 else f"{name} (call {k})", module=name,
             type=type(m).__name__, input_shape=list(x.shape[1:]), output_shape=list(y.shape[1:]),
             input_shapes=[list(t.shape[1:]) for t in ins],
             params=sum(p.numel() for p in params),
@@ -418,7 +437,6 @@ class _Recorder:
             rf=int(round(max(rf.rf))), rf_hw=list(rf.rf), jump=_num(max(rf.jump)),
             start=_num(rf.start[0]), rf_in=_num(max(rf_in.rf)), jump_in=_num(max(rf_in.jump)),
             whole_input=rf.whole, **_hyperparams(m))
-        self.records.append(rec)
 
 
 # In-place initialisers that constructors call (nn.init's normal_, uniform_, trunc_normal_ and
@@ -477,10 +495,10 @@ def check_input_size(spec: ArchSpec, size: tuple[int, int, int], options: dict[s
 
 def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | None = None,
               options: dict[str, Any] | None = None) -> Summary:
-    """Analyses one registered architecture at one input size, layer by layer.
+    """Analyses one architecture at one input size, layer by layer.
 
     Args:
-        name: registry name, e.g. "alexnet".
+        name: registry name, e.g. "alexnet", or a timm one, e.g. "timm:inception_v4" (core.archs).
         input_size: (C, H, W) of one image; the architecture's default when None.
         options: architecture options (strings are parsed, unset ones take their defaults).
 
@@ -491,20 +509,37 @@ def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | No
         UnknownArchitectureError, OptionError, AnalysisError (InputTooSmallError): with a
         message meant for the user.
     """
-    spec = registry.get(name)
+    spec = archs.resolve(name)
     opts = spec.resolve_options(options)
     size = spec.input_size if input_size is None else parse_input_size(input_size)
     check_input_size(spec, size, opts)
     with torch.device("meta"), _SkipInitOnMeta():
         model = spec.builder(**opts)
-    train = spec.trains_forward(opts)
+    return summarize_module(model, spec.name, spec.title, size, spec.num_inputs, spec.trains_forward(opts), opts)
+
+
+def summarize_module(model: nn.Module, arch: str, title: str, size: tuple[int, int, int], num_inputs: int = 1,
+                     train: bool = False, options: dict[str, Any] | None = None) -> Summary:
+    """`analyze_model` as a `Summary`, for any model (a registry entry, a timm one, a converted ONNX file,
+    a Studio run's network): the one engine behind every view. A failed forward pass becomes an
+    AnalysisError that names the layer.
+
+    Args:
+        model: the network, best on the meta device; its train/eval mode is restored afterwards.
+        arch: what `Summary.arch` says (a registry name, "timm:...", "onnx:...", "run:...").
+        title: the display name.
+        size: (C, H, W) of one input image.
+        num_inputs: images per forward pass.
+        train: run the forward pass in training mode.
+        options: the options the model was built with, for the record.
+    """
     try:
-        layers, totals, module_types, warnings = analyze_model(model, size, spec.num_inputs, train)
+        layers, totals, module_types, warnings = analyze_model(model, size, num_inputs, train)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AnalysisError(f"{spec.title} cannot run at input {size[0]}x{size[1]}x{size[2]}: "
+        raise AnalysisError(f"{title} cannot run at input {size[0]}x{size[1]}x{size[2]}: "
                             f"{first}") from e
-    return Summary(arch=name, title=spec.title, options=opts, input_size=list(size), layers=layers,
+    return Summary(arch=arch, title=title, options=dict(options or {}), input_size=list(size), layers=layers,
                    totals=totals, module_types=module_types, warnings=warnings, train_mode=train)
 
 
@@ -540,6 +575,7 @@ def analyze_model(model: nn.Module, size: tuple[int, int, int], num_inputs: int 
     layers = rec.records
     all_params = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in all_params.values())
+    own = sum(p.numel() for p in model.parameters(recurse=False))   # the root's own: no layer holds them
     warnings = []
     if tracker.unknown_ops:
         warnings.append("Receptive field not tracked through: " + ", ".join(sorted(tracker.unknown_ops)))
@@ -547,7 +583,7 @@ def analyze_model(model: nn.Module, size: tuple[int, int, int], num_inputs: int 
         params=total,
         trainable_params=sum(p.numel() for p in all_params.values() if p.requires_grad),
         frozen_params=sum(p.numel() for p in all_params.values() if not p.requires_grad),
-        unused_params=total - sum(r.params for r in layers),
+        unused_params=total - own - sum(r.params for r in layers),
         buffer_elems=sum(b.numel() for b in model.buffers() if b.is_floating_point()),
         bn_stat_elems=sum(m.running_mean.numel() + m.running_var.numel() for m in model.modules()
                           if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None),
@@ -557,6 +593,10 @@ def analyze_model(model: nn.Module, size: tuple[int, int, int], num_inputs: int 
     )
     if totals.unused_params:
         warnings.append(f"{totals.unused_params:,} parameters belong to layers this forward pass does not run.")
+    if own:
+        warnings.append(f"{own:,} parameters belong to the network itself, not to one of its layers (e.g. a "
+                        "Vision Transformer's position embedding and class token): the layers' parameters add up "
+                        "to the total less these.")
     if totals.forward_bytes > WARN_ACTIVATION_BYTES:
         warnings.append(f"At this input size one image needs {fmt_bytes(totals.forward_bytes)} of activations.")
     return layers, totals, {n: type(m).__name__ for n, m in model.named_modules() if n}, warnings

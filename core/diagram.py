@@ -35,9 +35,11 @@ class Diagram:
     depth: int
 
 
-def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs: int = 1) -> Diagram:
+def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs: int = 1,
+            device: str = "meta") -> Diagram:
     """The diagram of `model` for one input of (C, H, W) `input_size`, containers expanded down
-    to `depth` (1 = the top-level blocks)."""
+    to `depth` (1 = the top-level blocks). `device`: where the trace runs; "cpu" for a model whose
+    forward needs values, not only shapes (a converted ONNX graph reads its shape constants)."""
     from torchview import draw_graph
     from torchview.computation_node import ModuleNode
 
@@ -45,7 +47,7 @@ def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs:
     shape = (1, *input_size)
     with _TRACE, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = draw_graph(model, input_size=[shape] * num_inputs, depth=depth, device="meta", expand_nested=True,
+        g = draw_graph(model, input_size=[shape] * num_inputs, depth=depth, device=device, expand_nested=True,
                        hide_inner_tensors=True, roll=False, graph_name=type(model).__name__)
     modules: dict[str, str] = {}
     for edge in g.edge_list:

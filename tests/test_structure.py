@@ -15,15 +15,15 @@ LAYERS: list[tuple[str, ...]] = [
     # plain building blocks: no other module of ours above them
     ("core.spec", "core.formatting", "core.images", "core.device", "core.measure", "core.receptive_field",
      "core.design", "core.diagram", "core.models", "core.train.store", "core.train.advice", "core.lab.glyphs",
-     "core.lab.oneshot"),
-    ("core.registry", "core.links"),                          # the table of architectures; link parsing
+     "core.lab.oneshot", "core.timm_archs", "core.cka"),
+    ("core.registry", "core.links", "core.archs"),            # the table of architectures; any name; links
     ("core.analysis", "core.weights"),                        # the analysis engine; weights by name
     ("core.explain", "core.quiz", "core.notes", "core.features", "core.attribution", "core.patches", "core.erf",
-     "core.zoo", "core.classroom"),                            # what the pages show of an analysis
+     "core.zoo", "core.classroom", "core.onnx_import"),        # what the pages show of an analysis; model files
     ("core.train.events", "core.train.context", "core.train.data", "core.train.loop"),
     ("core.train.jobs", "core.train.local_runner", "core.train.ray_runner"),   # runners know no task
     ("core.train.transfer", "core.train.lr_finder", "core.train.results", "core.train.pretrain",
-     "core.train.run", "core.train.compute"),                 # the tasks' handlers
+     "core.train.run", "core.train.compute", "core.train.changed"),   # the tasks' handlers
     ("core.lab",),
     ("core.figures", "core.design_text"),                     # charts and words the pages and the lecture share
     ("core.lecture", "core.lecture.stops"),                   # the lecture path: its stops as data
