@@ -216,7 +216,8 @@ def test_beam_search_finds_the_likeliest_sentence(tiny_captioner):
         state = m.start(f)
         l1, s1 = m.step(torch.full((3,), sc.BOS), state, f)
         lp1 = torch.log_softmax(l1, 1)                                # (3, V)
-        lp2 = torch.stack([torch.log_softmax(m.step(torch.full((3,), w), s1, f)[0], 1) for w in range(v)], 1)  # (3, V, V)
+        lp2 = torch.stack([torch.log_softmax(m.step(torch.full((3,), w), s1, f)[0], 1) for w in range(v)], 1)
+        # lp2: (3, V, V), the second word's log-probabilities after each first word
     total = lp1[:, :, None] + torch.where((torch.arange(v) == sc.EOS)[:, None], 0.0, lp2)   # (3, V, V)
     wide = cp.generate(m, x, beam=v, max_words=1)
     greedy = cp.generate(m, x, beam=1, max_words=1)

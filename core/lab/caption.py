@@ -41,11 +41,13 @@ from torch import nn
 
 from core.images import normalise
 from core.lab.common import Knob, check_knobs, save_arrays
-from core.lab.reuse import BACKBONE_KNOB, PRETRAINED_KNOB, SERIES, STAGES, TRAINS, counts, encoder, resolve, set_trainable
+from core.lab.reuse import (BACKBONE_KNOB, PRETRAINED_KNOB, SERIES, STAGES, TRAINS, counts, encoder, resolve,
+                            set_trainable)
 from core.lab.scenes import BOS, EOS, PAD, caption_scenes, decode, encode, vocabulary
 from core.train.context import JobContext
 from core.train.events import Done, Note, Phase, RunInfo, Snapshot
 from core.train.loop import LoopConfig, Stepper, run_loop, set_train_mode
+from core.weights import WeightsUsed
 
 SHOW = 4                 # validation scenes pictured after every epoch
 KEEP = 12                # validation scenes whose final captions the results keep
@@ -216,7 +218,7 @@ def bleu(hypotheses: list[str], references: list[str]) -> dict[str, float]:
 
 # --- the run -------------------------------------------------------------------------------------------------
 
-def build(cfg: Config, kind: str, vocab: int) -> tuple[Captioner, "object"]:
+def build(cfg: Config, kind: str, vocab: int) -> tuple[Captioner, WeightsUsed]:
     """The captioner with its encoder started from `kind` weights, and the WeightsUsed. The
     decoder's initialisation depends only on the global seed (set it first): both series get the
     same."""
@@ -260,7 +262,8 @@ def train(cfg: Config, ctx: JobContext) -> dict:
             return F.cross_entropy(model(x_tr[idx], y).transpose(1, 2), y[:, 1:], ignore_index=PAD)
 
         @torch.no_grad()
-        def evaluate(model: Captioner = model, series: str = series, epoch: list = epoch) -> tuple[float, dict[str, float]]:
+        def evaluate(model: Captioner = model, series: str = series,
+                     epoch: list = epoch) -> tuple[float, dict[str, float]]:
             epoch[0] += 1
             was = model.training
             model.eval()

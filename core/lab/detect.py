@@ -39,11 +39,13 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from core.images import IMAGENET_MEAN, IMAGENET_STD
 from core.lab.common import Knob, check_knobs, save_arrays
-from core.lab.reuse import BACKBONE_KNOB, PRETRAINED_KNOB, SERIES, STAGES, TRAINS, counts, encoder, resolve, set_trainable
+from core.lab.reuse import (BACKBONE_KNOB, PRETRAINED_KNOB, SERIES, STAGES, TRAINS, counts, encoder, resolve,
+                            set_trainable)
 from core.lab.scenes import SHAPES, DetectionScenes, detection_scenes
 from core.train.context import JobContext
 from core.train.events import Done, Note, Phase, RunInfo, Snapshot
 from core.train.loop import LoopConfig, Stepper, run_loop, set_train_mode
+from core.weights import WeightsUsed
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")   # Faster R-CNN's four
 LOSS_NAMES = {"loss_classifier": "box head: class", "loss_box_reg": "box head: box",
@@ -122,7 +124,7 @@ def detector(resnet: nn.Module, classes: int, size: int) -> FasterRCNN:
         box_batch_size_per_image=32, box_detections_per_img=MAX_DETECTIONS)
 
 
-def build(cfg: Config, kind: str) -> tuple[FasterRCNN, "object"]:
+def build(cfg: Config, kind: str) -> tuple[FasterRCNN, WeightsUsed]:
     """The detector with its encoder started from `kind` weights, and the WeightsUsed. The new
     layers' initialisation depends only on the global seed (set it first): both series get the
     same."""
@@ -160,8 +162,9 @@ def mean_ap(preds: list[dict[str, torch.Tensor]], truths: list[dict[str, torch.T
 
 def _padded(dets: list[dict[str, torch.Tensor]], n: int) -> dict[str, np.ndarray]:
     """Detections of scenes as arrays padded with label 0: boxes (N, n, 4), scores (N, n), labels (N, n)."""
-    boxes, scores, labels = np.zeros((len(dets), n, 4), np.float32), np.zeros((len(dets), n), np.float32), \
-        np.zeros((len(dets), n), np.int64)
+    boxes = np.zeros((len(dets), n, 4), np.float32)
+    scores = np.zeros((len(dets), n), np.float32)
+    labels = np.zeros((len(dets), n), np.int64)
     for i, d in enumerate(dets):
         k = min(n, len(d["boxes"]))
         boxes[i, :k] = d["boxes"][:k].detach().cpu().numpy()
