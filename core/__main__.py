@@ -341,6 +341,7 @@ def _lecture(a: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown stop {unknown[0]!r}; `python -m core lecture list` names them", file=sys.stderr)
         return 2
+    import os
     import re
     import tempfile
     import time
@@ -352,6 +353,11 @@ def _lecture(a: argparse.Namespace) -> int:
     # server's jobs in the shared store as interrupted. The finished runs are copied into
     # lecture_dir(), which the server reads.
     tmp = tempfile.TemporaryDirectory(prefix="convnetlab-lecture-") if a.runner == "local" else None
+    if tmp is not None:
+        # This command's own runner, not a server others share: no cap on one run's time unless
+        # asked (CONVNETLAB_MAX_RUN_MIN; a server's default of 15 minutes stops a default run on a
+        # busy CPU).
+        os.environ.setdefault("CONVNETLAB_MAX_RUN_MIN", "0")
     try:
         runner = make_runner(a.runner, device=a.device, **({"root": tmp.name} if tmp else {}))
     except JobError as e:
@@ -381,8 +387,8 @@ def _lecture(a: argparse.Namespace) -> int:
     print(f"prepared {len(report.panels)} stops in {report.seconds:.0f} s ({report.profile} run settings) into "
           f"{lecture_dir()}" + (f"; slowest stop {slow[0]} {slow[1]:.1f} s" if slow else ""))
     for m in report.missing:
-        print(f"missing: ImageNet weights for {m.arch}; {len(m.stops)} stops use {m.fallback} weights instead "
-              f"({', '.join(m.stops)})")
+        print(f"missing: ImageNet weights for {m.arch}; {len(m.stops)} stop(s) use {m.fallback} weights instead: "
+              f"{', '.join(m.stops)}")
     if report.missing:
         print(f"to fetch them ahead of class (needs a network): {prefetch_command(report.missing)}")
     failed = [n for n, r in report.runs.items() if r["state"] != "done"]

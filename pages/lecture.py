@@ -15,6 +15,7 @@ import time
 
 import streamlit as st
 
+from core.formatting import plural
 from core.lecture import prepare as prep
 from core.lecture.handout import DEFAULT_BASE_URL
 from core.lecture.panels import (Block, Callout, Chart, FinishedRun, Graph, Images, Metrics, Panel, Row, Table, Text,
@@ -108,6 +109,10 @@ def show(blocks: Panel | list[Block], key: str) -> None:
                 cols = st.columns(2)
                 for col, (label, value, help_) in zip(cols, b.items[pair:pair + 2]):
                     col.metric(label, value, help=help_ or None)
+        elif isinstance(b, Table) and b.matrix:
+            st.table(b.frame, hide_index=True, hide_header=True, width="content")
+            if b.caption:
+                st.caption(b.caption)
         elif isinstance(b, Table):
             st.dataframe(b.frame, hide_index=True, width="stretch")
             if b.caption:
@@ -262,7 +267,8 @@ def _status() -> None:
     missing = prep.missing_weights()
     if missing:
         st.caption("Not on this machine: ImageNet weights for "
-                   + "; ".join(f"{m.arch} ({len(m.stops)} stops use {m.fallback} weights instead)" for m in missing)
+                   + "; ".join(f"{m.arch} ({plural(len(m.stops), 'stop')} {'uses' if len(m.stops) == 1 else 'use'} "
+                               f"{m.fallback} weights instead)" for m in missing)
                    + f". Ahead of class, with a network: `{prep.prefetch_command(missing)}`.")
 
 

@@ -282,28 +282,24 @@ def test_missing_weights_names_the_stops_and_the_command(monkeypatch):
     assert prep.prefetch_command(missing) == "python -m core weights prefetch resnet18"
 
 
-def test_prepare_through_the_job_runner_keeps_panels_and_runs_on_disk(tmp_path):
-    """A tiny prepare through the real local runner (worker processes): a training stop and a plain
-    one, kept on disk, read back, invalidated when a run changes, and its run reused next time
-    (`retrain` would train it again)."""
+def test_prepare_keeps_panels_and_runs_on_disk_and_reuses_a_finished_run(tmp_path):
+    """A tiny prepare of a training stop and a plain one (the real handlers, in this process; the
+    page's "Train it live" test below goes through the worker processes): kept on disk, read back,
+    invalidated when a run changes, and its run reused next time (`retrain` would train it again)."""
     from core.lecture import prepare as prep
-    from core.train.jobs import make_runner
+    from tests.lecturefakes import InlineRunner
 
-    runner = make_runner("local", device="cpu", root=str(tmp_path / "jobs"))
     seen = []
-    try:
-        report = prep.prepare(runner, "tiny", lambda f, m: seen.append(f), only=("degradation", "alexnet-conv1"),
-                              folder=tmp_path)
-    finally:
-        runner.shutdown()
+    report = prep.prepare(InlineRunner(tmp_path / "jobs"), "tiny", lambda f, m: seen.append(f),
+                          only=("degradation", "alexnet-conv1"), folder=tmp_path)
     assert report.runs["depth"]["state"] == "done" and set(report.panels) == {"degradation", "alexnet-conv1"}
-    assert seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+    assert seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen) and seen == sorted(seen)
     state = prep.state(tmp_path)
     assert state["profile"] == "tiny" and state["runs"]["depth"]["state"] == "done"
     deg = prep.load_panel(stops.get("degradation"), tmp_path)
     assert any(isinstance(b, Chart) for b in deg) and "plain8" in _text(deg)
     run = prep.load_run("depth", tmp_path)
-    assert run.folder.is_dir() and run.loaded().final["plain8"]["train_error"] >= 0
+    assert run.folder.is_dir() and set(run.loaded().final) >= {"plain8", "plain14", "resnet8", "resnet14"}
     assert prep.load_panel(stops.get("alexnet-conv1"), tmp_path) is not None
     # a different run on disk: the panel no longer fits
     key = tmp_path / "runs" / "depth" / "run.key"
@@ -311,11 +307,9 @@ def test_prepare_through_the_job_runner_keeps_panels_and_runs_on_disk(tmp_path):
     assert prep.load_panel(stops.get("degradation"), tmp_path) is None
     key.write_text(prep._run_key(run))
     # preparing again reuses the finished run: nothing is submitted
-    from tests.lecturefakes import InlineRunner
-
-    inline = InlineRunner(tmp_path / "inline")
-    prep.prepare(inline, "tiny", only=("degradation",), folder=tmp_path)
-    assert inline.submitted == [] and prep.load_panel(stops.get("degradation"), tmp_path) is not None
+    again = InlineRunner(tmp_path / "again")
+    prep.prepare(again, "tiny", only=("degradation",), folder=tmp_path)
+    assert again.submitted == [] and prep.load_panel(stops.get("degradation"), tmp_path) is not None
 
 
 def test_the_cli_refuses_an_unknown_stop_and_lists_them(capsys):
@@ -392,3 +386,24 @@ def test_the_page_refuses_an_unknown_stop_with_a_message(prepared):
     assert at.header[0].value == stops.STOPS[0].title and at.query_params["stop"] == stops.STOPS[0].slug
     assert at.button(key="lecture_prev").disabled and at.session_state["lecture_big"]
     assert at.query_params["big"] == "1"
+
+
+def test_train_it_live_trains_the_stops_run_through_the_runner_and_shows_it(prepared, monkeypatch):
+    """The degradation stop's "Train it live" with tiny settings: a job of the session's own through
+    the dashboard's runner (as the Lab's), its progress, then its results in place of the prepared run."""
+    from core.train.jobs import wait
+    from pages.common import runner
+
+    monkeypatch.setenv("CONVNETLAB_LECTURE_RUNS", "tiny")
+    at = _lecture(stop="degradation")
+    assert any("No finished run yet" in i.value for i in at.info)     # the module's folder has no runs
+    at.button(key="lecture_train").click().run()
+    job = at.session_state["lecture_live"]["degradation"]["jobs"]["depth"]
+    assert runner().status(job).config == stops.run_plans("tiny")["depth"].config
+    assert wait(runner(), job, timeout=300).state == "done"
+    at.run()                                  # the live view sees the end, keeps the panel and reruns
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Trained live in this session" in c.value for c in at.caption)
+    assert any("plain8" in str(t.value) for t in at.dataframe)
+    at.button(key="lecture_back").click().run()
+    assert any("No finished run yet" in i.value for i in at.info)

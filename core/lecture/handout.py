@@ -100,7 +100,8 @@ class _Writer:
                 f'<div class="metric" title="{html.escape(h)}"><div class="label">{html.escape(label)}</div>'
                 f'<div class="value">{html.escape(v)}</div></div>' for label, v, h in b.items) + "</div>"
         if isinstance(b, Table):
-            return b.frame.to_html(index=False, escape=True, border=0) + self._caption(b.caption)
+            return (b.frame.to_html(index=False, header=not b.matrix, escape=True, border=0)
+                    + self._caption(b.caption))
         if isinstance(b, Chart):
             div = pio.to_html(b.figure, include_plotlyjs=False, full_html=False, div_id=f"chart-{self._next()}",
                               config={"displaylogo": False, "responsive": True})

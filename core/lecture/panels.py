@@ -53,6 +53,7 @@ class Metrics:
 class Table:
     frame: pd.DataFrame
     caption: str = ""
+    matrix: bool = False               # a small grid of numbers: no header, as wide as its numbers
 
 
 @dataclass(frozen=True, eq=False)
@@ -426,11 +427,12 @@ def transposed_conv_panel() -> Panel:
     def frame(a: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(a.astype(int) if np.allclose(a, a.round()) else a)
 
-    pieces = tuple((Table(frame(p), f"input ({i},{j}) = {x[i, j]:g} × kernel"),) for i, j, p in tc.pieces)
+    pieces = tuple((Table(frame(p), f"input ({i},{j}) = {x[i, j]:g} × kernel", matrix=True),)
+                   for i, j, p in tc.pieces)
     return (Text(f"Input 2x2 = [[1, 2], [3, 4]], kernel 3x3 of ones, stride 2, padding 0. Output size: "
                  f"{tc.size_formula} → **{tc.output.shape[0]}x{tc.output.shape[1]}**"),
-            Row(pieces[:2]), Row(pieces[2:]),
-            Table(frame(tc.output), "The sum: where the scaled kernels overlap, they add up."))
+            Row(pieces),
+            Table(frame(tc.output), "The sum: where the scaled kernels overlap, they add up.", matrix=True))
 
 
 BUILDERS: dict[str, Callable[..., Panel]] = {

@@ -38,7 +38,7 @@ from core.train.jobs import JobSpec, Runner
 from core.train.store import results_dir
 from core.weights import STARTER_ARCH, imagenet_cached
 
-PANEL_VERSION = 1          # raise when the blocks change shape: older pickles are then computed again
+PANEL_VERSION = 2          # raise when the blocks change shape: older pickles are then computed again
 OWNER = "lecture-prepare"  # the runner's owner of the prepared runs (one at a time)
 Progress = Callable[[float, str], None]
 
@@ -169,23 +169,24 @@ def ready(stop: Stop, folder: Path | None = None) -> bool:
 
 def train_run(runner: Runner, plan: RunPlan, progress: Progress, owner: str = OWNER,
               poll_s: float = 0.2) -> FinishedRun:
-    """One plan's job through `runner`, waited for, with progress from its steps and phases."""
+    """One plan's job through `runner`, waited for, with progress from its steps and phases (never
+    going back: a run that trains several networks restarts its step count for each)."""
     t0 = time.time()
     jid = runner.submit(owner, JobSpec(plan.kind, plan.config))
     events: list = []
+    done = 0.0
     while True:
         st = runner.status(jid)        # read first: once a job has ended, all its events are in
         new = runner.events(jid, len(events))
         events += new
         last = next((e for e in reversed(events) if isinstance(e, (Step, LRPoint, Phase))), None)
-        if isinstance(last, LRPoint):
-            progress(last.step / max(1, last.total_steps), f"{plan.title}: learning rate {last.step} of "
-                                                           f"at most {last.total_steps}")
-        elif isinstance(last, Step):
-            progress(last.step / max(1, last.total_steps),
-                     f"{plan.title}: {last.series + ' ' if last.series else ''}step {last.step} of {last.total_steps}")
+        if isinstance(last, (Step, LRPoint)):
+            done = max(done, last.step / max(1, last.total_steps))
+            what = (f"learning rate {last.step} of at most {last.total_steps}" if isinstance(last, LRPoint) else
+                    f"{last.series + ' ' if last.series else ''}step {last.step} of {last.total_steps}")
+            progress(done, f"{plan.title}: {what}")
         elif isinstance(last, Phase):
-            progress(0.0, f"{plan.title}: {last.phase}")
+            progress(done, f"{plan.title}: {last.phase}")
         if st.state not in ACTIVE_STATES:
             break
         time.sleep(poll_s)
