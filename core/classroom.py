@@ -167,6 +167,7 @@ class ClassState:
     ends_at: float
     ended: bool
     question: int | None       # the open (or last revealed) question's number
+    revealed: bool             # whether that question's answer has been revealed
     following: int             # students who followed within FOLLOWING_S
     joined: int                # students who ever joined
 
@@ -390,9 +391,11 @@ class ClassStore:
             following, joined = self._db.execute(
                 "SELECT COALESCE(SUM(following = 1 AND seen >= ?), 0), COUNT(*) FROM students WHERE code = ?",
                 (now - FOLLOWING_S, code)).fetchone()
-            q = self._db.execute("SELECT MAX(number) FROM questions WHERE code = ?", (code,)).fetchone()[0]
+            q, revealed = self._db.execute("SELECT number, revealed FROM questions WHERE code = ? ORDER BY number DESC "
+                                           "LIMIT 1", (code,)).fetchone() or (None, 0)
         title, stop, changed, ends_at, ended = row
-        return ClassState(code, title, stop, changed, ends_at, bool(ended), q, int(following), int(joined))
+        return ClassState(code, title, stop, changed, ends_at, bool(ended), q, bool(revealed), int(following),
+                          int(joined))
 
     def question(self, code: str, number: int) -> tuple[Question, bool]:
         """A question and whether it has been revealed."""

@@ -25,6 +25,7 @@ from core.links import read_choice, read_flag
 from core.train.compute import ComputeConfig
 from core.train.events import ACTIVE_STATES
 from core.train.jobs import JobError, JobSpec
+from pages import class_views as cv
 from pages.common import (computing, follow_compute, job_events, job_outcome, progress_line, require_router, runner,
                           session_id, start_compute, ticking)
 
@@ -46,6 +47,14 @@ def _go(delta: int) -> None:
     ss["lecture_stop"] = STOPS[min(max(slugs().index(ss["lecture_stop"]) + delta, 0), N - 1)].slug
 
 
+# In a class (pages.class_views): a student's page goes to the lecturer's stop, the lecturer's takes
+# the class along; the class's box heads the sidebar.
+cv.sync(sid, slugs())
+_, code = cv.role()
+cv.lead(ss["lecture_stop"])
+cv.follow(sid)
+cv.sidebar(ss["lecture_stop"], sid)
+
 with st.sidebar:
     st.header("Lecture path")
     st.toggle("Larger type", key="lecture_big", help="Bigger text for a large room (also `big=1` in the link).")
@@ -54,7 +63,7 @@ with st.sidebar:
 
 stop = get(ss["lecture_stop"])
 k = slugs().index(stop.slug)
-params = {"stop": stop.slug, "sid": sid, **({"big": "1"} if ss["lecture_big"] else {})}
+params = {"stop": stop.slug, "sid": sid, **({"big": "1"} if ss["lecture_big"] else {}), **cv.address(code)}
 if dict(qp) != params:
     qp.from_dict(params)
 
@@ -162,11 +171,12 @@ def prepared_panel(s: Stop) -> Panel | None:
 live = ss.setdefault("lecture_live", {})     # slug -> {"jobs": {plan: job id}}
 
 
-def _train_live(s: Stop) -> None:
+def _train_live(s: Stop, config: object) -> None:
     try:
         first = s.runs[0]
-        jid = runner().submit(sid, JobSpec(plans[first].kind, plans[first].config))
+        jid = runner().submit(sid, JobSpec(plans[first].kind, config))
         live[s.slug] = {"jobs": {first: jid}, "panel": None}
+        cv.register_run(s.slug, sid, jid)
     except JobError as e:
         ss["lecture_error"] = str(e)
 
@@ -221,7 +231,9 @@ if stop.training:
         if stop.live:
             busy = any(j.state in ACTIVE_STATES for j in runner().jobs_of(sid))
             if mine is None:
-                st.button("Train it live", key="lecture_train", type="primary", on_click=_train_live, args=(stop,),
+                first_config = cv.settings(plans[stop.runs[0]].config)      # a class's students pick their own
+                st.button("Train it live", key="lecture_train", type="primary", on_click=_train_live,
+                          args=(stop, first_config),
                           disabled=busy, help="The same run again, through the job runner: the class watches it "
                                               "train (one run per session at a time).")
             if "lecture_error" in ss:
@@ -235,6 +247,9 @@ else:
     panel = prepared_panel(stop) or _computed(stop.slug, prep.signature(stop))
 if panel is not None:
     show(panel, f"stop_{stop.slug}")
+if stop.training and stop.live:
+    cv.board(stop.slug)
+cv.questions(stop.component.kwargs, sid)
 for label, link in stop.related:
     st.link_button(label, link)
 with st.expander("Presenter notes"):

@@ -182,7 +182,7 @@ def hosted(tmp_path_factory):
 
     port = free_port(2)
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    proc = start_class(port, 2, _env(tmp_path_factory.mktemp("class-results")),
+    proc = start_class(port, 2, _env(tmp_path_factory.mktemp("class-results"), CONVNETLAB_LECTURE_RUNS="tiny"),
                        ROOT / "test-artifacts" / "serve-class.log")
     try:
         yield proc, port
@@ -432,3 +432,126 @@ def test_a_failed_start_says_why_in_one_line_and_keeps_its_logs(tmp_path):
         assert not run_folder(port).exists() and not _up(port + 1)
     finally:
         shutil.rmtree(folder_failed, ignore_errors=True)
+
+
+# --- class mode through the balancer: a lecturer and three students on two replicas, one killed ----------
+
+def _stop_title(pg) -> str:
+    return pg.locator('[data-testid="stMainBlockContainer"] h2').first.inner_text().strip()
+
+
+def _text_on(pg, text: str, timeout: float = 30_000) -> None:
+    pg.wait_for_function(f"document.body.innerText.includes({json.dumps(text)})", timeout=timeout)
+
+
+def test_a_class_follows_its_lecturer_across_replicas_with_one_killed(hosted):
+    """Start, join, follow, detach and re-attach, a replica killed (its students reconnect to the
+    other and keep following, their membership kept), a question answered and revealed, a student's
+    tiny live run on the class board, and the end of the class."""
+    from playwright.sync_api import sync_playwright
+
+    _, port = hosted
+    base = f"http://127.0.0.1:{port}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pages = []
+        try:
+            def page_on(replica: str, url: str):
+                ctx = browser.new_context(viewport={"width": 1024, "height": 768})
+                ctx.add_cookies([{"name": COOKIE, "value": replica, "url": base}])
+                pg = ctx.new_page()
+                pages.append(pg)
+                pg.goto(url)
+                _wait(pg)
+                return pg
+
+            lec = page_on("r2", base + "/lecture?stop=alexnet-conv1")
+            lec.get_by_role("button", name="Start a class").click()
+            _text_on(lec, "Join code:")
+            _wait(lec)
+            code = re.search(r"[?&]class=([A-Z0-9]{6})", lec.url).group(1)
+            assert "lt=" in lec.url
+            students = []
+            for nick, replica in (("Ada", "r1"), ("Bo", "r1"), ("Cy", "r2")):
+                pg = page_on(replica, f"{base}/lecture?class={code}")
+                pg.get_by_label("Nickname (optional, shown on the class board)").fill(nick)
+                pg.get_by_role("button", name="Join the class").click()
+                _text_on(pg, "following the lecturer")
+                assert "lt=" not in pg.url and not pg.get_by_role("button", name="Start a class").count()
+                students.append(pg)
+            _text_on(lec, "3 following now", 15_000)
+            for pg in students:
+                assert _stop_title(pg) == _stop_title(lec)
+
+            # the lecturer moves: every follower is there within a few seconds
+            lec.get_by_role("button", name="Next ▶").click()
+            _wait(lec)
+            title = _stop_title(lec)
+            t0 = time.time()
+            for pg in students:
+                pg.wait_for_function("t => document.querySelector('[data-testid=\"stMainBlockContainer\"] h2')"
+                                     "?.innerText.trim() === t", arg=title, timeout=15_000)
+            assert time.time() - t0 < 10
+            # Cy explores on her own, then comes back
+            cy = students[2]
+            cy.get_by_role("button", name="Explore on my own").click()
+            _text_on(cy, "exploring on your own")
+            lec.get_by_role("button", name="Next ▶").click()
+            _wait(lec)
+            students[0].wait_for_function("t => document.querySelector('[data-testid=\"stMainBlockContainer\"] h2')"
+                                          "?.innerText.trim() === t", arg=_stop_title(lec), timeout=15_000)
+            assert _stop_title(cy) == title != _stop_title(lec)
+            cy.get_by_role("button", name="Back to the lecturer").click()
+            _text_on(cy, "following the lecturer")
+            _wait(cy)
+            assert _stop_title(cy) == _stop_title(lec)
+
+            # replica 1 dies mid-class: Ada and Bo reconnect through the balancer and keep following
+            os.kill(_state(port)["children"]["replica 1"], signal.SIGKILL)
+            lec.get_by_role("button", name="Next ▶").click()
+            _wait(lec)
+            for pg in students:
+                pg.wait_for_function("t => document.querySelector('[data-testid=\"stMainBlockContainer\"] h2')"
+                                     "?.innerText.trim() === t", arg=_stop_title(lec), timeout=60_000)
+                _text_on(pg, "following the lecturer", 30_000)
+
+            # a question: the scenario question, answered by all three, revealed
+            lec.get_by_text("Ask the room a question").click()
+            lec.get_by_text("Which transfer-learning scenario?").click()
+            _wait(lec)
+            lec.get_by_role("button", name="Ask the room").click()
+            for pg in students:
+                _text_on(pg, "Question from the lecturer", 20_000)
+                _wait(pg)
+                pg.locator('[data-testid="stMain"] [data-testid="stForm"] [role="radiogroup"] label').first.click()
+                pg.get_by_role("button", name="Send").click()
+                _text_on(pg, "Your answer is in")
+            _text_on(lec, "Answers so far: 3", 20_000)
+            lec.get_by_role("button", name="Reveal the answer").click()
+            for pg in students:
+                _text_on(pg, "Answer:", 20_000)
+
+            # a class run: Bo trains the degradation stop's (tiny) run; it joins the lecturer's board
+            lt = re.search(r"[?&]lt=([0-9a-f]+)", lec.url).group(1)
+            lec.goto(f"{base}/lecture?stop=degradation&class={code}&lt={lt}")
+            _wait(lec)
+            bo = students[1]
+            bo.wait_for_function("() => document.body.innerText.includes('Train it live')", timeout=30_000)
+            _wait(bo)
+            bo.get_by_role("button", name="Train it live").click()
+            _text_on(lec, "The class's runs (1, best first)", 120_000)
+            lec.wait_for_function("() => document.body.innerText.includes('Bo') "
+                                  "&& document.body.innerText.includes('done')", timeout=180_000)
+            assert lec.get_by_role("link", name="Show this run (read-only)").count() == 1
+
+            lec.get_by_role("button", name="End the class").click()
+            for pg in students:
+                _text_on(pg, f"Class {code} has ended.", 20_000)
+            for pg in [lec, *students]:
+                assert not pg.query_selector_all('[data-testid="stException"]')
+        except Exception:
+            for i, pg in enumerate(pages):            # what each screen showed, for whoever reads the failure
+                pg.screenshot(path=str(ROOT / "test-artifacts" / f"class-mode-{i}.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
