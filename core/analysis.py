@@ -303,9 +303,19 @@ def _macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     return 0
 
 
+def _padding(m: nn.Module) -> list[int]:
+    """A convolution's (left) padding per axis; PyTorch's padding="same" pads d(k-1) in all, the smaller
+    half first, and "valid" pads nothing (ConvMixer in timm uses "same")."""
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            return [0] * len(_ints(m.kernel_size))
+        return [d * (k - 1) // 2 for k, d in zip(_ints(m.kernel_size), _ints(m.dilation))]
+    return _ints(m.padding)
+
+
 def _hyperparams(m: nn.Module) -> dict[str, Any]:
     if isinstance(m, _CONV + _TCONV):
-        d = dict(kernel=_ints(m.kernel_size), stride=_ints(m.stride), padding=_ints(m.padding),
+        d = dict(kernel=_ints(m.kernel_size), stride=_ints(m.stride), padding=_padding(m),
                  dilation=_ints(m.dilation), groups=m.groups, bias=m.bias is not None)
         if isinstance(m, _TCONV):
             d["output_padding"] = _ints(m.output_padding)

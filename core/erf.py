@@ -128,15 +128,25 @@ class ErfResult:
 
 def effective_rf_of(arch: str, weights: str, layer: str, unit: tuple[int, int], source: ErfSource,
                     device: str = "cpu", progress: Callable[[float, str], None] | None = None) -> ErfResult:
-    """`effective_rf` of a registry architecture with the weights asked for (core.weights.build_with),
-    from the inputs `source` names; the Design Lab runs this as a job (core.train.compute)."""
-    from core import registry
-    from core.weights import build_with
+    """`effective_rf` of an architecture with the weights asked for, from the inputs `source` names; the
+    Design Lab runs this as a job (core.train.compute). A registry entry gets its weights through
+    core.weights.build_with; a timm one (`timm:NAME`) has random initialisation only (timm's pretrained
+    weights would need a download), and `used` says so when other weights were asked for."""
+    from core import archs, timm_archs
+    from core.weights import WeightsUsed, build_with
 
     if progress:
         progress(0.0, f"building {arch}")
-    model, used = build_with(arch, weights)
-    inp = erf_input_batch(tuple(registry.get(arch).input_size), source)
+    spec = archs.resolve(arch)
+    if timm_archs.is_timm(arch):
+        torch.manual_seed(0)
+        model, used = spec.build().eval(), WeightsUsed(
+            "random", "random" if weights == "random" else weights,   # type: ignore[arg-type]
+            reason="" if weights == "random" else "timm's pretrained weights need a download, which this dashboard "
+                                                  "does not do")
+    else:
+        model, used = build_with(arch, weights)
+    inp = erf_input_batch(tuple(spec.input_size), source)
     if progress:
         progress(0.3, "back-propagating from one unit")
     dev = torch.device(device)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from core.analysis import Summary
+    from core.train.changed import WhatChanged
 
 FONT = dict(size=15)
 COLOURS = {"": "#1f77b4", "unet": "#d62728", "autoencoder": "#1f77b4", "plain20": "#9467bd",
@@ -230,3 +231,23 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str, percent: bool 
                       legend=dict(orientation="h", y=-0.2), height=height, font=FONT)
     return fig
 
+
+
+def what_changed_figure(wc: "WhatChanged") -> go.Figure:
+    """A Studio run's stages, first to last: how far training moved each stage's weights (bars,
+    ||W_after - W_before|| / ||W_before||) and how alike its output stayed (line, linear CKA between the
+    starting and the fine-tuned network on the same validation images). Frozen stages are grey."""
+    names = [s.stage + (" (new head)" if s.new else "") for s in wc.stages]
+    colours = ["#1f77b4" if s.trained else "#b0b0b0" for s in wc.stages]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(x=names, y=[s.weight_change for s in wc.stages], marker_color=colours,
+                name="relative weight change", text=[f"{s.weight_change:.3g}" for s in wc.stages],
+                textposition="outside", hovertemplate="%{x}: %{y:.4g}<extra>weight change</extra>")
+    fig.add_scatter(x=names, y=[s.cka for s in wc.stages], mode="lines+markers", name="CKA, start vs fine-tuned",
+                    line=dict(color="#d62728"), secondary_y=True,
+                    hovertemplate="%{x}: %{y:.4f}<extra>linear CKA</extra>")
+    fig.update_yaxes(title_text="||W_after - W_before|| / ||W_before||", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="linear CKA (1 = same representation)", range=[0, 1.05], secondary_y=True)
+    fig.update_layout(title=f"What training changed, stage by stage ({wc.n_images} validation images; grey: frozen)",
+                      legend=dict(orientation="h", y=-0.25), bargap=0.3)
+    return styled(fig, 420)

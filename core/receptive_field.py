@@ -159,8 +159,58 @@ _SHAPE_PRESERVING_INPLACE_ARG = {"hardtanh": 3, "relu6": 1, "hardswish": 1, "har
 _SHAPE_PRESERVING = {f: pos for name, pos in _SHAPE_PRESERVING_INPLACE_ARG.items() for f in _funcs(name)}
 
 
-def _shape_only(func: Callable, args: tuple, kwargs: dict) -> torch.Tensor | None:
-    """Result of a shape-preserving function on a meta tensor without running its kernel."""
+_RNN = _funcs("lstm", "gru")
+
+
+def _rnn_shapes(func: Callable, args: tuple) -> tuple[torch.Tensor, ...] | None:
+    """torch.lstm / torch.gru on meta tensors, shapes only: on the meta device their kernels run as
+    Python decompositions, step by step (timm's Sequencer2D took 20 s for one forward pass). The
+    padded-batch overload only: (input, hx, params, has_biases, layers, dropout, train, bidirectional,
+    batch_first); None for anything else."""
+    if len(args) < 9 or not isinstance(args[1], (tuple, list)) or not isinstance(args[8], bool):
+        return None
+    x, hx, batch_first = args[0], list(args[1]), args[8]
+    if not (isinstance(x, torch.Tensor) and x.is_meta and x.dim() == 3 and hx and all(h.is_meta for h in hx)):
+        return None
+    h = hx[0]                                        # (layers x directions, N, H_out)
+    directions = 2 if args[7] else 1
+    n, seq = (x.shape[0], x.shape[1]) if batch_first else (x.shape[1], x.shape[0])
+    out_shape = (n, seq, directions * h.shape[-1]) if batch_first else (seq, n, directions * h.shape[-1])
+    out = torch.empty(out_shape, dtype=x.dtype, device=x.device)
+    return (out, *(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in hx))
+
+
+# Out-of-place element-wise arithmetic: on the meta device each call runs a Python reference
+# implementation (broadcasting and type promotion in Python, ~1 ms); a transformer makes thousands.
+_BINARY = frozenset({"add", "sub", "mul", "div", "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+                     "__truediv__", "__rtruediv__"})
+
+
+def _binary_shape(name: str, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """a (op) b for meta tensors (or a meta tensor and a number), shape and dtype only (true division of
+    whole numbers gives floats)."""
+    if len(args) != 2 or set(kwargs) - {"alpha"} or kwargs.get("alpha", 1) is not None and \
+            not isinstance(kwargs.get("alpha", 1), (int, float)):
+        return None
+    a, b = args
+    ts = [t for t in (a, b) if isinstance(t, torch.Tensor)]
+    if not ts or not all(t.is_meta for t in ts) or any(not isinstance(t, (torch.Tensor, int, float)) for t in (a, b)):
+        return None
+    shape = torch.broadcast_shapes(*(t.shape for t in ts))
+    dtype = torch.result_type(a, b)
+    if "div" in name and not (dtype.is_floating_point or dtype.is_complex):
+        dtype = torch.get_default_dtype()
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _shape_only(func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Result of a shape-preserving function (or a recurrent layer, or element-wise arithmetic) on a meta
+    tensor without running its kernel."""
+    if func in _RNN:
+        return _rnn_shapes(func, args)
+    name = getattr(func, "__name__", None)
+    if name in _BINARY:
+        return _binary_shape(name, args, kwargs)
     if func not in _SHAPE_PRESERVING or not args or not isinstance(args[0], torch.Tensor) or not args[0].is_meta:
         return None
     pos = _SHAPE_PRESERVING[func]
@@ -221,9 +271,11 @@ class RFTracker(TorchFunctionMode):
         if func in _CONV:
             w = _arg(args, kwargs, 1, "weight", None)
             k = (float(w.shape[-2]), float(w.shape[-1]))
-            return first.window(k, _pair(_arg(args, kwargs, 3, "stride", 1)),
-                                _pair(_arg(args, kwargs, 4, "padding", 0)),
-                                _pair(_arg(args, kwargs, 5, "dilation", 1)))
+            d = _pair(_arg(args, kwargs, 5, "dilation", 1))
+            pad = _arg(args, kwargs, 4, "padding", 0)
+            if isinstance(pad, str):   # "same": d(k - 1) in all, the smaller half first; "valid": none
+                pad = tuple(0.0 if pad == "valid" else float(int(dd * (kk - 1)) // 2) for kk, dd in zip(k, d))
+            return first.window(k, _pair(_arg(args, kwargs, 3, "stride", 1)), _pair(pad), d)
         if func in _TCONV:
             w = _arg(args, kwargs, 1, "weight", None)
             k = (float(w.shape[-2]), float(w.shape[-1]))

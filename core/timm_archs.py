@@ -94,11 +94,10 @@ def spec(name: str) -> ArchSpec:
 
     cfg = get_pretrained_cfg(bare)
     size = tuple(int(v) for v in cfg.input_size) if cfg is not None and cfg.input_size else DEFAULT_SIZE
-    hub = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
+    hub = (f"Hugging Face Hub: {cfg.hf_hub_id}" if cfg.hf_hub_id else cfg.url) if cfg is not None else None
     family = _model_to_module.get(bare, "timm")
-    weights = (f"Its pretrained weights ({hub}) need a download from the Hugging Face Hub, which this "
-               "dashboard does not do: the analysis needs none." if hub else
-               "timm has no pretrained weights for it; the analysis needs none.")
+    weights = (f"Its pretrained weights ({hub}) need a download, which this dashboard does not do: the "
+               "analysis needs none." if hub else "timm has no pretrained weights for it; the analysis needs none.")
     return ArchSpec(
         name=full, title=f"{bare} (timm)", short=f"{bare} (timm)"[:28], family=f"timm: {family}",
         builder=partial(_build, bare), input_size=size,   # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import registry
+from core import archs, registry, timm_archs
 from core.design import (DEFAULT_STACK, DESIGN_TABS, LAYER_KINDS, analyze_stack, gap_vs_fc, residual_blocks,
                          separable_cost, stack_from_records, stack_from_text, stack_to_text, stack_vs_large)
 from core.design_text import (BOTTLENECK_VERDICT, GAP_VERDICT, RESIDUAL_VERDICT, block_text, bottleneck_text,
@@ -19,6 +19,7 @@ from core.formatting import fmt_int, fmt_shape
 from core.notes import inception_358m_note
 from core.train.compute import ComputeConfig
 from pages.common import cached_summary, computing, device, follow_compute, require_router, start_compute
+from pages.own_model import timm_names
 
 require_router()
 ss = st.session_state
@@ -203,10 +204,26 @@ with tabs[6]:
                "(heatmap, Luo et al. 2016) is how strongly each pixel does reach it: the gradient of the unit "
                "with respect to the input, averaged over random images.")
     ERF_ARCHS = ["resnet18", "vgg16", "alexnet_torchvision", "mobilenet_v2", "resnet50"]
+    ERF_CPU_CAP_GMACS = 25   # per image on a CPU: 8 images forward and backward, about 600 GMACs (VGG-16: 15.5)
     c = st.columns(2) + st.columns(2)   # two rows: the layer names need the width at 1024 px
-    e_arch = c[0].selectbox("Model", ERF_ARCHS, key="erf_arch", format_func=lambda n: registry.get(n).label)
-    e_summary = cached_summary(e_arch, tuple(registry.get(e_arch).input_size), ())
-    convs = [r_ for r_ in e_summary.layers if r_.type == "Conv2d" and r_.name == r_.module]
+    # timm's ~1,400 names load only when asked for: importing timm takes seconds
+    with_timm = st.toggle("timm's architectures too", key="erf_timm",
+                          help="Every architecture timm builds, searchable by name, with random weights.")
+    if not with_timm and timm_archs.is_timm(ss.get("erf_arch")):
+        ss["erf_arch"] = ERF_ARCHS[0]
+    e_arch = c[0].selectbox(
+        "Model (type to search)", ERF_ARCHS + (timm_names() if with_timm else []), key="erf_arch",
+        format_func=lambda n: n if timm_archs.is_timm(n) else registry.get(n).label,
+        help="The lecture's five, then every architecture timm builds (marked timm:), with random weights: timm's "
+             "pretrained weights need a download.")
+    e_spec = archs.resolve(e_arch)
+    e_summary = cached_summary(e_arch, tuple(e_spec.input_size), ())
+    # every convolution that runs once (timm's Conv2dSame and StdConv2d are convolutions too)
+    convs = [r_ for r_ in e_summary.layers if r_.kernel is not None and "Conv" in r_.type and "Transpose" not in r_.type
+             and len(r_.output_shape) == 3 and r_.name == r_.module]
+    if not convs:
+        st.info(f"{e_spec.title} has no convolution with a spatial output to measure.")
+        st.stop()
     e_layer = c[1].selectbox("Layer", [r_.name for r_ in convs], index=min(len(convs) - 1, len(convs) // 2),
                              key=f"erf_layer_{e_arch}")
     rec = next(r_ for r_ in convs if r_.name == e_layer)
@@ -216,13 +233,19 @@ with tabs[6]:
     u_col = uc[1].number_input("unit col", 0, ow - 1, ow // 2, key=f"erf_c_{e_arch}_{e_layer}")
     ERF_WEIGHTS = {"random": "random initialisation", "imagenet": "ImageNet (when cached)",
                    "starter": "starter weights (ResNet-18)"}
-    e_weights = c[3].selectbox("Weights", [k for k in ERF_WEIGHTS if k != "starter" or e_arch == "resnet18"],
+    e_weights = c[3].selectbox("Weights", ["random"] if timm_archs.is_timm(e_arch) else
+                               [k for k in ERF_WEIGHTS if k != "starter" or e_arch == "resnet18"],
                                format_func=ERF_WEIGHTS.get, key=f"erf_w_{e_arch}",
                                help="ImageNet weights are used when cached on this machine; the starter weights "
                                     "(ours, pre-trained on fractals) ship with the dashboard.")
     ERF_SOURCES = {"random noise (as Luo et al.)": "noise", "sample photos (scikit-image)": "samples"}
     source = st.radio("Images", list(ERF_SOURCES), horizontal=True, key="erf_src")
-    st.button("Compute the effective receptive field", key="erf_go", disabled=computing("erf_result"),
+    too_big = device().kind == "cpu" and e_summary.totals.macs / 1e9 > ERF_CPU_CAP_GMACS
+    if too_big:
+        st.warning(f"{e_spec.title} needs {e_summary.totals.macs / 1e9:,.1f} GMACs per image; 8 images forward and "
+                   f"backward would hold this CPU server for minutes. The limit here is {ERF_CPU_CAP_GMACS} GMACs per "
+                   "image: pick a smaller network. On a GPU every network runs.")
+    st.button("Compute the effective receptive field", key="erf_go", disabled=computing("erf_result") or too_big,
               on_click=start_compute, args=(
         "erf_result", ComputeConfig.of("erf", f"effective receptive field of {e_arch} {e_layer}", arch=e_arch,
                                        weights=e_weights, layer=e_layer, unit=(int(u_row), int(u_col)),
@@ -235,8 +258,9 @@ with tabs[6]:
         box = dict(type="rect", x0=b.x0, x1=b.x1, y0=b.y0, y1=b.y1, line=dict(color="#2ca02c", width=3))
         left, right = st.columns(2)
         img = go.Figure(go.Image(z=res.preview)).add_shape(**box)
-        img.update_layout(title=f"theoretical field: {rec.rf}x{rec.rf} (unclipped)", xaxis_range=[-20, 244],
-                          yaxis_range=[244, -20])
+        side_px = int(e_spec.input_size[2])
+        img.update_layout(title=f"theoretical field: {rec.rf}x{rec.rf} (unclipped)", xaxis_range=[-20, side_px + 20],
+                          yaxis_range=[int(e_spec.input_size[1]) + 20, -20])
         left.plotly_chart(styled(img, 460), key="erf_img")
         heat = go.Figure(go.Heatmap(z=res.erf, colorscale="Viridis", showscale=False)).add_shape(**box)
         heat.update_layout(yaxis_autorange="reversed", yaxis_scaleanchor="x", title="effective field |d unit / d pixel|")

@@ -1,7 +1,9 @@
 """Architecture Explorer: pick an architecture and step through it layer by layer.
 
 State (architecture, options, input size, layer, quiz mode) is mirrored in the URL so a
-lecturer can link a slide to an exact layer: /explorer?arch=alexnet&layer=0.
+lecturer can link a slide to an exact layer: /explorer?arch=alexnet&layer=0. Besides the lecture's
+architectures: any timm architecture (?arch=timm:inception_v4), an uploaded ONNX file, and a
+finished Studio run's network with its new head (?job=..., read-only with view=).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from core import registry
+from core import archs, registry, timm_archs
 from core.diagram import MAX_NODES, render
 from core.links import read_choice, read_flag, read_int
 from core.analysis import AnalysisError, Summary, check_input_size, parse_input_size
@@ -20,14 +22,18 @@ from core.explain import (ShownNote, block_fields, card_markdown, fields_of_view
 from core.quiz import DEFAULT_QUIZ_KINDS, QUIZ_KINDS, check_answer, givens, is_quizzed, next_quizzed, quiz_questions
 from core.figures import layer_chart
 from core.formatting import fmt_bytes, fmt_count, fmt_int, fmt_macs, fmt_shape
-from core.spec import ArchSpec, OptionError
+from core.onnx_import import MAX_ONNX_MB, OnnxError
+from core.spec import ArchSpec, OptionError, UnknownArchitectureError
 from pages.common import cached_diagram, cached_summary, require_router
+from pages.own_model import (file_digest, linked_run, onnx_diagram, onnx_net, onnx_summary, run_diagram, run_query,
+                             run_summary, timm_names)
 
 require_router()
 
 ss = st.session_state
 qp = st.query_params
 MAX_SIDE = 4096   # pixels per side the explorer analyses
+SOURCES = {"lecture": "the lecture's", "timm": "timm's (search)", "onnx": "an ONNX file", "run": "your Studio run"}
 
 
 # --- state from the URL, once per session ------------------------------------------------------
@@ -35,13 +41,25 @@ def _init_from_url() -> None:
     if ss.get("_explorer_init"):
         return
     ss["_explorer_init"] = True
-    arch, problem = read_choice(qp.get("arch"), "arch", registry.names())
-    if problem:
-        ss.setdefault("_url_errors", []).append(f"The link asks for an unknown architecture ({problem}); "
-                                                "showing AlexNet instead.")
-    arch = arch or "alexnet"
-    ss["arch"] = arch
-    spec = registry.get(arch)
+    if qp.get("job"):
+        ss["arch_source"] = "run"      # checked below (linked_run): a link that does not hold falls back
+    arch = None
+    if timm_archs.is_timm(qp.get("arch")):
+        try:
+            arch = ss["timm_arch"] = archs.canonical(qp["arch"])
+            ss["arch_source"] = "timm"
+        except UnknownArchitectureError as e:
+            ss.setdefault("_url_errors", []).append(f"The link asks for an architecture this server cannot build "
+                                                    f"({e}); showing AlexNet instead.")
+            del qp["arch"]
+    if arch is None:
+        arch, problem = read_choice(qp.get("arch"), "arch", registry.names())
+        if problem:
+            ss.setdefault("_url_errors", []).append(f"The link asks for an unknown architecture ({problem}); "
+                                                    "showing AlexNet instead.")
+        arch = arch or "alexnet"
+        ss["arch"] = arch
+    spec = archs.resolve(arch)
     for k, o in spec.options.items():
         if f"o_{k}" in qp:
             try:
@@ -76,8 +94,9 @@ def _on_arch_change() -> None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _notes(arch: str) -> list[ShownNote]:
-    """The architecture's variant notes and slide slips (computed notes run the engine)."""
-    return variant_notes(arch)
+    """The architecture's variant notes and slide slips (computed notes run the engine); the lecture's
+    architectures have them, timm's, files and runs none."""
+    return variant_notes(arch) if arch in registry.REGISTRY else []
 
 
 def _option_widgets(spec: ArchSpec) -> dict[str, object]:
@@ -101,26 +120,82 @@ def _option_widgets(spec: ArchSpec) -> dict[str, object]:
 
 _init_from_url()
 st.title("Architecture Explorer")
+# Diagrams at their natural size (10 pt text, 13 px), scrolled sideways when wider than the page: a
+# diagram shrunk to the column's width is unreadable on a projector. Set before anything is drawn, so
+# the first frame of a diagram is already at that size.
+st.html("<style>[data-testid='stGraphVizChart']{overflow-x:auto}"
+        "[data-testid='stGraphVizChart'] svg{max-width:none!important;height:auto}</style>")
 for msg in ss.pop("_url_errors", []):
     st.warning(msg)
+run = linked_run() if ss.get("arch_source") == "run" else None
+if ss.get("arch_source") == "run" and run is None:
+    ss["arch_source"] = "lecture"
+net = None            # an uploaded ONNX file, converted
+fixed_hw = (False, False)
 
 with st.sidebar:
     st.header("Architecture")
-    arch = st.selectbox("Architecture", registry.names(), key="arch", on_change=_on_arch_change,
-                        format_func=lambda n: registry.get(n).label)
-    spec = registry.get(arch)
-    options = _option_widgets(spec)
+    sources = [k for k in SOURCES if k != "run" or run is not None]
+    source = st.radio("Architectures", sources, key="arch_source", format_func=SOURCES.get, horizontal=True,
+                      on_change=_on_arch_change,
+                      help="The lecture's curated set; about 1,400 more that timm builds (type a name to search); "
+                           "a model file of your own (ONNX); a Studio run's network with its new head.")
+    if source == "timm":
+        names = timm_names()
+        if not names:
+            st.error("timm is not installed on this server (pip install -r requirements.txt installs it).")
+            st.stop()
+        if ss.get("timm_arch") not in names:
+            ss["timm_arch"] = "timm:inception_v4"
+        arch = st.selectbox(f"timm architecture ({len(names):,}; type to search)", names, key="timm_arch",
+                            on_change=_on_arch_change, format_func=lambda n: n[len(timm_archs.PREFIX):])
+        spec = archs.resolve(arch)
+        options = {}
+        st.caption(f"Built by timm (marked *{arch}*), with random weights: {spec.description.split('. ', 1)[1]}")
+    elif source == "onnx":
+        up = st.file_uploader("ONNX file", type=["onnx"], key="onnx_file", max_upload_size=MAX_ONNX_MB,
+                              help=f"Up to {MAX_ONNX_MB} MB, weights inside the file. Converted to PyTorch layers by "
+                                   "onnx2torch and analysed by the same engine as every other network here.")
+        if up is None:
+            st.info("Upload an ONNX file (e.g. `torch.onnx.export(model, x, 'model.onnx', dynamo=False, "
+                    "do_constant_folding=False)`) to see its layers, parameters, MACs, memory and diagram.")
+            st.stop()
+        data = up.getvalue()
+        digest = file_digest(data)
+        try:
+            net = onnx_net(digest, up.name, data)
+        except OnnxError as e:
+            st.error(str(e))
+            st.stop()
+        spec = ArchSpec(name=net.name, title=net.title, family="ONNX file", builder=lambda **_: net.model,
+                        input_size=net.input_size, year=0,
+                        paper=f"written by {net.producer}, ONNX opset {net.opset}, {net.nodes:,} nodes",
+                        description="Your model file, converted node by node to PyTorch layers (onnx2torch) and analysed "
+                                    "with its own weights.")
+        arch, options, fixed_hw = net.name, {}, net.fixed_hw
+    elif source == "run":
+        job_id, res = run
+        spec = res.network_spec(job_id)
+        arch, options = spec.name, {}
+        st.caption(f"Studio run {job_id}: " + ", ".join(res.classes[:8]) + (", ..." if len(res.classes) > 8 else ""))
+    else:
+        arch = st.selectbox("Architecture", registry.names(), key="arch", on_change=_on_arch_change,
+                            format_func=lambda n: registry.get(n).label)
+        spec = registry.get(arch)
+        options = _option_widgets(spec)
     st.subheader("Input size")
     for dim, default in (("h", spec.input_size[1]), ("w", spec.input_size[2])):
-        if f"{dim}_{arch}" not in ss:
+        if f"{dim}_{arch}" not in ss or fixed_hw[dim == "w"]:
             ss[f"{dim}_{arch}"] = default
     c_col, h_col, w_col = st.columns(3)
     c_col.number_input("C", value=spec.input_size[0], disabled=True, key=f"c_{arch}",
                        help="The number of input channels is fixed by the first layer.")
     # No max_value: the box would silently keep a typed 99999 while the page used the old size;
     # out-of-range sizes are refused below, with a message.
-    h = h_col.number_input("H", min_value=1, step=1, key=f"h_{arch}")
-    w = w_col.number_input("W", min_value=1, step=1, key=f"w_{arch}")
+    h = h_col.number_input("H", min_value=1, step=1, key=f"h_{arch}", disabled=fixed_hw[0])
+    w = w_col.number_input("W", min_value=1, step=1, key=f"w_{arch}", disabled=fixed_hw[1])
+    if any(fixed_hw):
+        st.caption("The file fixes the input size.")
     if (h, w) != tuple(spec.input_size[1:]):
         st.button("Reset to the default size", on_click=lambda: ss.update({f"h_{arch}": spec.input_size[1],
                                                                           f"w_{arch}": spec.input_size[2]}))
@@ -132,14 +207,36 @@ if max(size[1:]) > MAX_SIDE:
              "sets it back.")
     st.stop()
 
-st.caption(f"**{spec.title}** ({spec.year}) — {spec.description}  \n*{spec.paper}*")
+st.caption(f"**{spec.title}**" + (f" ({spec.year})" if spec.year else "") + f" — {spec.description}  \n*{spec.paper}*")
+if net is not None:
+    for note in net.notes:
+        st.info(note)
+
+
+def _summary() -> Summary:
+    """The engine's summary of what the sidebar chose (every source goes through the one engine)."""
+    if net is not None:
+        return onnx_summary(digest, size, net)
+    if run is not None and source == "run":
+        return run_summary(run[0], size, run[1])
+    return cached_summary(arch, size, tuple(sorted(options.items())))
+
+
+def _diagram(depth: int):
+    if net is not None:
+        return onnx_diagram(digest, size, depth, net)
+    if run is not None and source == "run":
+        return run_diagram(run[0], size, depth, run[1])
+    return cached_diagram(arch, size, tuple(sorted(options.items())), depth)
+
 
 try:
-    summary: Summary = cached_summary(arch, size, tuple(sorted(options.items())))
+    summary: Summary = _summary()
 except (AnalysisError, OptionError) as e:
     st.error(str(e))
     st.info(f"The default input for {spec.title} is {'x'.join(map(str, spec.input_size))} (C x H x W).")
-    qp.from_dict({"arch": arch, "size": "x".join(map(str, size)), **({"sid": ss["sid"]} if "sid" in ss else {})})
+    if source in ("lecture", "timm"):
+        qp.from_dict({"arch": arch, "size": "x".join(map(str, size)), **({"sid": ss["sid"]} if "sid" in ss else {})})
     st.stop()
 
 layers = summary.layers
@@ -233,8 +330,10 @@ if ss["quiz"]:
 
 # --- details -------------------------------------------------------------------------------------
 def url_params(layer: int) -> dict[str, str]:
-    """The page's state as a link: the address bar mirrors it; diagram nodes link to other layers."""
-    params = {"arch": arch, "layer": str(layer)}
+    """The page's state as a link: the address bar mirrors it; diagram nodes link to other layers. An
+    uploaded file cannot be linked to; a Studio run is linked by its job (and view token)."""
+    params = ({"src": "onnx", "layer": str(layer)} if net is not None else
+              {**run_query(run[0]), "layer": str(layer)} if source == "run" else {"arch": arch, "layer": str(layer)})
     if size != tuple(spec.input_size):
         params["size"] = "x".join(map(str, size))
     for k, v in options.items():
@@ -266,7 +365,7 @@ with tab_diagram:
                              help="1 = the top-level blocks; each step opens the containers one level further")
                    if top > 1 else 1)
         try:
-            drawn, first = cached_diagram(arch, size, tuple(sorted(options.items())), int(d_depth))
+            drawn, first = _diagram(int(d_depth))
         except Exception as e:  # noqa: BLE001 - a trace torchview cannot follow: said, the rest of the page stays
             drawn = None
             st.info(f"The diagram cannot be drawn for this network at depth {d_depth} ({type(e).__name__}: "
@@ -275,11 +374,8 @@ with tab_diagram:
             st.info(f"At depth {d_depth} the diagram has {drawn.nodes:,} nodes, too many to read; choose a smaller "
                     "depth (the Full table tab lists every layer).")
         elif drawn is not None:
-            # At its natural size (10 pt text, 13 px), scrolled sideways when wider than the page: a
-            # diagram shrunk to the column's width is unreadable on a projector. A click reloads the
-            # page on the step-through (#step), at the same depth.
-            st.html("<style>[data-testid='stGraphVizChart']{overflow-x:auto}"
-                    "[data-testid='stGraphVizChart'] svg{max-width:none!important;height:auto}</style>")
+            # At its natural size (the style at the top of the page). A click reloads the page on
+            # the step-through (#step), at the same depth.
             link = (lambda path: "?" + urlencode(url_params(first[path])) + "#step" if path in first else None)
             st.graphviz_chart(render(drawn, rec.module, link), width="content")
             st.caption(f"Drawn from the model by torchview: each box is a module with its input and output shapes; "
@@ -325,7 +421,7 @@ with tab_table:
                                     for c in ("params", "MACs", "activations", "memory (bytes)")})
         st.caption("Receptive field in input pixels, unclipped; \"whole input\" once a fully connected layer or a "
                    "global pooling has mixed all positions (from there a growing number would mean nothing).")
-        st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch}_{'x'.join(map(str, size))}.csv",
+        st.download_button("Download CSV", summary.to_csv(), file_name=f"{arch.replace(':', '_')}_{'x'.join(map(str, size))}.csv",
                            mime="text/csv", icon=":material/download:")
 
 with tab_mem:

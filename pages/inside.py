@@ -1,4 +1,8 @@
-"""Inside the network: feature maps, first-layer filters and attributions for one image."""
+"""Inside the network: feature maps, first-layer filters and attributions for one image.
+
+Opened on a finished Studio run (`?job=...`, read-only with `view=`: the Studio's "Look inside this
+model"), it shows that run's trained network with its own classes and validation images, and what
+fine-tuning changed in it, stage by stage."""
 
 from __future__ import annotations
 
@@ -18,18 +22,23 @@ from core.attribution import METHODS, SLOW, attribute_all, overlay, passes
 from core.patches import sheets, top_patches, unit_view
 from core.features import (capture, channel_stats, feature_layers, filter_mosaic, first_layer_filters,
                            gradcam_layer, mosaic, top_k)
-from core.images import MAX_BYTES, PATTERNS, SAMPLES, ImageError, load_image, preprocess, sample_batch, sample_image
+from core.figures import what_changed_figure
+from core.images import (MAX_BYTES, PATTERNS, SAMPLES, ImageError, load_image, normalise, preprocess, sample_batch,
+                         sample_image)
+from core.train.compute import ComputeConfig
 from core.train.results import load_upload
 from core.weights import (MAX_WEIGHTS_MB, STARTER_ARCH, WeightsError, WeightsUsed, build_with, cache_path,
                           default_start, default_weights, download_size_mb, prefetch)
-from pages.common import cached_summary, device, require_router
+from pages.common import cached_summary, computing, device, follow_compute, require_router, start_compute
+from pages.own_model import linked_run, run_network, run_query, run_summary
 
 require_router()
-ss = st.session_state
+ss, qp = st.session_state, st.query_params
 
 ALEXNET_ZFNET = ("alexnet_torchvision", "zfnet")   # shown side by side on the filters tab of either
 CPU_ATTR_CAP_GMACS = 400   # per attribution method on a CPU: ~5 s on 2 cores (ResNet-18's IG: 175 GMACs, 2 s)
 ARCHS = [n for n, s in registry.REGISTRY.items() if s.classifier and s.input_size[0] == 3 and s.num_inputs == 1]
+RUN_SEARCH = 64    # a run's validation images that "What excites a channel" searches (with the chosen image)
 CHOICES = {"imagenet": "ImageNet (when cached)", "starter": "starter weights (ResNet-18, ours)",
            "random": "random initialisation", "upload": "upload (.safetensors / .pt, with model.json)"}
 
@@ -55,48 +64,69 @@ def uploaded_model(name: str, digest: str, _files: dict[str, bytes]) -> tuple[to
 
 
 st.title("Inside the network")
+run = linked_run()      # a Studio run's network, opened from the Studio's "Look inside this model"
 with st.sidebar:
     st.header("Model")
-    arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
-                        format_func=lambda n: registry.get(n).label)
-    # Until the user picks, the weights follow the architecture's default (as the Studio's start does):
-    # ImageNet when cached, else the starter weights we ship for ResNet-18, never noise by default.
-    if not ss.get("in_weights_chosen"):
-        ss["in_weights"] = CHOICES[default_start(arch)]
-    wchoice = st.radio("Weights", list(CHOICES.values()), key="in_weights",
-                       on_change=lambda: ss.update(in_weights_chosen=True),
-                       help="The starter weights ship with the dashboard: a ResNet-18 pre-trained on generated "
-                            "fractals. Its filters and maps are learnt, but it knows no ImageNet classes.")
-    wfiles = []
-    if wchoice == CHOICES["upload"]:
-        wfiles = st.file_uploader("Weights (and the Studio's model.json)", type=["safetensors", "pt", "pth", "json"],
-                                  accept_multiple_files=True, key="in_wfile", max_upload_size=MAX_WEIGHTS_MB,
-                                  help="A state dict of this architecture, or a Studio run's download: "
-                                       "model.safetensors or head.safetensors together with its model.json. Read "
-                                       "with safetensors or torch.load(weights_only=True): nothing is unpickled.")
-    st.header("Image")
-    source = st.radio("Source", ["sample photo", "test pattern", "upload", "camera"], key="in_src")
+    if run is not None:
+        job_id, run_res = run
+        arch = run_res.model_info["arch"]
+        st.markdown(f"**Your Studio run** `{job_id}`")
+        st.caption(f"{registry.get(arch).title}, scenario {run_res.config.scenario}, {len(run_res.classes)} classes: "
+                   + ", ".join(run_res.classes[:8]) + (", ..." if len(run_res.classes) > 8 else "") + ".")
+        st.button("Back to the lecture's networks", key="in_leave_run",
+                  on_click=lambda: [qp.pop(k, None) for k in ("job", "view")])
+        st.page_link("pages/explorer.py", label="Its architecture in the explorer", icon=":material/account_tree:",
+                     query_params=run_query(job_id))
+        wchoice, wfiles = None, []
+        st.header("Image")
+        source = st.radio("Source", ["validation image", "upload", "camera"], key="in_src_run",
+                          help="The run's own validation images (never trained on), or one of yours.")
+    else:
+        arch = st.selectbox("Architecture", ARCHS, index=ARCHS.index("resnet18"), key="in_arch",
+                            format_func=lambda n: registry.get(n).label)
+        # Until the user picks, the weights follow the architecture's default (as the Studio's start does):
+        # ImageNet when cached, else the starter weights we ship for ResNet-18, never noise by default.
+        if not ss.get("in_weights_chosen"):
+            ss["in_weights"] = CHOICES[default_start(arch)]
+        wchoice = st.radio("Weights", list(CHOICES.values()), key="in_weights",
+                           on_change=lambda: ss.update(in_weights_chosen=True),
+                           help="The starter weights ship with the dashboard: a ResNet-18 pre-trained on generated "
+                                "fractals. Its filters and maps are learnt, but it knows no ImageNet classes.")
+        wfiles = []
+        if wchoice == CHOICES["upload"]:
+            wfiles = st.file_uploader("Weights (and the Studio's model.json)", type=["safetensors", "pt", "pth", "json"],
+                                      accept_multiple_files=True, key="in_wfile", max_upload_size=MAX_WEIGHTS_MB,
+                                      help="A state dict of this architecture, or a Studio run's download: "
+                                           "model.safetensors or head.safetensors together with its model.json. Read "
+                                           "with safetensors or torch.load(weights_only=True): nothing is unpickled.")
+        st.header("Image")
+        source = st.radio("Source", ["sample photo", "test pattern", "upload", "camera"], key="in_src")
 
 spec = registry.get(arch)
 weights = default_weights(arch)
 classes = None     # a Studio run's class names, when its model card came with the weights
-try:
-    if wfiles:
-        files = {f.name: f.getvalue() for f in wfiles}
-        digest = hashlib.sha256(b"".join(hashlib.sha256(n.encode() + d).digest() for n, d in sorted(files.items())))
-        model, wnote, classes, lock = uploaded_model(arch, digest.hexdigest(), files)
-    else:
-        kind = ("imagenet" if wchoice == CHOICES["imagenet"] else
-                "starter" if wchoice == CHOICES["starter"] and arch == STARTER_ARCH else "random")
-        if wchoice == CHOICES["starter"] and arch != STARTER_ARCH:
-            st.info(f"The starter weights are a ResNet-18; {spec.title} is shown with random initialisation. "
-                    "Choose ResNet-18 to see them.")
-        if wchoice == CHOICES["upload"]:
-            st.info("Upload weights in the sidebar; until then the network has random initialisation.")
-        model, wnote, lock = shared_model(arch, kind)
-except WeightsError as e:
-    st.error(str(e))
-    model, wnote, lock = shared_model(arch, "random")
+if run is not None:
+    model, lock = run_network(job_id, run_res)
+    classes = run_res.classes
+    wnote = WeightsUsed("user", "user", name=f"Studio run {job_id}: the trained network, {len(classes)} classes")
+else:
+    try:
+        if wfiles:
+            files = {f.name: f.getvalue() for f in wfiles}
+            digest = hashlib.sha256(b"".join(hashlib.sha256(n.encode() + d).digest() for n, d in sorted(files.items())))
+            model, wnote, classes, lock = uploaded_model(arch, digest.hexdigest(), files)
+        else:
+            kind = ("imagenet" if wchoice == CHOICES["imagenet"] else
+                    "starter" if wchoice == CHOICES["starter"] and arch == STARTER_ARCH else "random")
+            if wchoice == CHOICES["starter"] and arch != STARTER_ARCH:
+                st.info(f"The starter weights are a ResNet-18; {spec.title} is shown with random initialisation. "
+                        "Choose ResNet-18 to see them.")
+            if wchoice == CHOICES["upload"]:
+                st.info("Upload weights in the sidebar; until then the network has random initialisation.")
+            model, wnote, lock = shared_model(arch, kind)
+    except WeightsError as e:
+        st.error(str(e))
+        model, wnote, lock = shared_model(arch, "random")
 trained = wnote.trained
 if wnote.kind == "starter" and not ss.get("in_weights_chosen"):
     st.info(f"ImageNet weights for {spec.title} are not cached on this machine, so this page opens on the starter "
@@ -126,7 +156,13 @@ st.caption(f"{spec.title} with {wnote.describe()}.")
 
 # --- the image ---------------------------------------------------------------------------------
 pixels, img_notes = None, []
-if source == "sample photo":
+if source == "validation image":
+    labels = run_res.val_labels
+    i_val = st.selectbox(f"Validation image ({len(labels)} of the run's, never trained on)", range(len(labels)),
+                         key=f"in_val_{job_id}", format_func=lambda i: f"#{i}: {classes[int(labels[i])]}")
+    pixels = run_res.val_images[i_val].permute(1, 2, 0).numpy()      # (S, S, 3) uint8, as the run saw it
+    img_notes = [f"true class: {classes[int(labels[i_val])]}"]
+elif source == "sample photo":
     pixels = sample_image(st.selectbox("Photo (public domain, bundled with scikit-image)", SAMPLES, key="in_sample"))
 elif source == "test pattern":
     pixels = sample_image(st.selectbox("Pattern", PATTERNS, key="in_pattern"))
@@ -148,28 +184,35 @@ if pixels is None:
     st.info("Choose an image to look inside the network.")
     st.stop()
 
-tf = weights.transforms() if weights is not None else None
-resize = int(tf.resize_size[0]) if tf is not None else 256
-crop = int(tf.crop_size[0]) if tf is not None else spec.input_size[1]
+# A run's network reads images as the run did: its image size, ImageNet's mean and std (the model card's).
+run_size = run_res.config.image_size if run is not None else None
+tf = weights.transforms() if weights is not None and run is None else None
+resize = int(tf.resize_size[0]) if tf is not None else (run_size or 256)
+crop = int(tf.crop_size[0]) if tf is not None else (run_size or spec.input_size[1])
+shown_w = 192 if crop < 192 else "content"    # a run's 32-pixel images, enlarged to be seen
 pre = preprocess(pixels, resize, crop, *((tuple(tf.mean), tuple(tf.std)) if tf is not None else ()))
 x = pre.tensor
 c1, c2, c3 = st.columns([1, 1, 1.2])
-c1.image(pixels, caption=f"original {pixels.shape[1]}x{pixels.shape[0]}" + (f" ({'; '.join(img_notes)})" if img_notes else ""))
-c2.image(pre.crop, caption=f"resized (short side {resize}) and centre-cropped to {crop}x{crop}")
+c1.image(pixels, width=shown_w,
+         caption=f"original {pixels.shape[1]}x{pixels.shape[0]}" + (f" ({'; '.join(img_notes)})" if img_notes else ""))
+c2.image(pre.crop, width=shown_w, caption=f"resized (short side {resize}) and centre-cropped to {crop}x{crop}")
 stats = pd.DataFrame({"channel": ["R", "G", "B"], "mean": x[0].mean((1, 2)).numpy(), "std": x[0].std((1, 2)).numpy(),
                       "min": x[0].amin((1, 2)).numpy(), "max": x[0].amax((1, 2)).numpy()})
 c3.markdown(f"**Normalised tensor** 1x3x{crop}x{crop}: (value/255 - mean) / std with ImageNet's "
             f"mean {tuple(round(m, 3) for m in pre.mean)} and std {tuple(round(s, 3) for s in pre.std)}")
 c3.dataframe(stats.round(3), hide_index=True)
 
-summary = cached_summary(arch, tuple(spec.input_size[:1]) + (crop, crop), ())
+summary = (run_summary(job_id, (3, crop, crop), run_res) if run is not None else
+           cached_summary(arch, tuple(spec.input_size[:1]) + (crop, crop), ()))
+model_key = f"run:{job_id}" if run is not None else arch     # whose results the session keeps
 categories = (classes if classes is not None else
               weights.meta["categories"] if weights is not None and wnote.kind == "imagenet" else None)
 layers = feature_layers(summary)
 by_path = {fl.path: fl for fl in layers}
 
-tab_maps, tab_filters, tab_attr, tab_top = st.tabs(["Feature maps", "First-layer filters", "Attributions",
-                                                    "What excites a channel"])
+tab_maps, tab_filters, tab_attr, tab_top, *tab_run = st.tabs(
+    ["Feature maps", "First-layer filters", "Attributions", "What excites a channel"]
+    + (["What fine-tuning changed"] if run is not None else []))
 
 with tab_maps:
     cols = st.columns([3, 1, 1])
@@ -223,7 +266,7 @@ with tab_filters:
                  caption=f"{n} filters of {k}x{k}x3, each stretched to its own range. "
                          + ("Trained filters show oriented edges and colour blobs." if trained else
                             "Random filters are noise: the structure of trained ones is learned."))
-    if arch in ALEXNET_ZFNET:
+    if arch in ALEXNET_ZFNET and run is None:
         st.subheader("AlexNet -> ZFNet: the first layer Zeiler & Fergus changed")
         pair = st.columns(2)
         for col, name in zip(pair, ALEXNET_ZFNET):
@@ -267,9 +310,9 @@ with tab_attr:
         with lock:
             res = attribute_all(model, x, int(target), allowed, gradcam_layer(summary),
                                 progress=lambda f, msg: bar.progress(f, msg))
-        ss["attr_result"] = (arch, wnote.describe(), int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
+        ss["attr_result"] = (model_key, wnote.describe(), int(target), [(r.method, r.heat.numpy(), r.seconds) for r in res])
     res = ss.get("attr_result")
-    if res and res[0] == arch:
+    if res and res[0] == model_key:
         cols = st.columns(max(1, len(res[3])))
         for col, (meth, heat, secs) in zip(cols, res[3]):
             col.image(overlay(torch.from_numpy(pre.crop), torch.from_numpy(np.asarray(heat))).numpy(),
@@ -287,18 +330,27 @@ with tab_top:
     top_layer = t[0].selectbox("Layer", [fl.path for fl in layers], index=len(layers) // 3, key=f"in_top_layer_{arch}",
                                format_func=lambda path: by_path[path].label)
     top_ch = t[1].number_input("Channel", 0, by_path[top_layer].channels - 1, 0, key=f"in_top_ch_{arch}_{top_layer}")
-    names = SAMPLES + PATTERNS
+    if run is not None:
+        n_val = min(len(run_res.val_labels), RUN_SEARCH)
+        names = [f"validation #{i} ({classes[int(run_res.val_labels[i])]})" for i in range(n_val)]
+    else:
+        names = SAMPLES + PATTERNS
     st.button(f"Search {len(names) + 1} images", key="in_top_go", on_click=lambda: ss.update(top_requested=True),
-              help="The bundled photos, the test patterns and the image chosen above.")
+              help="The run's validation images and the image chosen above." if run is not None else
+                   "The bundled photos, the test patterns and the image chosen above.")
     if ss.pop("top_requested", False):
         with st.spinner("Searching and projecting..."), lock:
-            xs, crops_ = sample_batch(crop, names)
+            if run is not None:
+                val = run_res.val_images[:n_val]                            # (n, 3, S, S) uint8
+                xs, crops_ = normalise(val, crop), val.permute(0, 2, 3, 1).numpy()
+            else:
+                xs, crops_ = sample_batch(crop, names)
             xs, crops_ = torch.cat([xs, x]), np.concatenate([crops_, pre.crop[None]])
             found = top_patches(model, summary, top_layer, int(top_ch), xs, crops_, k=9)
-        ss["top_result"] = (arch, wnote.describe(), top_layer, int(top_ch), len(xs), found,
+        ss["top_result"] = (model_key, wnote.describe(), top_layer, int(top_ch), len(xs), found,
                             list(names) + ["your image"])
     res = ss.get("top_result")
-    if res and res[0] == arch:
+    if res and res[0] == model_key:
         _, wdesc, r_layer, r_ch, n_searched, found, image_names = res
         side = found[0].box[2] if found else 0
         st.markdown(f"**{r_layer}, channel {r_ch}**: the {len(found)} strongest places in {n_searched} images "
@@ -319,10 +371,10 @@ with tab_top:
               on_click=lambda: ss.update(unit_requested=True))
     if ss.pop("unit_requested", False):
         with st.spinner("Projecting..."), lock:
-            ss["unit_result"] = (arch, top_layer, int(top_ch),
+            ss["unit_result"] = (model_key, top_layer, int(top_ch),
                                  unit_view(model, summary, x, pre.crop, top_layer, int(top_ch)))
     ures = ss.get("unit_result")
-    if ures and ures[0] == arch:
+    if ures and ures[0] == model_key:
         _, u_layer, u_ch, uv = ures
         side = uv.box[2]
         uc = st.columns(4)
@@ -333,3 +385,34 @@ with tab_top:
         st.caption(f"{u_layer} channel {u_ch}: its strongest unit, at ({uv.row}, {uv.col}), activation "
                    f"{uv.value:.2f}. The projections cover the unit's field, beside the picture under it, each "
                    "contrast-stretched like those above.")
+
+if run is not None:
+    with tab_run[0]:
+        st.caption("The lecture: a network's early layers learn generic features (edges, colour blobs) that suit any "
+                   "images, its later layers features specific to the task it was trained on; so fine-tuning should "
+                   "move the later layers more. Measured on this run, stage by stage: how far training moved the "
+                   "weights (||W_after - W_before|| / ||W_before||) and how alike the stage's output stayed (linear "
+                   "CKA, Kornblith et al. 2019, between the network the run started from, rebuilt from the same "
+                   "weights and seed, and the trained one, on the same validation images).")
+        key = f"changed_{job_id}"
+        st.button("Measure what fine-tuning changed", key="in_changed_go", disabled=computing(key),
+                  on_click=start_compute, args=(key, ComputeConfig.of(
+                      "changed", f"what fine-tuning changed in run {job_id}", folder=str(run_res.folder))))
+        follow_compute(key)
+        wc = ss.get(key)
+        if wc is not None:
+            st.plotly_chart(what_changed_figure(wc), key="in_changed_chart")
+            st.info(wc.verdict())
+            st.dataframe(pd.DataFrame([{"stage": s.stage, "parameters": s.params,
+                                        "trained": "new head" if s.new else "yes" if s.trained else "frozen",
+                                        "weight change": round(s.weight_change, 5), "CKA": round(s.cka, 4)}
+                                       for s in wc.stages]), hide_index=True,
+                         column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+            if wc.filters_before is not None:
+                f1, f2 = st.columns(2)
+                k = wc.filters_before.shape[1]
+                f1.image(filter_mosaic(wc.filters_before, cols=8, scale=max(1, 32 // k)), width="stretch",
+                         caption=f"first-layer filters at the start ({wc.started_from})")
+                f2.image(filter_mosaic(wc.filters_after, cols=8, scale=max(1, 32 // k)), width="stretch",
+                         caption="after training (each filter stretched to its own range)")
+                st.caption(f"The first convolution's weights moved {wc.first_conv_change:.3g} of their norm.")

@@ -280,3 +280,33 @@ def test_initialisers_are_skipped_on_meta_only():
         real.fill_(2.0)
     assert layer.weight.is_meta and tuple(layer.weight.shape) == (3, 4) and tuple(layer.bias.shape) == (3,)
     assert torch.equal(real, torch.full((3,), 2.0))
+
+
+def test_padding_same_and_recurrent_layers():
+    """padding="same" (timm's ConvMixer) pads d(k - 1) in all, the smaller half first: the output keeps
+    the input's size and the field grows by k - 1, as with the explicit padding; an LSTM on the meta
+    device gets the shapes of a real forward pass without running its step-by-step kernel."""
+    same = nn.Sequential(nn.Conv2d(3, 4, 7, padding="same"), nn.Conv2d(4, 4, 4, padding="same", dilation=2))
+    explicit = nn.Sequential(nn.Conv2d(3, 4, 7, padding=3), nn.Conv2d(4, 4, 4, padding=3, dilation=2))
+    a, _, _, _ = analyze_model(same, (3, 20, 20))
+    b, _, _, _ = analyze_model(explicit, (3, 20, 20))
+    assert [r.output_shape for r in a] == [r.output_shape for r in b] == [[4, 20, 20], [4, 20, 20]]
+    assert a[0].padding == [3, 3] and a[1].padding == [3, 3]          # d(k - 1) = 6 for the dilated 4x4
+    # the dilated 4x4 spans k_eff = 2 x 3 + 1 = 7 pixels: 7 + 6 = 13
+    assert [(r.rf, r.jump, r.start) for r in a] == [(r.rf, r.jump, r.start) for r in b] == [(7, 1, 0), (13, 1, 0)]
+
+    class Rows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True, bidirectional=True)
+
+        def forward(self, x):                      # (N, C, H, W) -> each row a sequence of W steps
+            n, c, h, w = x.shape
+            out, _ = self.lstm(x.permute(0, 2, 3, 1).reshape(n * h, w, c))
+            return out                              # (N*H, W, 32)
+
+    with torch.device("meta"):
+        meta = Rows()
+    layers, totals, _, _ = analyze_model(meta, (8, 5, 6))
+    assert layers[0].output_shape == list(Rows()(torch.zeros(1, 8, 5, 6)).shape[1:]) == [6, 32]
+    assert totals.params == sum(p.numel() for p in Rows().parameters())

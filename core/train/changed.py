@@ -61,6 +61,32 @@ class WhatChanged:
     filters_after: np.ndarray | None
     first_conv_change: float | None     # relative change of the first convolution's weight alone
 
+    def verdict(self) -> str:
+        """What the numbers say, in the lecture's terms, for the page."""
+        frozen = [s.stage for s in self.stages if not s.trained]
+        trained = [s for s in self.stages if s.trained and not s.new]
+        parts = []
+        if frozen:
+            parts.append(f"Frozen in this run: {', '.join(frozen)}. They did not change (weight change "
+                         f"{max(s.weight_change for s in self.stages if not s.trained):g}, CKA "
+                         f"{min(s.cka for s in self.stages if not s.trained):.3f}), as scenarios 1 to 3 leave the "
+                         "encoder as it started.")
+        if len(trained) >= 2:
+            first, last = trained[0], trained[-1]
+            more = last.weight_change > first.weight_change
+            parts.append(f"Of the trained stages, {first.stage} moved {first.weight_change:.3g} of its norm and "
+                         f"{last.stage} {last.weight_change:.3g}; their outputs kept a CKA of {first.cka:.2f} and "
+                         f"{last.cka:.2f} with the start. "
+                         + ("Later stages changed more: early layers are generic, later ones specific, as the lecture "
+                            "says." if more and last.cka <= first.cka else
+                            "Here the early stages changed as much or more: with random starting weights, or a high "
+                            "learning rate for the body, every stage has to learn."))
+        head = next((s for s in self.stages if s.new), None)
+        if head is not None:
+            parts.append(f"The new head ({head.stage}) started from random values and moved {head.weight_change:.3g} "
+                         "of its norm.")
+        return " ".join(parts)
+
 
 def starting_model(model_info: dict[str, Any]) -> nn.Module:
     """The network a run started from, in eval mode: its card's configuration with the weights it

@@ -27,6 +27,7 @@ TARGETS: dict[str, str] = {
     "latency": "core.measure:model_latency",         # Model Zoo: inference time of torchvision models
     "separable": "core.measure:separable_timing",    # Design Lab: depthwise-separable vs standard
     "erf": "core.erf:effective_rf_of",               # Design Lab: the effective receptive field
+    "changed": "core.train.changed:what_changed_of", # Inside, a Studio run: what fine-tuning changed
     "handout": "core.lecture.handout:handout_job",   # Lecture path: the static handout, zipped
 }
 RESULT_FILE = "result.pkl"

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from core.images import IMAGENET_MEAN, IMAGENET_STD
+from core.spec import ArchSpec
 from core.train.data import ImageSet
 from core.train.transfer import RunResult, TrainConfig, build_transfer_model
 from core.weights import WeightsError, WeightsUsed, apply_user_weights, build_model, read_user_weights
@@ -223,6 +224,35 @@ class Results:
     def weights(self) -> WeightsUsed:
         """The weights the run really started from."""
         return WeightsUsed(**self.model_info["weights"])
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's configuration, as its model card keeps it."""
+        return TrainConfig(**self.model_info["config"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.model_info["classes"])
+
+    def network_spec(self, run_id: str) -> ArchSpec:
+        """The run's network as an `ArchSpec` for the analysis engine and the diagram: the registry's
+        architecture with the run's new head, at the run's image size; `build()` makes it on the meta
+        device (no weights: the explorer counts, Inside loads `trained_model`)."""
+        from functools import partial
+
+        from core import registry
+        from core.train.transfer import transfer_skeleton
+
+        arch, cfg = registry.get(self.model_info["arch"]), self.config
+        head = "a small MLP head" if cfg.scenario == "2" else "a new linear head"
+        return ArchSpec(
+            name=f"run:{run_id}", title=f"{arch.title} with {head} for {len(self.classes)} classes",
+            family="Studio run", builder=partial(lambda c, n, **_: transfer_skeleton(c, n), cfg, len(self.classes)),
+            input_size=(3, cfg.image_size, cfg.image_size), paper=arch.paper, year=arch.year,
+            description=f"The network of Studio run {run_id}: {arch.title} ({self.weights.describe()} at the start), "
+                        f"its classifier replaced for the run's classes ({', '.join(self.classes[:6])}"
+                        f"{', ...' if len(self.classes) > 6 else ''}), at the run's {cfg.image_size}x{cfg.image_size} "
+                        "images.", classifier=arch.classifier)
 
     @property
     def has_model(self) -> bool:

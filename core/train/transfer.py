@@ -176,6 +176,23 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     check_input(cfg)
     torch.manual_seed(cfg.seed)
     model, used = build_with(cfg.arch, cfg.weights)
+    return TransferModel(with_new_head(model, cfg, num_classes), spec.classifier, used)
+
+
+def transfer_skeleton(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """A run's network as `build_transfer_model` makes it, on the meta device and without weights: what
+    the explorer analyses of a Studio run (the encoder with the run's head)."""
+    from core.analysis import _SkipInitOnMeta
+
+    spec = registry.get(cfg.arch)
+    with torch.device("meta"), _SkipInitOnMeta():
+        return with_new_head(spec.build(), cfg, num_classes)
+
+
+def with_new_head(model: nn.Module, cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The model with its classifier replaced by the scenario's head for `num_classes` (scenario 2: a small
+    MLP; otherwise one linear layer) and frozen as the scenario says; GoogLeNet's auxiliary classifiers off."""
+    spec = registry.get(cfg.arch)
     if hasattr(model, "aux_logits") and getattr(model, "aux1", None) is not None:
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     d = model.get_submodule(spec.classifier).in_features
@@ -193,7 +210,7 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
             raise ValueError(f"unknown stage {cfg.unfreeze_from!r}; stages: {', '.join(names)}")
         for n in names[:names.index(cfg.unfreeze_from)]:
             model.get_submodule(n).requires_grad_(False)
-    return TransferModel(model, spec.classifier, used)
+    return model
 
 
 def check_input(cfg: TrainConfig) -> None:
