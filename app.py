@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import session_id
+from pages.common import keep_reruns_cheap, session_id
 
 st.set_page_config(page_title="ConvNet Lab", page_icon=":material/hub:", layout="wide")
 
@@ -23,4 +23,5 @@ pages = [
 nav = st.navigation(pages)
 # Every page keeps the session id in its address: a reload anywhere finds the session's runs.
 session_id()
+keep_reruns_cheap()     # once per server: the collection after each run skips the imports
 nav.run()

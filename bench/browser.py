@@ -17,9 +17,9 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 @contextlib.contextmanager
-def streamlit_server(log: IO | None = None) -> Iterator[str]:
+def streamlit_process(log: IO | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Starts `streamlit run app.py` on a free loopback port (its output to `log`); yields its base
-    URL once healthy (RuntimeError if it never is); stops it. Used by the benchmarks and the tests."""
+    URL and its process once healthy (RuntimeError if it never is); stops it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -36,10 +36,17 @@ def streamlit_server(log: IO | None = None) -> Iterator[str]:
                 time.sleep(0.5)
         else:
             raise RuntimeError("the app did not start")
-        yield base
+        yield base, server
     finally:
         server.terminate()
         server.wait(10)
+
+
+@contextlib.contextmanager
+def streamlit_server(log: IO | None = None) -> Iterator[str]:
+    """`streamlit_process`, yielding only the base URL. Used by the benchmarks and the tests."""
+    with streamlit_process(log) as (base, _):
+        yield base
 
 
 def load(page, url: str) -> float:

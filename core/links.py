@@ -106,3 +106,27 @@ def valid_share_token(job_id: str | None, raw: str | None, secret: bytes) -> boo
     if job_id is None or raw is None or len(raw) != 32:
         return False
     return hmac.compare_digest(raw, share_token(job_id, secret))
+
+
+# --- the server's public address ------------------------------------------------------------------
+
+def public_base(configured: str | None, browser_url: str | None, host: str | None, page: str) -> str | None:
+    """The address a share link starts with (scheme, host and any path prefix, no trailing slash):
+    `configured` ($CONVNETLAB_PUBLIC_URL, a hosted class's public address) when it is an http(s) URL;
+    else the address the browser shows for this page (`browser_url`, e.g. http://host:8501/lab)
+    with the page's own path (`page`, e.g. "lab") taken off; else http:// and the request's Host
+    header; else None (the link stays a path)."""
+    for raw in (configured, browser_url):
+        if raw and len(raw) <= 2000 and re.fullmatch(r"https?://[^\s?#]+", raw.strip()):
+            base = raw.strip().rstrip("/")
+            if raw is browser_url and base.endswith("/" + page):
+                base = base[:-len(page) - 1]
+            return base
+    if host and re.fullmatch(r"[A-Za-z0-9.\-\[\]:]{1,300}", host):
+        return f"http://{host}"
+    return None
+
+
+def absolute_link(base: str | None, path: str) -> str:
+    """`path` ("/lab?task=unet&job=...") under `base`, or the path itself when there is no base."""
+    return f"{base}{path}" if base else path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from typing import Callable
 
 import streamlit as st
@@ -10,8 +12,8 @@ from core.analysis import Summary, summarize
 from core.device import DeviceInfo, describe_device
 from core.train.events import Event, LRPoint, Phase, Step
 from core.diagram import Diagram, diagram, first_layers
-from core.links import (new_session_id, read_job_id, server_secret, share_token, valid_session_id,
-                        valid_share_token)
+from core.links import (absolute_link, new_session_id, public_base, read_job_id, server_secret, share_token,
+                        valid_session_id, valid_share_token)
 from core.train.compute import ComputeConfig
 from core.train.events import ACTIVE_STATES
 from core.train.jobs import JobError, JobSpec, JobStatus, Runner, make_runner
@@ -54,9 +56,9 @@ def cached_diagram(name: str, size: tuple[int, int, int], options: tuple[tuple[s
                    depth: int) -> tuple[Diagram, dict[str, int]]:
     """The architecture's diagram (core.diagram) and, per node, the first layer inside it; keyed by
     plain arguments, so a rerun of the page neither traces nor searches again."""
-    from core import registry
+    from core import archs
 
-    spec = registry.get(name)
+    spec = archs.resolve(name)      # a registry name or a timm one
     d = diagram(spec.builder(**spec.resolve_options(dict(options))), size, depth, spec.num_inputs)
     return d, first_layers(d, [r.module for r in cached_summary(name, size, options).layers])
 
@@ -119,6 +121,16 @@ def share_link_query(job_id: str) -> str:
     return f"job={job_id}&view={share_token(job_id, _secret())}"
 
 
+def share_url(page: str, job_id: str, query: str = "") -> str:
+    """The whole read-only link to one job, for a copy button: the server's public address, then
+    `/<page>?<query>&job=...&view=...`. The address is $CONVNETLAB_PUBLIC_URL when set (a hosted
+    class behind a proxy), else the one this browser uses (st.context.url, else the Host header);
+    a bare path only where neither is known (a script run without a browser)."""
+    base = public_base(os.environ.get("CONVNETLAB_PUBLIC_URL"), st.context.url, st.context.headers.get("Host"),
+                       page)
+    return absolute_link(base, f"/{page}?{query + '&' if query else ''}{share_link_query(job_id)}")
+
+
 def may_view(job_id: str | None) -> bool:
     """True when this page was opened with a valid read-only share token for `job_id`."""
     return valid_share_token(job_id, st.query_params.get("view"), _secret())
@@ -143,6 +155,9 @@ def shown_job(mine: list[JobStatus], own: Callable[[JobStatus], bool],
     linked = read_job_id(qp.get("job"))
     ids = {j.id for j in mine}
     ours = [j for j in mine if own(j)]
+    if qp.get("view") is not None and linked not in ids and not may_view(linked):
+        st.warning("This share link is not valid: its job= and view= do not belong together (the link may be cut "
+                   "off or mistyped). Ask whoever shared it to copy it again.")
     if linked is not None and (linked in ids or may_view(linked)):
         try:
             stt = runner().status(linked)
@@ -156,7 +171,34 @@ def shown_job(mine: list[JobStatus], own: Callable[[JobStatus], bool],
             st.info("A shared run, read-only: you can look at it, not cancel it.")
             return stt, True
     wanted = chosen or linked
-    return next((j for j in ours if j.id == wanted), ours[-1] if ours else None), False
+    shown = next((j for j in ours if j.id == wanted), ours[-1] if ours else None)
+    if shown is not None and "view" in qp:
+        # the session's own run needs no token: a viewer who has trained now has their own run in the address
+        del qp["view"]
+        qp["job"] = shown.id
+    return shown, False
+
+
+@st.cache_resource
+def _frozen_at_start() -> int:
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def keep_reruns_cheap() -> None:
+    """Once per server, moves the objects alive after the imports (torch, plotly, the registry: ~400,000,
+    all kept until the server stops) out of the garbage collector's sight (`gc.freeze`).
+
+    Why: Streamlit runs a full collection after every script run (runner.postScriptGC), and each
+    walked all of them, about 0.2 s of CPU here. A watched run's fragment ticks once a second, so
+    watching cost a fifth of a core per open tab for the collection alone (bench/bench_watch.py).
+    Objects made later (sessions, figures) are still collected after each run."""
+    import pandas  # noqa: F401  (the pages' heavy imports, made before the freeze so that they are frozen too)
+    import plotly.express  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+
+    _frozen_at_start()
 
 
 def job_events(job_id: str) -> list[Event]:

@@ -14,10 +14,10 @@ from typing import Any
 import streamlit as st
 
 from core.lab.common import TASKS, TITLES, link_values, options, task_module, task_of
-from core.train.events import ACTIVE_STATES, Note, RunInfo
+from core.train.events import ACTIVE_STATES, Event, Note, RunInfo
 from core.train.jobs import JobError, JobSpec
 from pages.common import (device, job_events, job_outcome, progress_line, require_router, run_rules, runner,
-                          session_id, share_link_query, shown_job, ticking)
+                          session_id, share_url, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -42,11 +42,11 @@ jr = runner()
 if "lab_task" not in ss:
     ss["lab_task"] = qp.get("task") if qp.get("task") in VIEWS else list(VIEWS)[0]
 st.title("Training Lab")
-task = st.segmented_control("Task", list(VIEWS), format_func=TITLES.get, key="lab_task",
-                            label_visibility="collapsed") or list(VIEWS)[0]
+# A select box: a row of buttons for every task wraps onto two lines at a projector's 1024 px
+task = st.selectbox("Task", list(VIEWS), format_func=TITLES.get, key="lab_task") or list(VIEWS)[0]
 qp["task"] = task
 view, module = VIEWS[task], task_module(task)
-st.caption(view.INTRO + f" Training runs in a separate process on the {device().label}.")
+st.markdown(view.INTRO + f" Training runs in a separate process on the {device().label}.")
 
 
 def url_defaults() -> dict[str, Any]:
@@ -76,11 +76,12 @@ for k, v in values.items():
     elif k in qp:
         del qp[k]
 
-view.explain(cfg)
-
 mine = jr.jobs_of(sid)
 active = next((j for j in mine if j.state in ACTIVE_STATES), None)
-b1, b2, _ = st.columns([1, 1, 3])
+# The job to show: a run shared read-only with this link (job= and view=), else this task's newest
+# in this session (a reload finds it through sid= and job=).
+job, viewer = shown_job(mine, lambda j: j.kind == "lab" and j.config is not None and task_of(j.config) == task,
+                        ss.get("lab_jobs", {}).get(task))
 
 
 def _submit() -> None:
@@ -91,19 +92,41 @@ def _submit() -> None:
         ss["lab_error"] = str(e)
 
 
-b1.button("Train", type="primary", disabled=cfg is None or active is not None, on_click=_submit, key="lab_go")
-if active is not None:
-    b2.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
-    if active.kind != "lab" or task_of(active.config) != task:
-        st.info("Your other run must finish (or be cancelled) before this one can start: one run at a time.")
+# The buttons before the task's explanations, where a lecturer sees them first. The share link is
+# drawn here, not in the live fragment: redrawn every second, an open popover showed an empty box.
+with st.container(horizontal=True, vertical_alignment="center"):
+    st.button("Train", type="primary", disabled=cfg is None or active is not None, on_click=_submit, key="lab_go")
+    if active is not None:
+        st.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
+    if job is not None and not viewer:
+        with st.popover("Share this run", icon=":material/share:"):
+            st.code(share_url("lab", job.id, f"task={task}"), language=None, wrap_lines=True)
+            st.caption("Whoever opens this link sees this run, live while it trains and its results after; they "
+                       "cannot cancel it.")
+if active is not None and (active.kind != "lab" or task_of(active.config) != task):
+    st.info("Your other run must finish (or be cancelled) before this one can start: one run at a time.")
 run_rules()
 if "lab_error" in ss:
     st.error(ss.pop("lab_error"))
 
-# The job to show: a run shared read-only with this link (job= and view=), else this task's newest
-# in this session (a reload finds it through sid= and job=).
-job, viewer = shown_job(mine, lambda j: j.kind == "lab" and j.config is not None and task_of(j.config) == task,
-                        ss.get("lab_jobs", {}).get(task))
+view.explain(cfg)
+
+
+def parameters_line(ev: list[Event], active: bool) -> str | None:
+    """Each network's trainable parameters and the split, from the run's RunInfo events: a run of
+    several networks (plain and residual at two depths) counts each as it starts."""
+    infos = [e for e in ev if isinstance(e, RunInfo)]
+    if not infos:
+        return None
+    if len({(i.n_train, i.n_val) for i in infos}) > 1:
+        split = "; ".join(f"{i.series}: {i.n_train:,} training / {i.n_val:,} validation" for i in infos)
+    else:
+        split = f"{infos[0].n_train:,} training / {infos[0].n_val:,} validation"
+    if len(infos) == 1 and not infos[0].series:
+        return f"{infos[0].trainable:,} trainable parameters; {split} examples."
+    each = ", ".join(f"{i.series} {i.trainable:,}" for i in infos)
+    return (f"Trainable parameters per network: {each}; {split} examples."
+            + (" Each network is counted when it starts." if active else ""))
 
 
 def live() -> None:
@@ -120,22 +143,23 @@ def live() -> None:
         st.caption(f"Showing run {stt.id} ({shown}); the controls have changed since.")
     for n in (e for e in ev if isinstance(e, Note)):
         st.info(n.message)
-    info = next((e for e in ev if isinstance(e, RunInfo)), None)
-    if info:
-        st.caption(f"{info.trainable:,} trainable parameters; {info.n_train:,} training / {info.n_val:,} "
-                   "validation examples.")
+    line = parameters_line(ev, stt.state in ACTIVE_STATES)
+    if line:
+        st.caption(line)
     view.live(ev, stt.config)
     job_outcome(stt.state, stt.message)
-    if not viewer:
-        with st.popover("Share this run (read-only)"):
-            st.code(f"/lab?task={task}&{share_link_query(job.id)}", language=None)
-            st.caption("Whoever opens this link sees this run and its results; they cannot cancel it.")
     if stt.state not in ACTIVE_STATES and ss.get("lab_shown") != job.id:
         ss["lab_shown"] = job.id
         st.rerun()  # once, so the results below render
 
 
 st.fragment(live, run_every=ticking(job is not None and jr.status(job.id).state in ACTIVE_STATES))()
+if not viewer and hasattr(view, "compare"):
+    # this session's finished runs of the task, side by side (the autoencoder's widths)
+    finished = [j for j in mine if j.kind == "lab" and j.config is not None and task_of(j.config) == task
+                and j.state == "done"]
+    if len(finished) >= 2:
+        view.compare([r for r in (jr.results(j.id) for j in finished) if r is not None])
 res = jr.results(job.id) if job is not None else None
 if res is not None:
     view.results(res)

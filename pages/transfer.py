@@ -23,8 +23,9 @@ from core.train.events import ACTIVE_STATES, Done, Epoch, Event, LRFound, LRPoin
 from core.train.jobs import JobError, JobSpec, JobStatus
 from core.train.transfer import ENCODERS, TrainConfig, check_input, stage_names
 from core.weights import STARTER_ARCH, default_start, imagenet_cached, start_for
+from pages.own_model import run_query
 from pages.common import (cached_summary, device, job_events, job_outcome, may_view, progress_line, require_router,
-                          run_rules, runner, session_id, share_link_query, shown_job, ticking)
+                          run_rules, runner, session_id, share_url, shown_job, ticking)
 
 require_router()
 ss, qp = st.session_state, st.query_params
@@ -343,17 +344,18 @@ def live() -> None:
                    f"{plural(info.n_val, 'validation image')}.")
     if stt.kind == "train" or stt.state != "done":   # the LR finder says it is done above
         job_outcome(stt.state, stt.message)
-    if not viewer and stt.kind == "train":
-        with st.popover("Share this run (read-only)"):
-            st.code(f"/transfer?{share_link_query(job_id)}", language=None)
-            st.caption("Whoever opens this link sees this run and its results; they cannot cancel it. Your own "
-                       "link (with sid=) also lets its holder cancel your runs: keep it to yourself.")
     if stt.state not in ACTIVE_STATES and ss.get("tr_shown") != job_id:
         ss["tr_shown"] = job_id
         st.rerun()  # once, so the results below render
 
 
 st.fragment(live, run_every=ticking(bool(job_id) and jr.status(job_id).state in ACTIVE_STATES))()
+if job_id and not viewer and jr.status(job_id).kind == "train":
+    # outside the live fragment: redrawn every second, an open popover showed an empty box mid-run
+    with st.popover("Share this run (read-only)", icon=":material/share:"):
+        st.code(share_url("transfer", job_id), language=None, wrap_lines=True)
+        st.caption("Whoever opens this link sees this run, live while it trains and its results after; they cannot "
+                   "cancel it. Your own link (with sid=) also lets its holder cancel your runs: keep it to yourself.")
 
 # --- results --------------------------------------------------------------------------------------------
 res = jr.results(job_id) if job_id and jr.status(job_id).kind == "train" else None
@@ -391,6 +393,18 @@ if res is not None:
         for name, what in res.downloads.items():
             st.download_button(name, res.file_bytes(name), name, icon=":material/download:", help=what,
                                key=f"tr_dl_{name}")
+    if res.has_model:
+        with st.container(horizontal=True):
+            st.page_link("pages/inside.py", label="Look inside this model", icon=":material/visibility:",
+                         query_params=run_query(job_id))
+            st.page_link("pages/explorer.py", label="Its architecture in the explorer", icon=":material/account_tree:",
+                         query_params=run_query(job_id))
+        st.caption("Inside the network opens on this run's trained network with its own classes and validation "
+                   "images, and measures what fine-tuning changed in it, stage by stage; the explorer shows the "
+                   "architecture with its new head.")
+    elif res.model_info["config"]["scenario"] == "3":
+        st.caption("Scenario 3 trains no network weights: the encoder stays as it started (every stage unchanged), "
+                   "and the classifier on its features is scikit-learn's. There is no trained network to look inside.")
     if "head.safetensors" in res.downloads:
         st.caption("The encoder stayed frozen, so only the trained head is kept (the model card names the encoder's "
                    "weights); Grad-CAM rebuilds the whole model from both.")

@@ -187,7 +187,7 @@ def test_training_lab_unet_runs_live_and_shows_masks(server, page):
                     return p ? p.data.map(d => d.name).join('|') : ''; }"""
     page.wait_for_function(f"({js})().includes('unet: train loss')", timeout=180_000)   # both series drawn
     assert "autoencoder: train loss" in page.evaluate(js)
-    page.wait_for_function("document.body.innerText.includes('IoU on the thin curves')", timeout=180_000)
+    page.wait_for_function("document.body.innerText.includes('U-Net IoU, thin curves')", timeout=180_000)
     _wait(page)
     body = page.inner_text("body")
     assert "Done: IoU" in body and "job=" in page.url and "task=unet" in page.url

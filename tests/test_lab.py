@@ -39,7 +39,7 @@ def test_the_bottleneck_49_model_is_the_lectures_and_other_widths_keep_the_rest(
         # and the decoder sees the input only through the k numbers of the code
         codes = m.encoder(x)
         assert torch.allclose(m.decoder(codes), m(x))
-    with pytest.raises(ValueError, match="bottleneck must be a whole number from 1 to 576"):
+    with pytest.raises(ValueError, match="bottleneck must be one of 1, 2, 4, 8, 16, 32, 49, 64, 128, 256, 576"):
         ae.Config(bottleneck=0)
 
 

@@ -347,8 +347,8 @@ def _lab(**params):
 def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
     at = _lab(task="siamese", epochs="1", trials="100", drawers="4")
     assert not at.exception and at.slider(key="sia_drawers").value == 4
-    at.slider(key="sia_chars").set_value(30).run()
-    at.slider(key="sia_unseen_g").set_value(10).run()
+    at.number_input(key="sia_characters").set_value(30).run()
+    at.number_input(key="sia_unseen").set_value(10).run()
     at.multiselect(key="sia_ways_10").set_value([5, 10]).run()
     assert not at.error, [e.value for e in at.error]
     _lab_run(at, 300)
@@ -356,12 +356,12 @@ def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
         [e.value for e in at.error]
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("One-shot accuracy on 10 unseen classes" in t for t in titles)
-    assert any(m.label == "Newcomer's other drawings recognised" for m in at.metric)
+    assert any(m.label == "Newcomer recognised" for m in at.metric)
     at.radio(key="sia_new_how").set_value("upload").run()        # no file yet: nothing breaks
     assert not at.exception
     # digits: the controls offer what ten classes allow (5 unseen, 5-way at most)
     at.radio(key="sia_data").set_value("digits").run()
-    assert not at.exception and not at.error and at.slider(key="sia_unseen_d").value == 5
+    assert not at.exception and not at.error and at.number_input(key="sia_unseen").value == 5
     assert at.multiselect(key="sia_ways_5").value == [5]
 
 

@@ -819,8 +819,13 @@ def test_lab_unet_tiny_run_reports_both_networks():
     at = _page("pages/lab.py", task="unet", images="100", size="16", epochs="1")
     _lab_run(at)
     assert any(s.value.startswith("Done: IoU") for s in at.success), [e.value for e in at.error]
-    labels = [m.label for m in at.metric]
-    assert {"IoU, whole mask (U-Net vs AE)", "IoU on the blobs", "IoU on the thin curves"} <= set(labels)
+    from pages.common import runner
+
+    final = runner().results(at.query_params["job"]).final
+    shown = {m.label: (m.value, m.delta) for m in at.metric}
+    for label, key in (("whole mask", "iou"), ("blobs", "blob_iou"), ("thin curves", "thin_iou")):
+        u, a = final["unet"][key], final["autoencoder"][key]
+        assert shown[f"U-Net IoU, {label}"] == (f"{u:.2f}", f"{u - a:+.2f}")     # U-Net's, and its lead
 
 
 @pytest.mark.parametrize("params,said", [({"lr": "5"}, "lr must be"), ({"bottleneck": "0"}, "bottleneck must be"),

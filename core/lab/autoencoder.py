@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -189,6 +189,47 @@ def interpolate(res: LabResults, i: int, j: int, steps: int = 8) -> np.ndarray:
     a, b = model.encoder(imgs)
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     return model.decoder((1 - t) * a + t * b)[:, 0].numpy()
+
+
+# --- several runs side by side ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WidthComparison:
+    """Finished autoencoder runs side by side (one per bottleneck width, or several), in the order
+    shown: by width, then noise, then as given."""
+
+    order: list[int]          # indices into the results given, as shown
+    bottlenecks: list[int]    # numbers in the code, per run
+    noise: list[float]        # input noise, per run
+    val_mse: list[float]      # final validation mean squared error per pixel, per run
+    digits: np.ndarray        # (K, 28, 28) 0..1: clean validation digits that every run held out
+    labels: np.ndarray        # (K,) their digit
+    rebuilt: np.ndarray       # (runs, K, 28, 28) 0..1: each run's reconstruction of them
+
+
+def compare_widths(results: Sequence[LabResults], k: int = 8) -> WidthComparison:
+    """Runs side by side on the same validation digits: those every run held out (found by their
+    pixels, so runs with other seeds share what their splits share), up to `k`, one of each digit in
+    turn. Each run's reconstructions come from its saved results; no model is run."""
+    order = sorted(range(len(results)), key=lambda i: (int(results[i].config["bottleneck"]),
+                                                       float(results[i].config["noise"]), i))
+    where = [{img.tobytes(): j for j, img in enumerate(results[i].arrays["val_images"])} for i in order]
+    first = results[order[0]].arrays
+    common = [j for j, img in enumerate(first["val_images"]) if all(img.tobytes() in w for w in where[1:])]
+    by_digit = {d: [j for j in common if first["labels"][j] == d] for d in range(10)}
+    picked: list[int] = []
+    while len(picked) < min(k, len(common)):
+        for d in range(10):
+            if by_digit[d] and len(picked) < k:
+                picked.append(by_digit[d].pop(0))
+    keys = [first["val_images"][j].tobytes() for j in picked]
+    rebuilt = np.stack([results[i].arrays["reconstructions"][[w[key] for key in keys]] for i, w in zip(order, where)]
+                       ) if picked else np.zeros((len(order), 0, SIDE, SIDE))
+    return WidthComparison(order, [int(results[i].config["bottleneck"]) for i in order],
+                           [float(results[i].config["noise"]) for i in order],
+                           [float(results[i].final["val_mse"]) for i in order],
+                           first["val_images"][picked].astype(np.float32) / 255, first["labels"][picked],
+                           rebuilt.astype(np.float32) / 255)
 
 
 # --- the slide's transposed convolution, by hand --------------------------------------------------------

@@ -1,5 +1,7 @@
 """The lecture's "new employee", after a Siamese run has trained: a new class from one example,
-no retraining. A drawing (a query) goes to the reference it is most similar to."""
+no retraining. A drawing (a query) goes to the reference it is most similar to, when that similarity
+reaches the run's verification threshold (`core.lab.siamese`); below it the answer is "none of
+these" (`UNKNOWN`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from core.images import prepare_drawing
 from core.lab.common import LabResults
 from core.lab.glyphs import SIDE
 from core.lab.siamese import Siamese
+
+UNKNOWN = -1      # a query no reference is similar enough to
 
 
 def prepare(pixels: np.ndarray) -> np.ndarray:
@@ -37,36 +41,60 @@ def classify(net: Siamese, references: np.ndarray, queries: np.ndarray) -> np.nd
     return net.readable(s).numpy()
 
 
+def verification_threshold(res: LabResults) -> float | None:
+    """The run's threshold (the similarity a match needs), or None for a run trained before it was kept."""
+    verify = res.final.get("verify")
+    return float(verify["threshold"]) if verify else None
+
+
+def decide(scores: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Per query (rows of `scores`, (Q, K)), the most similar reference, or UNKNOWN where even that one
+    is below `threshold` (None: always the most similar)."""
+    best = scores.argmax(1)
+    if threshold is None:
+        return best
+    return np.where(scores.max(1) >= threshold, best, UNKNOWN)
+
+
 @dataclass(frozen=True)
 class Gallery:
     """References (one image per class) and queries compared with them, no retraining."""
 
     references: np.ndarray      # (K, S, S) floats 0..1
     queries: np.ndarray         # (Q, S, S) floats 0..1
-    truth: np.ndarray           # (Q,) the reference each query belongs to
+    truth: np.ndarray           # (Q,) the reference each query belongs to, UNKNOWN for a stranger's
     scores: np.ndarray          # (Q, K) similarities, higher = more similar
+    threshold: float | None = None   # the similarity a match needs; None: the most similar always wins
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.scores.argmax(1)
+        """(Q,) the reference each query goes to, or UNKNOWN."""
+        return decide(self.scores, self.threshold)
 
     def recall(self) -> np.ndarray:
         """(K,) the fraction of each reference's queries that went to it."""
         return np.array([float((self.predicted[self.truth == k] == k).mean()) if (self.truth == k).any() else np.nan
                          for k in range(len(self.references))])
 
+    def turned_away(self) -> float:
+        """The fraction of strangers' drawings (classes with no reference) answered "none of these"."""
+        strangers = self.truth == UNKNOWN
+        return float((self.predicted[strangers] == UNKNOWN).mean()) if strangers.any() else float("nan")
 
-def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, hand: int = 0) -> Gallery:
+
+def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, hand: int = 0,
+                 threshold: float | None = None, strangers: bool = False) -> Gallery:
     """The lecture's new employee: the references are one drawing of each `staff` class (unseen
     classes, numbered 0.. in the results' test images) by `hand`, plus the newcomer: another
     unseen class, or an image (S, S) of a class the network has never seen at all. The queries
-    are every other drawing of those classes; the newcomer's reference is its only example."""
+    are every other drawing of those classes; the newcomer's reference is its only example. With
+    `strangers`, the drawings of the other unseen classes (nobody on file) are queries too, their
+    truth UNKNOWN. A query goes to its most similar reference when that reaches `threshold`."""
     a = res.arrays
     images, labels, hands = a["test_images"].astype(np.float32) / 255, a["test_labels"], a["test_hands"]
     classes = np.unique(labels)
-    members = [np.flatnonzero(labels == classes[c]) for c in staff]
-    if isinstance(newcomer, (int, np.integer)):
-        members.append(np.flatnonzero(labels == classes[int(newcomer)]))
+    known = list(staff) + ([int(newcomer)] if isinstance(newcomer, (int, np.integer)) else [])
+    members = [np.flatnonzero(labels == classes[c]) for c in known]
     refs, queries, truth = [], [], []
     for k, m in enumerate(members):
         mine = m[hands[m] == hand]
@@ -77,6 +105,10 @@ def new_employee(res: LabResults, staff: list[int], newcomer: int | np.ndarray, 
         truth += [k] * len(rest)
     if not isinstance(newcomer, (int, np.integer)):
         refs.append(np.asarray(newcomer, np.float32))
+    if strangers:
+        others = np.flatnonzero(~np.isin(labels, classes[known]))
+        queries.append(images[others])
+        truth += [UNKNOWN] * len(others)
     net = load_model(res)
     q = np.concatenate(queries) if queries else np.zeros((0, SIDE, SIDE), np.float32)
-    return Gallery(np.stack(refs), q, np.array(truth), classify(net, np.stack(refs), q))
+    return Gallery(np.stack(refs), q, np.array(truth, dtype=int), classify(net, np.stack(refs), q), threshold)

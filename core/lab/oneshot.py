@@ -77,3 +77,36 @@ def pixel_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 def cosine_score(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(q[:, None], s, dim=-1)
+
+
+# --- verification: "same" or "none of these" ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verification:
+    """The similarity at or above which two images count as the same class, chosen on pairs whose
+    answer is known, and how well it separated them there."""
+
+    threshold: float            # the score's own units: p(same), or minus a distance
+    balanced_accuracy: float    # mean of the two rates below
+    same_accepted: float        # fraction of same pairs at or above the threshold
+    different_rejected: float   # fraction of different pairs below it
+    same_pairs: int
+    different_pairs: int
+
+
+def best_threshold(same: torch.Tensor, different: torch.Tensor) -> Verification:
+    """The threshold that best separates same pairs (scores `same`) from different pairs (`different`):
+    it maximises the balanced accuracy, the mean of the same pairs accepted and the different pairs
+    rejected (Youden's J over two), so that the many more different pairs do not outvote the same ones.
+    Candidates are the midpoints between neighbouring distinct scores (and one past each end)."""
+    s, d = same.double().flatten(), different.double().flatten()
+    if not len(s) or not len(d):
+        raise ValueError("a threshold needs same pairs and different pairs")
+    values = torch.cat([s, d]).unique()                                       # sorted
+    cands = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2, values[-1:] + 1])
+    s_sorted, d_sorted = s.sort().values, d.sort().values
+    accepted = 1 - torch.searchsorted(s_sorted, cands, side="left").double() / len(s)   # same >= t
+    rejected = torch.searchsorted(d_sorted, cands, side="left").double() / len(d)       # different < t
+    bal = (accepted + rejected) / 2
+    i = int(bal.argmax())
+    return Verification(float(cands[i]), float(bal[i]), float(accepted[i]), float(rejected[i]), len(s), len(d))

@@ -25,6 +25,12 @@ prediction is the most similar support image. Every method answers the same tria
 The trials and their scoring live in `core.lab.oneshot`; what a trained network does with a new
 class (the new-employee demo) in `core.lab.new_employee`.
 
+Verification ("is this anyone we know?"): a most-similar reference always exists, so a drawing of
+nobody on file would still be given to someone. A match therefore needs a similarity at or above a
+threshold, chosen after training on the training classes' same and different pairs (held-out
+drawings against training drawings) as the one that best separates them (`oneshot.best_threshold`),
+and saved with the results (`final["verify"]`); below it the answer is "none of these".
+
 Data: generated glyphs (core.lab.glyphs; many characters in several handwritings, the held-out
 characters are the unseen classes), or scikit-learn's digits (train on the first digits, test
 one-shot on the last ones).
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -44,7 +50,7 @@ from torch import nn
 
 from core.lab.common import Knob, check_knobs, save_arrays
 from core.lab.glyphs import SIDE, glyphs
-from core.lab.oneshot import Scorer, accuracy, cosine_score, make_trials, pixel_score, trial_scores
+from core.lab.oneshot import Scorer, accuracy, best_threshold, cosine_score, make_trials, pixel_score, trial_scores
 from core.train.data import digits, stratified_split
 from core.train.events import Done, Phase, RunInfo, Snapshot
 from core.train.context import JobContext
@@ -53,6 +59,7 @@ from core.weights import WeightsUsed
 
 MARGIN = 1.0            # contrastive margin, on unit-length embeddings (distances 0..2)
 SHOW_TRIALS = 6         # trials per N whose images and scores the results keep
+VERIFY_DIFFERENT = 50   # different-class partners per held-out drawing when the threshold is calibrated
 DIGIT_CLASSES = 10
 
 
@@ -287,6 +294,25 @@ class PairSampler:
         return pos, neg
 
 
+@torch.no_grad()
+def verification_pairs(net: Siamese, x_held: torch.Tensor, y_held: torch.Tensor, x_train: torch.Tensor,
+                       y_train: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Readable similarities of same and different pairs of the training classes, for the threshold:
+    each held-out drawing (never trained on) with every training drawing of its class, and with
+    VERIFY_DIFFERENT training drawings of other classes (a fixed draw). Returns (same, different)."""
+    h = embed_all(net.embed, net, x_held)                                   # (M, D)
+    t = embed_all(net.embed, net, x_train)                                  # (T, D)
+    g = torch.Generator().manual_seed(seed)
+    same, different = [], []
+    for i in range(len(h)):
+        mine = torch.nonzero(y_train == y_held[i]).flatten()
+        other = torch.nonzero(y_train != y_held[i]).flatten()
+        other = other[torch.randperm(len(other), generator=g)[:VERIFY_DIFFERENT].to(other.device)]
+        for idx, out in ((mine, same), (other, different)):
+            out.append(net.readable(net.similarity(h[i].expand(len(idx), -1), t[idx])).cpu())
+    return torch.cat(same), torch.cat(different)
+
+
 # --- training ------------------------------------------------------------------------------------
 
 def train(cfg: Config, ctx: JobContext) -> dict:
@@ -357,6 +383,11 @@ def train(cfg: Config, ctx: JobContext) -> dict:
     last = run_loop(stepper, opt, LoopConfig(cfg.epochs, cfg.batch_size, seed=cfg.seed), ctx.emit, ctx.should_stop,
                     series="siamese")
     ctx.emit(Done(metrics=last.metrics, seconds=time.perf_counter() - t_model, series="siamese"))
+    # "None of these": the similarity a match needs, chosen where the answers are known (the training
+    # classes' held-out drawings), never on the unseen classes the one-shot test and the demo use
+    ctx.emit(Phase("calibrating the same/different threshold"))
+    v_same, v_diff = verification_pairs(net, x[va_seen], y[va_seen], x_tr, y_tr, cfg.seed)
+    verify = best_threshold(v_same, v_diff)
 
     # --- the classifier baseline, the same encoder and recipe ------------------------------------
     torch.manual_seed(cfg.seed)
@@ -404,11 +435,13 @@ def train(cfg: Config, ctx: JobContext) -> dict:
             shown[f"scores_{m}_{n}"] = scores[n][m][:SHOW_TRIALS].numpy().astype(np.float32)
     save_arrays(ctx.out_dir, test_images=(x_test_cpu[:, 0].numpy() * 255).round().astype(np.uint8),
                 test_labels=data.labels[test].numpy(), test_hands=data.hands[test].numpy(),
-                ways=np.array(ways), **shown)
+                ways=np.array(ways), verify_same=v_same.numpy().astype(np.float32),
+                verify_different=v_diff.numpy().astype(np.float32), **shown)
     final = {"one_shot": acc["siamese"], "baselines": {"pixels": acc["pixels"], "classifier": acc["classifier"]},
              "untrained": {str(n): v for n, v in untrained.items()}, "chance": {str(n): 1 / n for n in ways},
              "loss": cfg.loss, "data": cfg.data, "train_classes": len(seen), "unseen_classes": len(unseen),
-             "seen_acc": last_clf.metrics["seen_acc"], "seconds": round(time.perf_counter() - t0, 2)}
+             "seen_acc": last_clf.metrics["seen_acc"], "verify": asdict(verify),
+             "seconds": round(time.perf_counter() - t0, 2)}
     return final
 
 

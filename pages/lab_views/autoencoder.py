@@ -12,7 +12,7 @@ import streamlit as st
 from core.lab import autoencoder as ae
 from core.lab.common import LabResults
 from core.train.events import Event, Snapshot
-from pages.lab_views.charts import curves
+from pages.lab_views.charts import curves, live_figure, readable
 from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("An autoencoder squeezes each digit through a bottleneck of a few numbers and rebuilds it from them: "
@@ -60,8 +60,8 @@ def _grid(inputs: np.ndarray, outputs: np.ndarray, caption: str) -> None:
 
 def live(events: list[Event], cfg: ae.Config) -> None:
     if any(e.kind in ("step", "epoch") for e in events):
-        st.plotly_chart(curves(events, "mse", "mean squared error", loss_title="binary cross-entropy"),
-                        key="ae_curves")
+        st.plotly_chart(live_figure("ae_curves", events, lambda: curves(
+            events, "mse", "mean squared error", loss_title="binary cross-entropy")), key="ae_curves")
     snap = next((e for e in reversed(events) if isinstance(e, Snapshot)), None)
     if snap:
         _grid(snap.arrays["input"], snap.arrays["output"],
@@ -78,8 +78,8 @@ def results(res: LabResults) -> None:
                      category_orders={"color": [str(i) for i in range(10)]},
                      labels={"x": "code 1" if "itself" in how else "PC 1", "y": "code 2" if "itself" in how else "PC 2",
                              "color": "digit"})
-    fig.update_layout(height=420, title=f"Validation digits in the code space ({how})", margin=dict(t=50, b=10))
-    st.plotly_chart(fig, key="ae_latent")
+    fig.update_layout(height=440, title=f"Validation digits in the code space<br>({how})", margin=dict(t=70, b=10))
+    st.plotly_chart(readable(fig), key="ae_latent")
     st.subheader("Walking between two digits")
     c1, c2 = st.columns(2)
     a_digit = c1.selectbox("From the digit", range(10), 1, key="ae_from")
@@ -90,6 +90,36 @@ def results(res: LabResults) -> None:
     st.caption("The decoder's output for codes on the straight line between the two digits' codes.")
     fig = go.Figure(go.Bar(x=["validation loss (BCE)", "mean squared error"],
                            y=[res.final["val_loss"], res.final["val_mse"]]))
-    fig.update_layout(height=240, margin=dict(t=30, b=10), title=f"Final, bottleneck {res.final['bottleneck']}",
-                      yaxis_title="per pixel")
-    st.plotly_chart(fig, key="ae_final")
+    fig.update_layout(height=260, margin=dict(t=40, b=10), title=f"Final, bottleneck {res.final['bottleneck']}",
+                      yaxis=dict(title="per pixel", rangemode="tozero"))
+    st.plotly_chart(readable(fig), key="ae_final")
+
+
+def compare(runs: list[LabResults]) -> None:
+    """This session's finished runs side by side: validation error per bottleneck width, and the same
+    validation digits rebuilt by each run."""
+    c = ae.compare_widths(runs)
+    st.subheader("Your runs side by side")
+    fig = go.Figure()
+    for noise in sorted(set(c.noise)):
+        rows = [i for i, n in enumerate(c.noise) if n == noise]
+        fig.add_scatter(x=[c.bottlenecks[i] for i in rows], y=[c.val_mse[i] for i in rows], mode="lines+markers",
+                        name="clean inputs" if noise == 0 else f"noise {noise:g}",
+                        hovertemplate="bottleneck %{x}: %{y:.4f}<extra></extra>")
+    fig.update_layout(height=340, margin=dict(t=50, b=10), title="Validation mean squared error per bottleneck width",
+                      xaxis=dict(title="bottleneck (numbers in the code)", type="log", tickvals=sorted(set(c.bottlenecks)),
+                                 ticktext=[str(b) for b in sorted(set(c.bottlenecks))]),
+                      yaxis=dict(title="per pixel", rangemode="tozero"), legend=dict(orientation="h", y=-0.3))
+    st.plotly_chart(readable(fig), key="ae_compare")
+    if not len(c.digits):
+        st.caption("These runs held out no digit in common (their seeds split the digits differently), so their "
+                   "reconstructions cannot be set side by side.")
+        return
+    rows = [("input", c.digits)] + [(f"{b}{'' if n == 0 else f', noise {n:g}'}", r)
+                                    for b, n, r in zip(c.bottlenecks, c.noise, c.rebuilt)]
+    for label, images in rows:
+        left, right = st.columns([1, 5], vertical_alignment="center")
+        left.markdown(f"**{label}**")
+        right.image([np.clip(x, 0, 1) for x in images], width=48)
+    st.caption(f"The same {len(c.digits)} validation digits (top) rebuilt by each of your {len(c.order)} runs, by "
+               "bottleneck width: the fewer numbers in the code, the more of each digit is lost.")

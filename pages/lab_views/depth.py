@@ -11,7 +11,7 @@ import streamlit as st
 from core.lab import depth as dp
 from core.lab.common import LabResults
 from core.train.events import Epoch, Event
-from pages.lab_views.charts import COLOURS, TABLE2_CAPTION, curves, resnet_table2
+from pages.lab_views.charts import COLOURS, TABLE2_CAPTION, curves, live_figure, readable, resnet_table2
 from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("Does a deeper network train better? He et al. found that a deeper *plain* network has a higher "
@@ -49,17 +49,16 @@ def explain(cfg: dp.Config | None) -> None:
                    "training error too.")
     with c2:
         if cfg is not None:
-            rows = []
-            for depth in dp.parse_depths(cfg.depths):
-                n = dp.blocks_per_stage(depth)
-                rows.append({"depth": depth, "n (blocks per stage)": n, "3x3 convolutions": 6 * n + 1,
-                             "parameters": dp.param_formula(depth, cfg.width, 8 if cfg.data == "shapes" else 10)})
-            st.dataframe(pd.DataFrame(rows), hide_index=True,
-                         column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-            st.caption(f"Stages of {cfg.width}, {2 * cfg.width}, {4 * cfg.width} filters on {cfg.size}, "
-                       f"{cfg.size // 2}, {cfg.size // 4} px maps. Plain and residual have the same parameters: the "
-                       "shortcuts are the paper's option A (identity, zero-padded channels), which has none.")
-        st.info(CPU_NOTE)
+            classes = 8 if cfg.data == "shapes" else 10
+            rows = [{"depth": d, "n": dp.blocks_per_stage(d), "3x3 convs": 6 * dp.blocks_per_stage(d) + 1,
+                     "parameters": f"{dp.param_formula(d, cfg.width, classes):,}"} for d in dp.parse_depths(cfg.depths)]
+            # a static table: it wraps to the column's width, where a data frame of four columns ran past it
+            st.table(pd.DataFrame(rows), hide_index=True)
+            st.caption(f"Each depth is 6n+2: n blocks per stage. Stages of {cfg.width}, {2 * cfg.width}, {4 * cfg.width} "
+                       f"filters on {cfg.size}, {cfg.size // 2}, {cfg.size // 4} px maps. Plain and residual have the "
+                       "same parameters: the shortcuts are the paper's option A (identity, zero-padded channels), "
+                       "which has none.")
+    st.info(CPU_NOTE)
 
 
 def _errors(events: list[Event]) -> go.Figure:
@@ -73,19 +72,20 @@ def _errors(events: list[Event]) -> go.Figure:
                         mode="lines+markers", line=dict(color=colour, width=3))
         fig.add_scatter(x=[e.epoch for e in ep], y=[e.metrics["val_error"] for e in ep], name=f"{s}: validation",
                         mode="lines", line=dict(color=colour, dash="dot"))
-    fig.update_layout(height=380, margin=dict(t=40, b=10), title="Error per epoch (solid: training, dotted: validation)",
-                      xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="error", tickformat=".0%", rangemode="tozero"),
-                      legend=dict(orientation="h", y=-0.2))
-    return fig
+    fig.update_layout(height=420, margin=dict(t=60, b=10), title="Error per epoch<br>(solid: training, dotted: validation)",
+                      xaxis=dict(title="epoch", dtick=1, rangemode="tozero"),
+                      yaxis=dict(title="error", tickformat=".0%", range=[0, 1]), legend=dict(orientation="h", y=-0.2))
+    return readable(fig)
 
 
 def live(events: list[Event], cfg: dp.Config) -> None:
     if any(isinstance(e, Epoch) for e in events):
-        st.plotly_chart(_errors(events), key="dp_errors")
+        st.plotly_chart(live_figure("dp_errors", events, lambda: _errors(events)), key="dp_errors")
     if any(e.kind == "step" for e in events):
         with st.expander("Training loss per step", expanded=False):
-            st.plotly_chart(curves(events, "val_error", "error", percent=True, loss_title="cross-entropy"),
-                            key="dp_curves")
+            st.plotly_chart(live_figure("dp_curves", events, lambda: curves(
+                events, "val_error", "error", percent=True, loss_title="cross-entropy", metric_range=(0, 1))),
+                key="dp_curves")
     st.caption(f"Training error: a fixed set of (up to) {dp.TRAIN_SUBSET} training images, in eval mode, after "
                "BatchNorm's statistics are recomputed on them (so a lagging running average cannot make a network look "
                "worse than it is).")
@@ -103,9 +103,9 @@ def results(res: LabResults) -> None:
         "parameters": st.column_config.NumberColumn(format="localized")})
     fig = go.Figure([go.Bar(name=label, x=names, y=[final[n][key] for n in names])
                      for label, key in (("training error", "train_error"), ("validation error", "val_error"))])
-    fig.update_layout(barmode="group", height=300, margin=dict(t=40, b=10), yaxis_tickformat=".0%",
-                      title="After the last epoch")
-    st.plotly_chart(fig, key="dp_final")
+    fig.update_layout(barmode="group", height=320, margin=dict(t=40, b=10), yaxis=dict(tickformat=".0%", range=[0, 1]),
+                      title="After the last epoch", legend=dict(orientation="h", y=-0.2))
+    st.plotly_chart(readable(fig), key="dp_final")
     deg = final.get("degradation", {})
     err = {n: final[n]["train_error"] for n in names}
     depths = sorted({int(n.removeprefix("plain").removeprefix("resnet")) for n in names})

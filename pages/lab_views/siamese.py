@@ -14,7 +14,7 @@ from core.lab import siamese as sm
 from core.lab.common import LabResults
 from core.lab.glyphs import glyphs
 from core.train.events import Event, Snapshot
-from pages.lab_views.charts import curves
+from pages.lab_views.charts import curves, live_figure, readable
 from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("A Siamese network learns a similarity function instead of a classifier: two images go through one "
@@ -82,8 +82,9 @@ def _trial(support: np.ndarray, query: np.ndarray, scores: np.ndarray, answer: i
 def live(events: list[Event], cfg: sm.Config) -> None:
     ways = sm.parse_ways(cfg.ways)
     if any(e.kind in ("step", "epoch") for e in events):
-        st.plotly_chart(curves(events, f"one_shot_{ways[-1]}", f"{ways[-1]}-way one-shot accuracy", percent=True,
-                               loss_title="pair loss / cross-entropy"), key="sia_curves")
+        st.plotly_chart(live_figure("sia_curves", events, lambda: curves(
+            events, f"one_shot_{ways[-1]}", f"{ways[-1]}-way one-shot accuracy", percent=True,
+            loss_title="pair loss / cross-entropy", metric_range=(0, 1))), key="sia_curves")
         st.caption("Right: one-shot accuracy on unseen classes after each epoch (200 watch trials), the Siamese "
                    "network and the classifier's features on the same trials.")
     snap = next((e for e in reversed(events) if isinstance(e, Snapshot) and e.series == "siamese"), None)
@@ -100,10 +101,10 @@ def _bars(final: dict) -> go.Figure:
             "pixels": final["baselines"]["pixels"], "untrained": final["untrained"], "chance": final["chance"]}
     fig = go.Figure([go.Bar(name=METHODS[m], x=[f"{n}-way" for n in ways], y=[v[n] for n in ways],
                             text=[f"{v[n]:.0%}" for n in ways], textposition="outside") for m, v in rows.items()])
-    fig.update_layout(barmode="group", height=360, yaxis=dict(tickformat=".0%", range=[0, 1.1], title="accuracy"),
+    fig.update_layout(barmode="group", height=400, yaxis=dict(tickformat=".0%", range=[0, 1.1], title="accuracy"),
                       title=f"One-shot accuracy on {final['unseen_classes']} unseen classes", margin=dict(t=50, b=10),
-                      legend=dict(orientation="h", y=-0.15))
-    return fig
+                      legend=dict(orientation="h", y=-0.15), uniformtext=dict(minsize=12, mode="show"))
+    return readable(fig)
 
 
 def _upload(label: str, key: str, camera: bool = False) -> np.ndarray | None:
@@ -161,8 +162,20 @@ def results(res: LabResults) -> None:
     classes = np.unique(a["test_labels"])
     staff_n = min(5, len(classes) - 1)
     staff = list(range(staff_n))
+    threshold = ne.verification_threshold(res)
+    score_name = "p(same)" if res.config["loss"] == "binary" else "minus the distance"
     st.markdown(f"The \"staff\" are {staff_n} unseen classes, one drawing of each on file. A newcomer joins with "
                 "**one** example: pick an unseen class, or upload (or photograph) a drawing of your own.")
+    if threshold is None:
+        st.caption("This run was trained before runs kept a verification threshold: every drawing goes to its most "
+                   "similar reference, even a drawing of nobody on file. Train again to see \"none of these\".")
+    else:
+        v = res.final["verify"]
+        st.markdown(f"**A match needs a similarity ({score_name}) of at least {threshold:.2f}**; below it the answer "
+                    f"is *none of these*. The threshold best separates same from different pairs of the training "
+                    f"classes (drawings held out of training against training drawings): there it accepted "
+                    f"{v['same_accepted']:.0%} of {v['same_pairs']:,} same pairs and turned away "
+                    f"{v['different_rejected']:.0%} of {v['different_pairs']:,} different ones.")
     how = st.radio("Newcomer", ["pick", "upload", "camera"], key="sia_new_how", horizontal=True,
                    format_func={"pick": "an unseen class", "upload": "upload a drawing",
                                 "camera": "take a photo"}.get)
@@ -170,33 +183,50 @@ def results(res: LabResults) -> None:
         choices = list(range(staff_n, len(classes)))
         new = st.selectbox("Newcomer class", choices, key="sia_new_pick",
                            format_func=lambda c: f"unseen class {c + 1}")
-        gal = ne.new_employee(res, staff, int(new))
+        gal = ne.new_employee(res, staff, int(new), threshold=threshold, strangers=True)
     else:
         st.caption("Dark ink on light paper or light on dark both work: the image is turned grey, cropped to the ink "
                    "and scaled to 28x28.")
         ref = _upload("One example of the new class", "sia_new_up", camera=how == "camera")
         if ref is None:
             return
-        gal = ne.new_employee(res, staff, ref)
+        gal = ne.new_employee(res, staff, ref, threshold=threshold)
     names = [f"staff {k + 1}" for k in range(staff_n)] + ["newcomer"]
-    st.image([np.clip(r, 0, 1) for r in gal.references], width=56, caption=names)
+    st.image([np.clip(r, 0, 1) for r in gal.references], width=80, caption=names)
     recall = gal.recall()
+    known = gal.truth >= 0
+    staff_ok = float((gal.predicted[known] == gal.truth[known]).mean()) if known.any() else float("nan")
     if how == "pick":
-        st.metric("Newcomer's other drawings recognised", f"{recall[-1]:.0%}",
-                  help="Every other drawing of the newcomer's class, compared with the staff and the newcomer's "
-                       "one example.")
-    staff_ok = float((gal.predicted == gal.truth).mean()) if len(gal.truth) else float("nan")
+        c1, c2 = st.columns(2)
+        c1.metric("Newcomer recognised", f"{recall[-1]:.0%}",
+                  help="The newcomer's other drawings that go to the newcomer: each is compared with the staff and "
+                       "the newcomer's one example.")
+        if threshold is not None:
+            c2.metric("Strangers turned away", f"{gal.turned_away():.0%}",
+                      help="Drawings of the other unseen classes (nobody on file) answered \"none of these\".")
     st.caption(f"Every other drawing of the staff{' and the newcomer' if how == 'pick' else ''}: "
                f"{staff_ok:.0%} go to the right reference among {len(gal.references)}"
-               f"{'' if how == 'pick' else f' (the newcomer took {np.mean(gal.predicted == staff_n):.0%} of them)'}.")
+               f"{'' if how == 'pick' else f' (the newcomer took {np.mean(gal.predicted[known] == staff_n):.0%} of them)'}"
+               + ("" if threshold is None else
+                  f"; {np.mean(gal.predicted[known] == ne.UNKNOWN):.0%} are turned away as none of these") + ".")
     if how != "pick":
         q = _upload("A query to classify", "sia_new_q")
         if q is not None:
             net = ne.load_model(res)
             scores = ne.classify(net, gal.references, q[None])[0]
-            st.image([q], width=56, caption=["query"])
+            st.image([q], width=80, caption=["query"])
             fig = go.Figure(go.Bar(x=names, y=scores))
-            fig.update_layout(height=260, margin=dict(t=30, b=10), title="Similarity of the query to each reference",
-                              yaxis_title="p(same)" if res.config["loss"] == "binary" else "minus distance")
-            st.plotly_chart(fig, key="sia_new_scores")
-            st.success(f"The query goes to **{names[int(np.argmax(scores))]}**.")
+            if threshold is not None:
+                fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"threshold {threshold:.2f}",
+                              annotation_position="top left")
+            fig.update_layout(height=300, margin=dict(t=40, b=10), title="Similarity of the query to each reference",
+                              yaxis_title=score_name)
+            st.plotly_chart(readable(fig), key="sia_new_scores")
+            pick = int(ne.decide(scores[None], threshold)[0])
+            best = int(np.argmax(scores))
+            if pick == ne.UNKNOWN:
+                st.warning(f"**None of these**: the query is unknown. Its closest reference, {names[best]}, has a "
+                           f"similarity of {scores[best]:.2f}, below the threshold {threshold:.2f}.")
+            else:
+                st.success(f"The query goes to **{names[pick]}** (similarity {scores[pick]:.2f}"
+                           + ("" if threshold is None else f", threshold {threshold:.2f}") + ").")

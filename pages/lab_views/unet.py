@@ -11,7 +11,7 @@ import streamlit as st
 from core.lab import unet as un
 from core.lab.common import LabResults
 from core.train.events import Event, Snapshot
-from pages.lab_views.charts import COLOURS, curves
+from pages.lab_views.charts import COLOURS, curves, live_figure, readable
 from pages.lab_views.widgets import knob_widgets
 
 INTRO = ("The lecture: an autoencoder loses fine detail at its bottleneck; U-Net's skip connections hand the "
@@ -61,7 +61,8 @@ def _masks(snap_u: Snapshot | None, snap_a: Snapshot | None) -> None:
 
 def live(events: list[Event], cfg: un.Config) -> None:
     if any(e.kind in ("step", "epoch") for e in events):
-        st.plotly_chart(curves(events, "iou", "IoU", loss_title="binary cross-entropy"), key="un_curves")
+        st.plotly_chart(live_figure("un_curves", events, lambda: curves(
+            events, "iou", "IoU", loss_title="binary cross-entropy", metric_range=(0, 1))), key="un_curves")
     last = {s: next((e for e in reversed(events) if isinstance(e, Snapshot) and e.series == s), None)
             for s in un.SERIES}
     _masks(last["unet"], last["autoencoder"])
@@ -71,10 +72,15 @@ def results(res: LabResults) -> None:
     f = res.final
     u, a = f["unet"], f["autoencoder"]
     st.subheader("What the skips keep")
-    c = st.columns(3)
-    c[0].metric("IoU, whole mask (U-Net vs AE)", f"{u['iou']:.2f} vs {a['iou']:.2f}")
-    c[1].metric("IoU on the blobs", f"{u['blob_iou']:.2f} vs {a['blob_iou']:.2f}")
-    c[2].metric("IoU on the thin curves", f"{u['thin_iou']:.2f} vs {a['thin_iou']:.2f}")
+    parts = (("whole mask", "iou"), ("blobs", "blob_iou"), ("thin curves", "thin_iou"))
+    # U-Net's figure as the value, its lead over the autoencoder as the delta ("0.89 vs 0.75" was cut at 1024 px);
+    # each metric as wide as its text, a row that does not fit wraps
+    with st.container(horizontal=True):
+        for label, key in parts:
+            st.metric(f"U-Net IoU, {label}", f"{u[key]:.2f}", f"{u[key] - a[key]:+.2f}", width="content",
+                      delta_arrow="off" if round(u[key] - a[key], 2) == 0 else "auto")
+    st.caption("The deltas are U-Net minus the autoencoder, whose IoU was "
+               + ", ".join(f"{a[key]:.2f} ({label})" for label, key in parts) + ".")
     ch, h, w = un.bottleneck(un.Config(**res.config))
     st.caption(f"Both networks passed the same {h}x{w}x{ch} bottleneck; only U-Net also had its skips. The "
                "autoencoder keeps the blobs and loses the curves: fine detail does not survive the bottleneck.")
@@ -83,9 +89,9 @@ def results(res: LabResults) -> None:
         fig.add_bar(x=["IoU", "IoU, blobs", "IoU, thin curves", "Dice"],
                     y=[vals["iou"], vals["blob_iou"], vals["thin_iou"], vals["dice"]],
                     name="U-Net" if name == "unet" else "autoencoder", marker_color=COLOURS[name])
-    fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1], title="score (1 = perfect)"),
-                      margin=dict(t=30, b=10), title="Validation masks, threshold 0.5")
-    st.plotly_chart(fig, key="un_final")
+    fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1], title="score (1 = perfect)"),
+                      margin=dict(t=40, b=10), title="Validation masks, threshold 0.5", legend=dict(orientation="h", y=-0.2))
+    st.plotly_chart(readable(fig), key="un_final")
     arr = res.arrays
     st.caption("Final masks (threshold 0.5) on validation images:")
     _rows(arr["images"] / 255, arr["truth"], {"autoencoder": arr["autoencoder"], "U-Net": arr["unet"]}, 6)
