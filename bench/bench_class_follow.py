@@ -121,7 +121,12 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
             delays += [d for d in got if d is not None]
             missed += sum(d is None for d in got)
             if asked < questions and move % max(1, stops // questions) == 0:
-                await lec.get_by_text("Ask the room a question").click()
+                try:
+                    await lec.get_by_text("Ask the room a question").click(timeout=90_000)
+                except Exception:
+                    await lec.screenshot(path=str(results / "lecturer-at-failure.png"))
+                    print(f"screenshot: {results / 'lecturer-at-failure.png'}", flush=True)
+                    raise
                 await lec.get_by_text("Which transfer-learning scenario?").click()
                 await _idle(lec)
                 await lec.get_by_role("button", name="Ask the room").click()

@@ -335,7 +335,8 @@ def tally_figure(t: cr.Tally) -> go.Figure:
     right = {t.question.answer} if t.question.kind == "choice" else {"right"}
     colours = ["#2e7d32" if (t.revealed and lab in right) else "#1f77b4" for lab in labels]
     fig = go.Figure(go.Bar(x=[t.counts[lab] for lab in labels], y=labels, orientation="h", marker_color=colours,
-                           text=[t.counts[lab] for lab in labels], textposition="auto"))
+                           text=[t.counts[lab] for lab in labels], textposition="outside", textangle=0,
+                           cliponaxis=False))
     fig.update_layout(height=max(180, 60 * len(labels)), margin=dict(l=10, r=10, t=40, b=30),
                       title=f"Answers so far: {t.total}", font=dict(size=16),
                       xaxis=dict(title="students", rangemode="tozero", dtick=max(1, t.total // 5 or 1)),

@@ -252,8 +252,9 @@ if stop.training and stop.live:
 cv.questions(stop.component.kwargs, sid)
 for label, link in stop.related:
     st.link_button(label, link)
-with st.expander("Presenter notes"):
-    st.markdown(stop.notes)
+if cv.role()[0] != "student":          # the notes hold the numbers to expect: not for a class's students
+    with st.expander("Presenter notes"):
+        st.markdown(stop.notes)
 
 # --- ready before class ----------------------------------------------------------------------------------------
 

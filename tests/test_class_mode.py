@@ -62,6 +62,8 @@ def test_a_class_follows_its_lecturer_answers_and_sees_the_reveal(results):
         assert s.header[0].value == lecturer.header[0].value                     # on the lecturer's stop
         assert "lt" not in s.query_params and s.query_params["class"] == code
         assert any("following the lecturer" in m.value for m in s.sidebar.markdown)
+        assert not [e for e in s.expander if e.label == "Presenter notes"]           # the answers are in them
+    assert [e for e in lecturer.expander if e.label == "Presenter notes"]
 
     # the lecturer moves on: a follower's next poll (a rerun here) brings it along
     lecturer.button(key="lecture_next").click().run()
