@@ -378,19 +378,12 @@ def test_the_depth_page_trains_a_tiny_run_beside_the_papers_table():
     assert list(table["network"]) == ["plain8", "resnet8", "plain14", "resnet14"]
 
 
-def _upload_script(data: bytes) -> None:
-    """The newcomer's upload helper of the Siamese view, with the uploader handing it `data`."""
+def _upload_script() -> None:
+    """The newcomer's upload helper of the Siamese view, under the real uploader (key "k")."""
     import streamlit as st
 
     from pages.lab_views import siamese as view
 
-    class Uploaded:
-        name = "drawing.png"
-
-        def getvalue(self) -> bytes:
-            return data
-
-    st.file_uploader = lambda *a, **k: Uploaded()
     got = view._upload("One example of the new class", "k")
     st.write("none" if got is None else f"image {got.shape}")
 
@@ -407,7 +400,9 @@ def test_an_upload_that_is_not_a_drawing_is_refused_with_a_sentence(kind):
         if kind == "drawing":
             ImageDraw.Draw(im).line([(20, 20), (90, 70)], fill="black", width=6)
         im.save(buf, format="PNG")
-    at = AppTest.from_function(_upload_script, args=(buf.getvalue(),), default_timeout=60).run()
+    at = AppTest.from_function(_upload_script, default_timeout=60).run()
+    assert "none" in [m.value for m in at.markdown]                   # nothing uploaded yet
+    at.file_uploader(key="k").set_value(("drawing.png", buf.getvalue(), "application/octet-stream")).run()
     assert not at.exception
     said = [m.value for m in at.markdown]
     if kind == "drawing":
