@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # One command: set everything up (venv, test tools, Debian's chromium) and run every test.
-#   bash scripts/test.sh                 every test, two workers (pytest-xdist)
+#   bash scripts/test.sh                 every test, two workers (pytest-xdist), the 25 slowest listed
 #   bash scripts/test.sh --quick         the developer's loop: no browser, no Ray, nothing slow (under a minute)
 #   bash scripts/test.sh --record-slow   every test, then tests/slow_tests.txt from their times
-# Any other arguments go to pytest.
+# Any other arguments go to pytest. Workers: $TEST_WORKERS (default 2, the cores of the machine we test on).
+# --dist loadgroup: a module that starts a server or shares a trained fixture runs on one worker (the groups
+# are set in tests/conftest.py), every other test goes to whichever worker is free; --no-loadscope-reorder
+# keeps conftest's order, the longest groups first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 mode=all
 if [[ "${1:-}" == --quick ]]; then mode=quick; shift; fi
 if [[ "${1:-}" == --record-slow ]]; then mode=record; shift; fi
+xdist=(-n "${TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder)
 case $mode in
   quick)
-    exec .venv/bin/python -m pytest -rs -n 2 -m "not browser and not ray and not slow" "$@" ;;
+    exec .venv/bin/python -m pytest -rs "${xdist[@]}" -m "not browser and not ray and not slow" "$@" ;;
   record)
-    .venv/bin/python -m pytest -rs -n 2 --junitxml=test-artifacts/times.xml "$@"
+    mkdir -p test-artifacts
+    .venv/bin/python -m pytest -rs "${xdist[@]}" --junitxml=test-artifacts/times.xml "$@" || true
     exec .venv/bin/python scripts/slow_tests.py test-artifacts/times.xml ;;
   *)
-    exec .venv/bin/python -m pytest -rs -n 2 --durations=25 "$@" ;;
+    exec .venv/bin/python -m pytest -rs "${xdist[@]}" --durations=25 "$@" ;;
 esac

@@ -1,4 +1,6 @@
-"""Shared test setup: the project root on sys.path, and helpers to build real models."""
+"""Shared test setup: the project root on sys.path, a fresh results directory per run, the markers of
+the quick loop, how the tests share two workers (pytest-xdist), a guard against a test that leaves
+Streamlit patched, and the runs that several test modules read."""
 
 from __future__ import annotations
 
@@ -9,39 +11,147 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The results directory (the server secret lives there) is a fresh temporary folder per test run,
-# never the user's cache.
+# The results directory (the server secret, the job store, the runs, the lecture's prepared state) is a
+# fresh temporary folder per test run, never the user's cache; with xdist one per worker (the workers
+# inherit the controller's environment, and two workers' runners, prunes and prepared lectures must not
+# meet in one folder).
 import os  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ.setdefault("CONVNETLAB_RESULTS", tempfile.mkdtemp(prefix="convnetlab-test-results-"))
+if "CONVNETLAB_RESULTS" not in os.environ or (os.environ.get("CONVNETLAB_TEST_RESULTS_FRESH") == "1"
+                                             and os.environ.get("PYTEST_XDIST_WORKER")):
+    os.environ["CONVNETLAB_RESULTS"] = tempfile.mkdtemp(
+        prefix=f"convnetlab-test-results-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+    os.environ["CONVNETLAB_TEST_RESULTS_FRESH"] = "1"
 
+# Two workers on two cores: each worker's torch (and the job workers and servers it starts) gets its
+# share of the cores. Two threads per worker would run four on two cores, and torch's threads spin
+# while they wait: under that contention one autoencoder epoch took 22 CPU-s instead of 4.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1:
+    _threads = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CONVNETLAB_JOB_THREADS"):
+        os.environ.setdefault(_var, _threads)
 
-# --- markers: the quick loop (`bash scripts/test.sh --quick`) leaves out browsers, Ray and long training ---
 import pytest  # noqa: E402
 
+# --- markers: the quick loop (`bash scripts/test.sh --quick`) leaves out browsers, Ray and long training ---
 BROWSER_MODULES = {"test_browser", "test_browser_own_model", "test_browser_transfer_norm", "test_lab_browser",
                    "test_lecture_browser", "test_class"}
-RAY_MODULES = {"test_runners", "test_class"}
+RAY_MODULES = {"test_class"}          # and in test_runners the tests that use its Ray cluster (see _uses_ray)
 SLOW_SECONDS = 3.0          # a test that took longer in the recorded run counts as slow
 SLOW_FILE = Path(__file__).with_name("slow_tests.txt")
 
 
-def _slow_ids() -> set[str]:
-    """Tests recorded as slow (tests/slow_tests.txt, rewritten by `scripts/test.sh --record-slow`)."""
+def _recorded() -> dict[str, float]:
+    """Tests recorded as slow, with their seconds (tests/slow_tests.txt, rewritten by
+    `scripts/test.sh --record-slow`)."""
     try:
-        return {line.split()[0] for line in SLOW_FILE.read_text().splitlines() if line.strip() and line[0] != "#"}
+        lines = SLOW_FILE.read_text().splitlines()
     except OSError:
-        return set()
+        return {}
+    out = {}
+    for line in lines:
+        if line.strip() and line[0] != "#":
+            nid, _, secs = line.rpartition(" ")
+            try:
+                out[nid] = float(secs)
+            except ValueError:
+                out[line.strip()] = SLOW_SECONDS
+    return out
 
 
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+
+
+def _uses_ray(item) -> bool:
+    """A test of test_runners that runs on its Ray cluster: it asks for the cluster, or for the
+    runner fixture with the "ray" backend (which asks for the cluster itself)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "ray_cluster" in item.fixturenames or "ray" in params.values()
+
+
+def _shared_fixtures(item) -> list[str]:
+    """The module- and session-scoped fixtures of these tests that `item` uses: the module's name for a
+    module's fixture, the fixture's name for one shared by several modules (this file's)."""
+    out = []
+    for name in item.fixturenames:
+        defs = item._fixtureinfo.name2fixturedefs.get(name)
+        if not defs or defs[-1].scope == "function" or not defs[-1].baseid.startswith("tests"):
+            continue
+        out.append(name if defs[-1].scope == "session" else _module(item))
+    return out
+
+
+def _group(item) -> str | None:
+    """The xdist group of a test: the tests of a module that start a server (browser modules) or share a
+    module's fixture run on one worker, as do the tests that read one of this file's session runs;
+    every other test is a unit of its own and goes to whichever worker is free."""
+    module = _module(item)
+    if module in BROWSER_MODULES:
+        return module
+    if module == "test_runners" and _uses_ray(item):
+        return "ray"
+    shared = sorted(set(_shared_fixtures(item)))
+    return "+".join(shared) or None
+
+
+@pytest.hookimpl(tryfirst=True)          # before xdist reads the groups (it appends them to the node ids)
 def pytest_collection_modifyitems(config, items):
-    slow = _slow_ids()
+    recorded = _recorded()
+    units: dict[str, list] = {}
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        module = _module(item)
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
-        if module in RAY_MODULES:
+        if module in RAY_MODULES or (module == "test_runners" and _uses_ray(item)):
             item.add_marker(pytest.mark.ray)
-        if item.nodeid in slow:
+        if item.nodeid in recorded:
             item.add_marker(pytest.mark.slow)
+        group = _group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        units.setdefault(group or item.nodeid, []).append(item)
+    if getattr(config.option, "loadgroup", False):
+        # On an xdist worker (--dist loadgroup --no-loadscope-reorder): the longest units first, by
+        # their recorded seconds, so that the two workers finish together; a unit's own order is kept.
+        order = sorted(units.values(), key=lambda u: -sum(recorded.get(i.nodeid, 0.2) for i in u))
+        items[:] = [i for unit in order for i in unit]
+
+
+# --- a test must leave Streamlit as it found it ------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _streamlit_unpatched():
+    """AppTest runs every page in the test process: a Streamlit function replaced by one test (say
+    st.file_uploader = lambda ...) stays replaced for every later test in the process, where pages then
+    fail far from the cause (a KeyError on an uploader's key, "'Uploaded' object is not iterable").
+    Undo such changes with pytest's monkeypatch; this fails the test that leaves one."""
+    st = sys.modules.get("streamlit")
+    before = dict(vars(st)) if st is not None else {}
+    yield
+    if st is not None:
+        now = vars(st)
+        changed = sorted(k for k, v in before.items() if not k.startswith("_") and now.get(k) is not v)
+        for k in changed:
+            setattr(st, k, before[k])
+        assert not changed, f"the test left streamlit.{', streamlit.'.join(changed)} replaced (restored now)"
+
+
+# --- runs shared by several modules ---------------------------------------------------------------------------
+# Small enough for ~12 s on an idle 2-core CPU, large enough that training clearly helps (seeds 0-2 measured:
+# trained minus untrained +0.13..0.15 at 5-way, trained minus pixels +0.16..0.32).
+SMALL_SIAMESE = dict(characters=120, drawers=8, unseen=20, ways="5,20", trials=400, epochs=8)
+
+
+@pytest.fixture(scope="session")
+def small_siamese(tmp_path_factory):
+    """One small Siamese run for the session, as (final, results, events, folder): test_lab_twins checks
+    what it learnt, test_lab_views its verification threshold and what the page says with it."""
+    from core.lab import siamese as sm
+    from core.lab.common import run_headless
+
+    events: list = []
+    folder = tmp_path_factory.mktemp("siamese")
+    final, res = run_headless(sm.Config(**SMALL_SIAMESE), folder, on_event=events.append)
+    return final, res, events, folder

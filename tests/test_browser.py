@@ -58,6 +58,25 @@ def _wait(pg) -> None:
     pg.wait_for_selector(IDLE, timeout=60_000)
 
 
+def _slider_to_start(pg, label: str) -> str:
+    """Moves the sidebar slider `label` to its first value with the keyboard (Home), as a user can;
+    returns the value it shows."""
+    slider = pg.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(has_text=label).get_by_role("slider")
+    slider.focus()
+    pg.keyboard.press("Home")
+    _wait(pg)
+    return slider.get_attribute("aria-valuetext") or slider.get_attribute("aria-valuenow")
+
+
+def _tiny_shapes(pg) -> None:
+    """The Studio on generated shapes at its smallest: 10 images per class (48 to train on), batch 16, so
+    that a run is a few seconds of training (3 steps per epoch), not the default's 600 images."""
+    pg.get_by_text("generated shapes & textures").click()
+    _wait(pg)
+    assert _slider_to_start(pg, "images per class") == "10"
+    pg.wait_for_function("document.body.innerText.includes('60 images, 6 classes')", timeout=60_000)
+
+
 def test_explorer_alexnet_first_layer_from_a_link(server, page):
     """A lecturer's link opened on a fresh server: AlexNet, step to CONV1, see 55x55x96 and 34,944."""
     page.goto(server + "/explorer?arch=alexnet&layer=1")
@@ -136,10 +155,10 @@ def test_inside_upload_an_image_and_a_corrupt_file(server, page, tmp_path):
 def test_transfer_studio_live_curve_grows_and_accuracy_appears(server, page):
     page.goto(server + "/transfer")
     _wait(page)
-    page.get_by_text("generated shapes & textures").click()
-    _wait(page)
+    _tiny_shapes(page)
     page.get_by_text("fine-tune (discriminative LRs)").click()
     _wait(page)
+    assert _slider_to_start(page, "Batch size") == "16"                 # 3 steps per epoch, 15 in all
     page.get_by_role("button", name="Train").click()
     js = """() => { const p = [...document.querySelectorAll('.js-plotly-plot')]
                       .find(el => el.layout && el.layout.annotations &&
@@ -350,8 +369,7 @@ def test_studio_downloads_read_whole_on_a_projector(server, page):
     try:
         pg.goto(server + "/transfer")
         _wait(pg)
-        pg.get_by_text("generated shapes & textures").click()
-        _wait(pg)
+        _tiny_shapes(pg)
         pg.get_by_role("button", name="Train").click()
         pg.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=240_000)
         _wait(pg)
@@ -447,8 +465,7 @@ def test_a_restarted_server_lists_the_old_run_with_its_results(page, tmp_path, m
         with streamlit_server(log) as first:
             page.goto(first + "/transfer")
             _wait(page)
-            page.get_by_text("generated shapes & textures").click()
-            _wait(page)
+            _tiny_shapes(page)
             page.get_by_role("button", name="Train").click()
             page.wait_for_function("document.body.innerText.includes('Validation accuracy')", timeout=240_000)
             _wait(page)

@@ -21,11 +21,9 @@ from core.lab import siamese as sm
 from core.lab.common import run_headless
 from core.lab.glyphs import glyphs
 from core.train.events import Epoch
+from tests.conftest import SMALL_SIAMESE
 from tests.test_pages import _lab_run, _page
 
-# small enough for ~12 s on an idle 2-core CPU, large enough that training clearly helps (seeds 0-2 measured:
-# trained minus untrained +0.13..0.15 at 5-way, trained minus pixels +0.16..0.32)
-SMALL_SIAMESE = dict(characters=120, drawers=8, unseen=20, ways="5,20", trials=400, epochs=8)
 TINY_DEPTH = dict(depths="8,14", width=4, data="shapes", per_class=20, size=8, epochs=1, batch_size=32)
 
 
@@ -167,15 +165,10 @@ def test_siamese_config_refuses_with_a_sentence(kwargs, match):
         sm.Config(**kwargs)
 
 
-@pytest.fixture(scope="module")
-def small_siamese(tmp_path_factory):
-    events: list = []
-    final, res = run_headless(sm.Config(**SMALL_SIAMESE), tmp_path_factory.mktemp("sia"), on_event=events.append)
-    return final, res, events
-
+# small_siamese: one run for the session (tests/conftest.py), read by tests/test_lab_views.py too
 
 def test_the_trained_network_beats_pixels_its_untrained_self_and_chance(small_siamese):
-    final, _, events = small_siamese
+    final, _, events, _ = small_siamese
     for n in ("5", "20"):
         acc, chance = final["one_shot"][n], final["chance"][n]
         assert acc > final["baselines"]["pixels"][n] + 0.1 and acc > chance + 0.3, (n, final)
@@ -189,7 +182,7 @@ def test_the_trained_network_beats_pixels_its_untrained_self_and_chance(small_si
 
 
 def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(small_siamese):
-    final, res, _ = small_siamese
+    final, res, _, _ = small_siamese
     a = res.arrays
     x = a["test_images"].astype(np.float64) / 255
     for n in (5, 20):
@@ -202,7 +195,7 @@ def test_the_pixel_baseline_of_a_run_is_recomputed_from_its_saved_images(small_s
 
 
 def test_a_new_employee_needs_one_example(small_siamese):
-    _, res, _ = small_siamese
+    _, res, _, _ = small_siamese
     gal = ne.new_employee(res, [0, 1, 2], 5)
     labels, hands = res.arrays["test_labels"], res.arrays["test_hands"]
     per_class = int((labels == labels[0]).sum())
@@ -361,7 +354,7 @@ def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
     assert not at.exception
     # digits: the controls offer what ten classes allow (5 unseen, 5-way at most)
     at.radio(key="sia_data").set_value("digits").run()
-    assert not at.exception and not at.error and at.number_input(key="sia_unseen").value == 5
+    assert not at.exception and not at.error and at.number_input(key="sia_unseen").value == 5, [e.value for e in at.error]
     assert at.multiselect(key="sia_ways_5").value == [5]
 
 

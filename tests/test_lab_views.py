@@ -23,8 +23,8 @@ from core.lab import depth as dp
 from core.lab import new_employee as ne
 from core.lab import oneshot
 from core.lab import siamese as sm
-from core.lab.common import run_headless
 from core.train.events import Epoch, Step
+from tests.conftest import SMALL_SIAMESE
 from tests.test_pages import APP, _lab_run, _page
 
 
@@ -155,13 +155,11 @@ def test_the_best_threshold_is_the_one_an_roc_curve_finds():
     assert 0.3 < t.threshold < 0.8 and t.balanced_accuracy == 1.0
 
 
-SIAMESE = dict(characters=120, drawers=8, unseen=20, ways="5,20", trials=200, epochs=8)
-
-
-@pytest.fixture(scope="module")
-def siamese_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sia")
-    final, res = run_headless(sm.Config(**SIAMESE), folder)
+@pytest.fixture()
+def siamese_run(small_siamese):
+    """The session's small Siamese run (tests/conftest.py, shared with tests/test_lab_twins.py): its folder
+    and results."""
+    _, res, _, folder = small_siamese
     return folder, res
 
 
@@ -175,7 +173,7 @@ def test_the_runs_threshold_is_calibrated_on_the_training_classes(siamese_run):
     from core.train.data import stratified_split
 
     _, res = siamese_run
-    cfg = sm.Config(**SIAMESE)
+    cfg = sm.Config(**SMALL_SIAMESE)
     data = sm.load_data(cfg)
     seen, _ = sm.split_classes(cfg)
     tr_all = torch.nonzero(data.labels < len(seen)).flatten()
@@ -368,16 +366,20 @@ def test_a_running_run_has_a_whole_share_link_and_a_wrong_token_is_said(monkeypa
 
 
 def test_a_viewer_who_trains_gets_their_own_run_in_the_address():
+    """The lab's cheapest run (a U-Net on 100 images of 16 px, about 2 s): what is checked is whose run the
+    address names, the same for every task."""
     from pages.common import runner, share_link_query
 
-    owner = _page("pages/lab.py", task="autoencoder", epochs="1")
+    tiny = dict(task="unet", images="100", size="16", epochs="1")
+    owner = _page("pages/lab.py", **tiny)
     _lab_run(owner)
+    assert any("Done: IoU" in s.value for s in owner.success), [e.value for e in owner.error]
     job = owner.query_params["job"]
     token = share_link_query(job).split("view=")[1]
-    viewer = _page("pages/lab.py", task="autoencoder", epochs="1", job=job, view=token)
+    viewer = _page("pages/lab.py", **tiny, job=job, view=token)
     assert any("read-only" in i.value for i in viewer.info)
     viewer.button(key="lab_go").click().run()
-    mine = viewer.session_state["lab_jobs"]["autoencoder"]
+    mine = viewer.session_state["lab_jobs"]["unet"]
     try:
         assert mine != job and viewer.query_params["job"] == mine
         assert "view" not in viewer.query_params

@@ -256,6 +256,7 @@ def test_ray_places_jobs_by_the_resources_they_declare(ray_cluster, tmp_path):
         r.stop_board()
 
 
+@pytest.mark.ray
 def test_no_ray_cluster_is_said_plainly(tmp_path):
     """No cluster at the address: the CLI says so in one line and exits 2 (no ray_cluster here)."""
     pytest.importorskip("ray")
@@ -362,6 +363,7 @@ def test_a_results_folder_that_cannot_be_written_refuses_a_run_in_one_sentence(r
     assert wait(runner, runner.submit("alice", JobSpec("count", 1)), 60).state == "done"
 
 
+@pytest.mark.ray
 def test_a_cluster_that_needs_a_token_refuses_the_cli_at_once_in_one_line(tmp_path):
     """A Ray head with token authentication (as a hosted class starts it); the CLI without the
     token is told so in one line within seconds, instead of half a minute of retries."""
