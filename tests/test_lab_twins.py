@@ -354,7 +354,7 @@ def test_the_siamese_page_trains_a_tiny_run_and_shows_trials_and_the_newcomer():
     assert not at.exception
     # digits: the controls offer what ten classes allow (5 unseen, 5-way at most)
     at.radio(key="sia_data").set_value("digits").run()
-    assert not at.exception and not at.error and at.number_input(key="sia_unseen").value == 5, [e.value for e in at.error]
+    assert not at.exception and not at.error and at.slider(key="sia_unseen_d").value == 5, [e.value for e in at.error]
     assert at.multiselect(key="sia_ways_5").value == [5]
 
 

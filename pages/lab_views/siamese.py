@@ -31,7 +31,12 @@ def controls(d: dict[str, Any]) -> dict[str, Any]:
     out = knob_widgets(sm.Config, d, ["data", "loss"], "sia", more_settings=False)
     if out["data"] == "glyphs":
         out |= knob_widgets(sm.Config, d, ["characters", "drawers"], "sia", more_settings=False)
-    out |= knob_widgets(sm.Config, d, ["unseen"], "sia", more_settings=False)
+    if out["data"] == "digits":      # ten classes: 2 to 8 held out, its own widget so glyphs' 40 does not carry over
+        linked = int(d["unseen"]) if isinstance(d["unseen"], int) and 2 <= d["unseen"] <= 8 else 5
+        out["unseen"] = st.slider("Unseen digits (the last ones)", 2, 8, linked, key="sia_unseen_d",
+                                  help=knobs["unseen"].help or None)
+    else:
+        out |= knob_widgets(sm.Config, d, ["unseen"], "sia", more_settings=False)
     # N-way tests: the usual N up to the unseen classes, and any N a link asked for
     try:
         linked = list(sm.parse_ways(d["ways"]))
