@@ -293,14 +293,15 @@ def test_a_query_below_the_threshold_is_none_of_these(siamese_run):
 def test_the_servers_imports_are_out_of_the_collectors_sight():
     """Streamlit collects garbage after every script run; with torch imported, a full collection
     walked ~400,000 objects (0.2 s) on every tick of a watched run. After the app's first run they
-    are frozen, and a full collection takes a few milliseconds."""
-    import time
+    are frozen: out of the generations a collection walks (no timing here: bench/bench_watch.py measures it)."""
+    import torch
 
     AppTest.from_file(APP, default_timeout=60).run()
     assert gc.get_freeze_count() > 100_000
-    t = time.process_time()
     gc.collect(2)
-    assert time.process_time() - t < 0.05
+    # what the imports left (torch's own module dictionary) is in the permanent generation, which a
+    # full collection does not walk: it is no longer among the objects of generation 2
+    assert not any(o is torch.__dict__ for o in gc.get_objects(2))
 
 
 def _memo_script() -> None:
