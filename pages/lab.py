@@ -96,13 +96,13 @@ def _submit() -> None:
 # drawn here, not in the live fragment: redrawn every second, an open popover showed an empty box.
 with st.container(horizontal=True, vertical_alignment="center"):
     st.button("Train", type="primary", disabled=cfg is None or active is not None, on_click=_submit, key="lab_go")
-    if active is not None:
-        st.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
     if job is not None and not viewer:
         with st.popover("Share this run", icon=":material/share:"):
             st.code(share_url("lab", job.id, f"task={task}"), language=None, wrap_lines=True)
             st.caption("Whoever opens this link sees this run, live while it trains and its results after; they "
                        "cannot cancel it.")
+    if active is not None:   # after the popover: when the run ends, an open popover keeps its place and stays open
+        st.button("Cancel", on_click=jr.cancel, args=(active.id,), key="lab_cancel")
 if active is not None and (active.kind != "lab" or task_of(active.config) != task):
     st.info("Your other run must finish (or be cancelled) before this one can start: one run at a time.")
 run_rules()
