@@ -433,6 +433,7 @@ class RayRunner:
 
     CANCEL_GRACE_S = 10.0   # a cancelled worker that has not stopped by then is killed
     CALL_TIMEOUT_S = 30.0   # a board that does not answer a call within this is reported
+    RESTART_WAIT_S = 20.0   # a board that died and is not back (restarted or started again) within this is reported
 
     def __init__(self, max_concurrent: int = 1, device: str = "cpu", root: str | None = None,
                  handlers: Mapping[str, str] = HANDLERS, address: str | None = None, name: str = BOARD,
@@ -522,10 +523,12 @@ class RayRunner:
                                  max_restarts=-1, runtime_env={"env_vars": self._env}).remote(**self._board_args)
 
     def _call(self, method: str, *args: Any) -> Any:
-        """One call to the board; a board that died (a restarted cluster, a killed actor) is
-        started again from the store, once."""
+        """One call to the board; a board that died (a restarted cluster, a killed actor) is found or
+        started again from the store, and the call retried with a growing pause for up to
+        RESTART_WAIT_S (Ray restarts a killed actor on its own, later on a loaded machine)."""
         ray = self._ray
-        for attempt in (1, 2):
+        end, pause = time.monotonic() + self.RESTART_WAIT_S, 0.1
+        while True:
             try:
                 return ray.get(getattr(self._board, method).remote(*args), timeout=self.CALL_TIMEOUT_S)
             except ray.exceptions.RayTaskError as e:
@@ -533,8 +536,11 @@ class RayRunner:
                     raise JobError(str(e.cause)) from None
                 raise
             except ray.exceptions.RayActorError:
-                if attempt == 2:
-                    raise JobError("the Ray job board is gone and could not be started again") from None
+                if time.monotonic() > end:
+                    raise JobError(f"the Ray job board is gone and did not come back within "
+                                   f"{self.RESTART_WAIT_S:.0f} s") from None
+                time.sleep(pause)
+                pause = min(2 * pause, 2.0)
                 self._board = self._attach()
             except ray.exceptions.GetTimeoutError:
                 raise JobError(f"the Ray job board did not answer within {self.CALL_TIMEOUT_S:.0f} s") from None
