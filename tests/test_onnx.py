@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -23,7 +20,6 @@ from core import registry  # noqa: E402
 from core.analysis import AnalysisError, summarize  # noqa: E402
 from core.onnx_import import (MAX_NESTING, MAX_NODES, MAX_ONNX_MB, OnnxError, export_onnx, module_paths,  # noqa: E402
                               read_onnx, summarize_onnx)
-from tests.conftest import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +195,15 @@ def test_node_names_become_safe_nested_module_paths():
                                                  "a_b_script_.Relu", "fc_", "fc.Gemm"]
 
 
-def test_the_cli_summarises_an_onnx_file(tmp_path):
+def test_the_cli_summarises_an_onnx_file(tmp_path, capsys):
+    from core.__main__ import main      # in this process: `python -m core` only calls main() and exits with it
+
     path = tmp_path / "hand.onnx"
     path.write_bytes(_hand_made())
-    out = subprocess.run([sys.executable, "-m", "core", "summary", str(path)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=240)
-    assert out.returncode == 0, out.stderr
-    assert "stem.conv.Conv" in out.stdout and "params 269" in out.stdout and "MACs 55,336" in out.stdout
+    assert main(["summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stem.conv.Conv" in out and "params 269" in out and "MACs 55,336" in out
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"nonsense")
-    out = subprocess.run([sys.executable, "-m", "core", "summary", str(bad)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=240)
-    assert out.returncode == 2 and out.stderr.startswith("error: bad.onnx is not an ONNX file")
+    assert main(["summary", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("error: bad.onnx is not an ONNX file")

@@ -85,15 +85,14 @@ def test_old_and_unknown_names():
     assert archs.resolve("resnet18") is registry.get("resnet18")
 
 
-def test_the_cli_takes_a_timm_name():
-    out = subprocess.run([sys.executable, "-m", "core", "summary", "timm:inception_v4", "--json"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr
-    d = json.loads(out.stdout)
+def test_the_cli_takes_a_timm_name(capsys):
+    from core.__main__ import main      # in this process: `python -m core` only calls main() and exits with it
+
+    assert main(["summary", "timm:inception_v4", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
     assert d["arch"] == "timm:inception_v4" and d["totals"]["params"] == 42_679_816
-    out = subprocess.run([sys.executable, "-m", "core", "summary", "timm:nosuchnet"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=240)
-    assert out.returncode == 2 and "has no architecture 'nosuchnet'" in out.stderr
+    assert main(["summary", "timm:nosuchnet"]) == 2
+    assert "has no architecture 'nosuchnet'" in capsys.readouterr().err
 
 
 def test_core_imports_and_analyses_without_timm_onnx_or_onnx2torch():
