@@ -567,7 +567,7 @@ def test_inside_the_network_feature_maps_filters_and_attributions():
     assert methods == ["Saliency", "Grad-CAM"]
 
 
-def test_transfer_studio_runs_a_tiny_job():
+def test_transfer_studio_runs_a_tiny_job(monkeypatch):
     at = _page("pages/transfer.py")
     assert not at.exception
     # ImageNet weights are not here: the default start is the starter weights we ship, and it says why
@@ -599,6 +599,9 @@ def test_transfer_studio_runs_a_tiny_job():
     from pages.common import _runner, runner
 
     old = runner()
+    # the results folder the old runner keeps its runs in (runs/ under it): the process's runner may have
+    # been made while another module pointed CONVNETLAB_RESULTS elsewhere (test_lecture's prepared folder)
+    monkeypatch.setenv("CONVNETLAB_RESULTS", str(Path(old.root).parent))
     _runner.clear()
     try:
         restarted = _page("pages/transfer.py", sid=sid)
