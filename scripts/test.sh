@@ -4,16 +4,15 @@
 #   bash scripts/test.sh --quick         the developer's loop: no browser, no Ray, nothing slow (under a minute)
 #   bash scripts/test.sh --record-slow   every test, then tests/slow_tests.txt from their times
 # Any other arguments go to pytest. Workers: $TEST_WORKERS (default 2, the cores of the machine we test on).
-# --dist loadgroup: a module that starts a server or shares a trained fixture runs on one worker (the groups
-# are set in tests/conftest.py), every other test goes to whichever worker is free; --no-loadscope-reorder
-# keeps conftest's order, the longest groups first.
+# --dist loadfile: a module runs whole on one worker (its server, its Ray cluster, its fixtures set up once);
+# --no-loadscope-reorder keeps conftest's order of the modules, the longest (recorded seconds) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 mode=all
 if [[ "${1:-}" == --quick ]]; then mode=quick; shift; fi
 if [[ "${1:-}" == --record-slow ]]; then mode=record; shift; fi
-xdist=(-n "${TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder)
+xdist=(-n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 case $mode in
   quick)
     exec .venv/bin/python -m pytest -rs "${xdist[@]}" -m "not browser and not ray and not slow" "$@" ;;

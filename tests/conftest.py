@@ -1,6 +1,6 @@
 """Shared test setup: the project root on sys.path, a fresh results directory per run, the markers of
-the quick loop, how the tests share two workers (pytest-xdist), a guard against a test that leaves
-Streamlit patched, and the runs that several test modules read."""
+the quick loop, the order two workers take the modules in (pytest-xdist), a guard against a test that
+leaves Streamlit patched, and the runs that several test modules read."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ BROWSER_MODULES = {"test_browser", "test_browser_own_model", "test_browser_trans
                    "test_lecture_browser", "test_class"}
 RAY_MODULES = {"test_class"}          # and in test_runners the tests that use its Ray cluster (see _uses_ray)
 SLOW_SECONDS = 3.0          # a test that took longer in the recorded run counts as slow
+# Fixtures that train a network to the end (tens of seconds, paid by whichever of their tests runs first):
+# every test that uses one counts as slow, not only the one that paid for it in the recorded run.
+TRAINING_FIXTURES = {"small_siamese", "trained_ae"}
 SLOW_FILE = Path(__file__).with_name("slow_tests.txt")
 
 
@@ -72,52 +75,29 @@ def _uses_ray(item) -> bool:
     return "ray_cluster" in item.fixturenames or "ray" in params.values()
 
 
-def _shared_fixtures(item) -> list[str]:
-    """The module- and session-scoped fixtures of these tests that `item` uses: the module's name for a
-    module's fixture, the fixture's name for one shared by several modules (this file's)."""
-    out = []
-    for name in item.fixturenames:
-        defs = item._fixtureinfo.name2fixturedefs.get(name)
-        if not defs or defs[-1].scope == "function" or not defs[-1].baseid.startswith("tests"):
-            continue
-        out.append(name if defs[-1].scope == "session" else _module(item))
-    return out
-
-
-def _group(item) -> str | None:
-    """The xdist group of a test: the tests of a module that start a server (browser modules) or share a
-    module's fixture run on one worker, as do the tests that read one of this file's session runs;
-    every other test is a unit of its own and goes to whichever worker is free."""
-    module = _module(item)
-    if module in BROWSER_MODULES:
-        return module
-    if module == "test_runners" and _uses_ray(item):
-        return "ray"
-    shared = sorted(set(_shared_fixtures(item)))
-    return "+".join(shared) or None
-
-
-@pytest.hookimpl(tryfirst=True)          # before xdist reads the groups (it appends them to the node ids)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    """Marks (browser, ray, slow) and the order the workers take the modules in. Under
+    `--dist loadfile` (scripts/test.sh) a module runs whole on one worker: its server, its Ray cluster
+    and its module fixtures are set up once. With --no-loadscope-reorder xdist hands the modules out in
+    this order, each to the first free worker: the longest first, by their recorded seconds, so that the
+    two workers finish together; a module keeps its own order."""
     recorded = _recorded()
-    units: dict[str, list] = {}
+    modules: dict[str, list] = {}
+    weight: dict[str, float] = {}
     for item in items:
         module = _module(item)
+        seconds = recorded.get(item.nodeid)
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
         if module in RAY_MODULES or (module == "test_runners" and _uses_ray(item)):
             item.add_marker(pytest.mark.ray)
-        if item.nodeid in recorded:
+        if seconds is not None or TRAINING_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-        group = _group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-        units.setdefault(group or item.nodeid, []).append(item)
-    if getattr(config.option, "loadgroup", False):
-        # On an xdist worker (--dist loadgroup --no-loadscope-reorder): the longest units first, by
-        # their recorded seconds, so that the two workers finish together; a unit's own order is kept.
-        order = sorted(units.values(), key=lambda u: -sum(recorded.get(i.nodeid, 0.2) for i in u))
-        items[:] = [i for unit in order for i in unit]
+        modules.setdefault(module, []).append(item)
+        weight[module] = weight.get(module, 0.0) + (seconds if seconds is not None else 0.2)
+    order = sorted(modules, key=lambda m: -weight[m])
+    items[:] = [i for m in order for i in modules[m]]
 
 
 # --- a test must leave Streamlit as it found it ------------------------------------------------------------
