@@ -423,11 +423,17 @@ DIAGRAM_TEXT_JS = """() => { const out = [];
 
 @pytest.mark.parametrize("arch", ["inception_module", "googlenet", "resnet50"])
 def test_the_diagram_reads_on_a_projector(server, page, arch):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     pg = page.context.browser.new_page(viewport={"width": 1024, "height": 768})
     try:
         pg.goto(server + f"/explorer?arch={arch}")
         _wait(pg)
         pg.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=60_000)
+        try:      # the SVG is drawn, then laid out at its reading size: give the layout a moment under load
+            pg.wait_for_function(f"({DIAGRAM_TEXT_JS})() >= 12", timeout=15_000)
+        except PlaywrightTimeout:
+            pass
         smallest = pg.evaluate(DIAGRAM_TEXT_JS)
         assert smallest is not None and smallest >= 12, smallest
     finally:
