@@ -23,10 +23,10 @@ INTRO = ("The lecture: transfer learning is the norm. A captioner reuses a pretr
          "same recipe: on our pretrained ResNet-18, and on the same ResNet-18 from scratch.")
 
 
-# Measured on a 2-core CPU shared with other jobs (seed 0; bench/README.md, bench_lab section).
+# Measured on a 2-core CPU (seed 0; bench/README.md, bench_lab section).
 MEASURED = ("The default run (800 scenes, 6 epochs per network, seed 0) ends at BLEU-4 0.80 and 27% exact sentences "
-            "with the starter encoder fine-tuned vs 0.67 and 6.5% from scratch; it takes about 6 minutes on an idle "
-            "2-core CPU (744 CPU seconds), seconds on a GPU. "
+            "with the starter encoder fine-tuned vs 0.67 and 6.5% from scratch; it takes about 66 s on an idle "
+            "2-core CPU (both networks), seconds on a GPU. "
             "With 1,000 scenes and 6 epochs the fine-tuned starter encoder ends far ahead "
             "(BLEU-4 0.85, 44% exact sentences vs 0.68 and 6% from scratch), though it starts slower (behind after "
             "epochs 2 and 3). The claim does not hold everywhere: with the starter encoder *frozen*, BLEU-4 is 0.35 "

@@ -23,10 +23,10 @@ INTRO = ("The lecture: transfer learning is the norm. A detector reuses a CNN pr
          "ResNet-18, and on the same ResNet-18 from scratch.")
 
 
-# Measured on a 2-core CPU shared with other jobs (seed 0; bench/README.md, bench_lab section).
+# Measured on a 2-core CPU (seed 0; bench/README.md, bench_lab section).
 MEASURED = ("The default run (400 scenes, 4 epochs per network, seed 0) ends at mAP@0.5 0.65 with the starter encoder "
-            "fine-tuned vs 0.51 from scratch; it takes about 3 minutes on an idle 2-core CPU (335 CPU seconds), "
-            "seconds on a GPU. With 5 epochs (400 scenes, seed 0): mAP@0.5 0.73 with the starter encoder fine-tuned "
+            "fine-tuned vs 0.51 from scratch; it takes about 75 s on an idle 2-core CPU (both networks), seconds on "
+            "a GPU. With 5 epochs (400 scenes, seed 0): mAP@0.5 0.73 with the starter encoder fine-tuned "
             "vs 0.47 from scratch; 0.57 when only its layer3-4 train. The starter weights were pre-trained on "
             "generated fractals, not photographs, and they still help: edges and blobs transfer. A frozen encoder "
             "leaves only the pyramid and the heads to learn.")
