@@ -126,12 +126,28 @@ SMALL_SIAMESE = dict(characters=120, drawers=8, unseen=20, ways="5,20", trials=4
 
 @pytest.fixture(scope="session")
 def small_siamese(tmp_path_factory):
-    """One small Siamese run for the session, as (final, results, events, folder): test_lab_twins checks
-    what it learnt, test_lab_views its verification threshold and what the page says with it."""
-    from core.lab import siamese as sm
-    from core.lab.common import run_headless
+    """One small Siamese run for the test run, as (final, results, events, folder): test_lab_twins checks
+    what it learnt, test_lab_views its verification threshold and what the page says with it. Under
+    xdist the two modules may run on different workers: the first to ask trains it, in the run's
+    folder that both workers' temporary folders share, and the other waits for it (a file lock)."""
+    import fcntl
+    import pickle
 
-    events: list = []
-    folder = tmp_path_factory.mktemp("siamese")
-    final, res = run_headless(sm.Config(**SMALL_SIAMESE), folder, on_event=events.append)
-    return final, res, events, folder
+    from core.lab import siamese as sm
+    from core.lab.common import load_results, run_headless
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        events: list = []
+        folder = tmp_path_factory.mktemp("siamese")
+        final, res = run_headless(sm.Config(**SMALL_SIAMESE), folder, on_event=events.append)
+        return final, res, events, folder
+    shared = tmp_path_factory.getbasetemp().parent       # this run's folder, above each worker's own
+    folder, saved = shared / "small-siamese", shared / "small-siamese-events.pickle"
+    with open(shared / "small-siamese.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.is_file():
+            events = []
+            run_headless(sm.Config(**SMALL_SIAMESE), folder, on_event=events.append)
+            saved.write_bytes(pickle.dumps(events))     # our own events, written and read by this test run
+    res = load_results(folder)
+    return res.final, res, pickle.loads(saved.read_bytes()), folder
