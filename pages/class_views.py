@@ -27,10 +27,11 @@ import streamlit as st
 from core import classroom as cr
 from core.links import public_base, read_job_id, server_secret
 from core.train.store import results_dir
-from core.train.events import Epoch
+from core.train.events import ACTIVE_STATES, Epoch
 
 ss = st.session_state
 SEEN_EVERY_S = 4.0       # a follower reports at most this often (FOLLOWING_S counts it as present)
+BOARD_EVERY_S = 2.0      # a student's poll looks at the class board at most this often
 
 
 @st.cache_resource
@@ -215,6 +216,7 @@ def lead(stop: str) -> None:
 def sync(sid: str, stops: list[str]) -> None:
     """Before the page draws its stop (call it before the stop widgets): a student who moved away by
     hand is detached; a follower is put on the lecturer's stop."""
+    ss.pop("class_board_at", None)               # set again by board() if this run draws a board
     kind, code = role()
     if kind != "student" or not store().member(code, sid) or not ss.get("class_following"):
         return
@@ -260,6 +262,11 @@ def _poll(code: str, sid: str) -> None:
         st.rerun(scope="app")                 # the class has ended: the sidebar says so, polling stops
     if following and stt.stop != ss.get("class_synced"):
         st.rerun(scope="app")
+    board_at = ss.get("class_board_at")                # (stop, what the page's board showed), see board()
+    if board_at and now - ss.get("class_board_checked", 0.0) > BOARD_EVERY_S:
+        ss["class_board_checked"] = now
+        if _board_signature(code, board_at[0]) != board_at[1]:
+            st.rerun(scope="app")             # a run joined or ended: the page redraws the board
 
 
 # --- questions --------------------------------------------------------------------------------------------
@@ -430,12 +437,25 @@ def register_run(stop: str, sid: str, job: str) -> None:
 
 
 def board(stop: str) -> None:
-    """The class's runs at this stop, best validation metric first, live; the lecturer can put one
-    on the projector (read-only, through its share link)."""
+    """The class's runs at this stop, best validation metric first; the lecturer can put one on the
+    projector (read-only, through its share link). The lecturer's board is live (a fragment every
+    2 s). A student's page keeps one timer, its poll: a second timed fragment, redrawn while the
+    poll reruns the page for a move, sent its update to a place the new stop no longer had ("Bad
+    delta path index" in the browser, and the move was lost). The student's board is drawn with
+    the page, and the poll redraws the page when a run joins the board or ends."""
     kind, code = role()
     if kind == "none":
         return
-    st.fragment(_board, run_every=2.0)(code, stop, kind == "lecturer")
+    if kind == "lecturer":
+        st.fragment(_board, run_every=2.0)(code, stop, True)
+        return
+    ss["class_board_at"] = (stop, _board_signature(code, stop))
+    _board(code, stop, False)
+
+
+def _board_signature(code: str, stop: str) -> tuple:
+    """What a student's board must be redrawn for: the runs at the stop and which have ended."""
+    return tuple(sorted((r["job"], r["state"] in ACTIVE_STATES) for r in board_rows(code, stop)))
 
 
 def board_rows(code: str, stop: str) -> list[dict[str, Any]]:

@@ -143,6 +143,8 @@ def test_a_students_live_run_joins_the_board_with_their_settings(results, monkey
     code = lecturer.query_params["class"]
     ada = _student(code, "Ada")
     assert ada.header[0].value == lecturer.header[0].value
+    bo = _student(code, "Bo")                      # a student's board is drawn with the page, no timer of its own
+    assert bo.session_state["class_board_at"] == ("degradation", ())
     ada.number_input(key="class_run_lr").set_value(0.02).run()
     ada.button(key="lecture_train").click().run()
     _ok(ada)
@@ -155,3 +157,12 @@ def test_a_students_live_run_joins_the_board_with_their_settings(results, monkey
     assert board["state"][0] == "done" and board["epoch"][0] == 1
     shown = [b for b in lecturer.get("link_button") if "Show this run" in b.proto.label]
     assert shown and f"job={job}&view=" in shown[0].proto.url and "/lab?task=depth" in shown[0].proto.url
+    # Bo's poll compares what his board showed with the class's runs now: a run joined and ended, so it
+    # reruns his page, which then lists Ada's run (without the lecturer's projector controls)
+    from pages.class_views import _board_signature
+
+    assert _board_signature(code, "degradation") == ((job, False),) != bo.session_state["class_board_at"][1]
+    bo.run()
+    board = next(t.value for t in bo.table if "nickname" in t.value.columns)
+    assert list(board["nickname"]) == ["Ada"] and bo.session_state["class_board_at"][1] == ((job, False),)
+    assert not [b for b in bo.get("link_button") if "Show this run" in b.proto.label]
