@@ -25,7 +25,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from core import archs
 from core.formatting import fmt_bytes, fmt_shape
@@ -449,23 +448,6 @@ class _Recorder:
             whole_input=rf.whole, **_hyperparams(m))
 
 
-# In-place initialisers that constructors call (nn.init's normal_, uniform_, trunc_normal_ and
-# constant_, BatchNorm's reset_running_stats). A meta tensor holds no values, so on it they change
-# nothing, yet each runs a Python decomposition: half the time of building ResNet-152 on meta.
-_INIT_OPS = frozenset({"normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "clamp_"})
-
-
-class _SkipInitOnMeta(TorchFunctionMode):
-    """Skips `_INIT_OPS` on meta tensors while a model is built (a mode is thread-local: other
-    threads' models are untouched)."""
-
-    def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None):
-        if args and getattr(func, "__name__", None) in _INIT_OPS and isinstance(args[0], torch.Tensor) \
-                and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
-
-
 def _num(v: float) -> float:
     """Whole numbers as int (for JSON readers), others rounded."""
     return int(v) if float(v).is_integer() else round(float(v), 4)
@@ -523,8 +505,7 @@ def summarize(name: str, input_size: tuple[int, int, int] | list[int] | str | No
     opts = spec.resolve_options(options)
     size = spec.input_size if input_size is None else parse_input_size(input_size)
     check_input_size(spec, size, opts)
-    with torch.device("meta"), _SkipInitOnMeta():
-        model = spec.builder(**opts)
+    model = spec.build_meta(opts)
     return summarize_module(model, spec.name, spec.title, size, spec.num_inputs, spec.trains_forward(opts), opts)
 
 

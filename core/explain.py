@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
 from torch import nn
 
 from core import registry
@@ -294,8 +293,7 @@ def _module(summary: Summary, path: str) -> nn.Module | None:
         spec = registry.get(summary.arch)
     except UnknownArchitectureError:
         return None
-    with torch.device("meta"):
-        model = spec.builder(**summary.options)
+    model = spec.build_meta(summary.options)
     try:
         return model.get_submodule(path)
     except AttributeError:

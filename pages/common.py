@@ -59,7 +59,7 @@ def cached_diagram(name: str, size: tuple[int, int, int], options: tuple[tuple[s
     from core import archs
 
     spec = archs.resolve(name)      # a registry name or a timm one
-    d = diagram(spec.builder(**spec.resolve_options(dict(options))), size, depth, spec.num_inputs)
+    d = diagram(spec.build_meta(dict(options)), size, depth, spec.num_inputs)
     return d, first_layers(d, [r.module for r in cached_summary(name, size, options).layers])
 
 

@@ -78,12 +78,12 @@ def run_network(job_id: str, _res: Results) -> tuple[torch.nn.Module, threading.
 def run_summary(job_id: str, size: tuple[int, int, int], _res: Results) -> Summary:
     """The engine's summary of the run's network (its encoder with the new head), on the meta device."""
     spec = _res.network_spec(job_id)
-    return summarize_module(spec.build(), spec.name, spec.title, size)
+    return summarize_module(spec.build_meta(), spec.name, spec.title, size)
 
 
 @st.cache_data(max_entries=8, show_spinner="Drawing the diagram...")
 def run_diagram(job_id: str, size: tuple[int, int, int], depth: int, _res: Results) -> tuple[Diagram, dict[str, int]]:
-    d = diagram(_res.network_spec(job_id).build(), size, depth)
+    d = diagram(_res.network_spec(job_id).build_meta(), size, depth)
     return d, first_layers(d, [r.module for r in run_summary(job_id, size, _res).layers])
 
 

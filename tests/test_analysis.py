@@ -19,9 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from core import registry
-from core.analysis import (AnalysisError, InputTooSmallError, _SkipInitOnMeta, analyze_model, last_spatial_layer,
+from core.analysis import (AnalysisError, InputTooSmallError, analyze_model, last_spatial_layer,
                            summarize)
 from core.features import gradcam_layer
+from core.spec import weightless
 from tests.conftest import ROOT
 
 NAMES = registry.names()
@@ -275,7 +276,7 @@ def test_activation_memory_warning_in_decimal_gigabytes():
 def test_initialisers_are_skipped_on_meta_only():
     """The build-time shortcut: meta parameters keep their shapes, real tensors still change."""
     real = torch.zeros(3)
-    with torch.device("meta"), _SkipInitOnMeta():
+    with weightless():
         layer = nn.Linear(4, 3)
         real.fill_(2.0)
     assert layer.weight.is_meta and tuple(layer.weight.shape) == (3, 4) and tuple(layer.bias.shape) == (3,)

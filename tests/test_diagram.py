@@ -13,7 +13,7 @@ from core.diagram import diagram, node_of, render
 
 def _draw(arch: str, depth: int):
     spec = registry.get(arch)
-    return diagram(spec.builder(), spec.input_size, depth, spec.num_inputs)
+    return diagram(spec.build_meta(), spec.input_size, depth, spec.num_inputs)
 
 
 def test_top_level_diagram_has_one_node_per_top_level_module():
@@ -57,7 +57,7 @@ def test_every_architecture_draws_at_every_depth_the_page_offers(arch):
     from core.analysis import summarize
 
     spec = registry.get(arch)
-    model = spec.builder()
+    model = spec.build_meta()        # as the page draws it: the structure, no weights
     sizes = []
     for depth in range(1, max(1, summarize(arch, tuple(spec.input_size)).max_depth()) + 1):
         d = diagram(model, spec.input_size, depth, spec.num_inputs)

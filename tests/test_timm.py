@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 pytest.importorskip("timm")
 
 from core import archs, registry, timm_archs  # noqa: E402
-from core.analysis import _SkipInitOnMeta, summarize  # noqa: E402
+from core.analysis import summarize  # noqa: E402
 from core.spec import UnknownArchitectureError  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
@@ -26,8 +26,7 @@ SUCCESSORS = ["timm:inception_v4", "timm:legacy_xception"]
 
 
 def _meta(name: str) -> torch.nn.Module:
-    with torch.device("meta"), _SkipInitOnMeta():
-        return archs.resolve(name).build().eval()
+    return archs.resolve(name).build_meta().eval()
 
 
 @pytest.mark.parametrize("name", SUCCESSORS)

@@ -379,7 +379,7 @@ def bottleneck_panel() -> Panel:
 def inception_panel() -> Panel:
     spec = registry.get("inception_module")
     a, b = _summary("inception_module"), _summary("inception_module", reductions=True)
-    d = diagram(spec.builder(**spec.resolve_options({})), spec.input_size, 2, spec.num_inputs)
+    d = diagram(spec.build_meta(), spec.input_size, 2, spec.num_inputs)
     return (Text(inception_text(a, b)), Callout("warning", inception_358m_note()),
             Graph(render(d, None, lambda path: None),
                   f"The naive module drawn from the model (torchview): four branches and the concatenation, "

@@ -182,11 +182,10 @@ def build_transfer_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
 def transfer_skeleton(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """A run's network as `build_transfer_model` makes it, on the meta device and without weights: what
     the explorer analyses of a Studio run (the encoder with the run's head)."""
-    from core.analysis import _SkipInitOnMeta
+    from core.spec import weightless
 
-    spec = registry.get(cfg.arch)
-    with torch.device("meta"), _SkipInitOnMeta():
-        return with_new_head(spec.build(), cfg, num_classes)
+    with weightless():
+        return with_new_head(registry.get(cfg.arch).build(), cfg, num_classes)
 
 
 def with_new_head(model: nn.Module, cfg: TrainConfig, num_classes: int) -> nn.Module:
