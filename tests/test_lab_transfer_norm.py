@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import Counter
 
 import numpy as np
@@ -22,6 +21,7 @@ from core.lab.common import run_headless
 from core.lab.reuse import TRAINS
 from core.weights import STARTER
 from tests.conftest import ROOT
+from tests.pagewait import rerun_until
 
 # --- scenes ---------------------------------------------------------------------------------------------
 
@@ -334,12 +334,7 @@ def _lab(**params) -> AppTest:
 
 def _train(at: AppTest, timeout_s: float = 300) -> AppTest:
     at.button(key="lab_go").click().run()
-    end = time.time() + timeout_s
-    while not (at.success or at.error) and time.time() < end:
-        time.sleep(0.5)
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return rerun_until(at, lambda a: bool(a.success or a.error), timeout_s)
 
 
 @pytest.mark.parametrize("task,params,said,metric", [

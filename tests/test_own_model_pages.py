@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import registry
 from core.analysis import summarize, summarize_module
 from tests.conftest import ROOT
+from tests.pagewait import rerun_until
 
 APP = str(ROOT / "app.py")
 
@@ -120,10 +121,7 @@ def test_a_studio_run_opens_inside_the_network_on_its_classes_images_and_changes
     key, _, _, _, n, found, names = at.session_state["top_result"]     # 12 validation images and the chosen one
     assert key == f"run:{job}" and n == 12 + 1 and names[0] == "validation #0 (circle)" and len(found) == 9
     at.button(key="in_changed_go").click().run()                                  # a job in a worker
-    end = time.time() + 300
-    while f"changed_{job}_job" in at.session_state and time.time() < end:
-        time.sleep(0.5)
-        at.run()
+    rerun_until(at, lambda a: f"changed_{job}_job" not in a.session_state, 300)
     _clean(at)
     wc = at.session_state[f"changed_{job}"]
     by = {s.stage: s for s in wc.stages}

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import registry
 from tests.conftest import ROOT
+from tests.pagewait import rerun_until
 
 APP = str(ROOT / "app.py")
 PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/transfer.py", "pages/lab.py",
@@ -272,11 +273,7 @@ def _until(pred, timeout: float) -> bool:
 def _until_result(at: AppTest, key: str, timeout: float = 240) -> AppTest:
     """Reruns the page until the computation job behind `key` has left its result (AppTest does not
     tick run_every fragments)."""
-    end = time.time() + timeout
-    while f"{key}_job" in at.session_state and time.time() < end:
-        time.sleep(0.5)
-        at.run()
-    return at
+    return rerun_until(at, lambda a: f"{key}_job" not in a.session_state, timeout)
 
 
 def test_model_zoo_table_and_latency():
@@ -348,6 +345,8 @@ def test_model_zoo_measurement_cancelled_ends_its_worker_and_frees_its_memory():
     big = {pid: mb for pid, mb in children_rss_mb().items() if mb >= 1000}
     assert big, children_rss_mb()                          # the model lives in a worker process...
     at.button(key="zoo_latency_cancel").click().run()
+    # a quick cancel is already over in the click's own run, which then shows its outcome (once)
+    said = any("Cancelled" in w.value for w in at.warning)
     t = time.time()
     while time.time() - t < 15 and runner().status(job).state == "running":
         time.sleep(0.1)
@@ -355,8 +354,10 @@ def test_model_zoo_measurement_cancelled_ends_its_worker_and_frees_its_memory():
     assert runner().status(job).state == "cancelled" and time.time() - t < 10
     assert _until(lambda: not (set(big) & set(children_rss_mb())), 10)   # ...which has ended
     assert _rss_mb() - before < 300                       # and the server never held it
-    at.run()
-    assert any("Cancelled" in w.value for w in at.warning) and "zoo_latency" not in at.session_state
+    if not said:
+        at.run()
+        said = any("Cancelled" in w.value for w in at.warning)
+    assert said and "zoo_latency" not in at.session_state and "zoo_latency_job" not in at.session_state
 
 
 def test_inside_the_network_alexnet_and_zfnet_first_layers_side_by_side():
@@ -583,11 +584,7 @@ def test_transfer_studio_runs_a_tiny_job(monkeypatch):
     assert not at.exception and not at.error
     sid = at.session_state["sid"]
     assert at.query_params["sid"] == sid and at.query_params["job"] == at.session_state["tr_job"]
-    for _ in range(120):
-        if any(m.label == "Validation accuracy" for m in at.metric):
-            break
-        time.sleep(0.5)
-        at.run()
+    rerun_until(at, lambda a: any(m.label == "Validation accuracy" for m in a.metric), 60)
     assert any(m.label == "Validation accuracy" for m in at.metric), [s.value for s in at.success]
     runs = at.dataframe[-1].value
     assert list(runs["state"]) == ["done"] and 0 <= runs["val accuracy"].iloc[0] <= 1
@@ -734,11 +731,7 @@ def test_transfer_studio_offline_torchvision_dataset_fails_clearly(tmp_path, mon
     assert any("not on this machine yet" in i.value for i in at.info)
     at.radio(key="tr_scenario").set_value("3").run()
     at.button(key="tr_go").click().run()
-    for _ in range(120):
-        if any("The run failed" in e.value for e in at.error):
-            break
-        time.sleep(0.5)
-        at.run()
+    rerun_until(at, lambda a: any("The run failed" in e.value for e in a.error), 60)
     assert any("The run failed" in e.value and "CIFAR-10" in e.value and "network" in e.value for e in at.error)
     assert not at.exception
 
@@ -750,11 +743,7 @@ def test_the_lr_finders_use_button_sets_the_peak_lr_the_next_run_uses():
     at.radio(key="tr_w").set_value("random").run()
     at.selectbox(key="tr_arch").set_value("mobilenet_v3_small").run()
     at.button(key="tr_lrfind").click().run()
-    for _ in range(240):
-        if any(b.key == "tr_use_lr" for b in at.button):
-            break
-        time.sleep(0.5)
-        at.run()
+    rerun_until(at, lambda a: any(b.key == "tr_use_lr" for b in a.button), 120)
     use = at.button(key="tr_use_lr")
     suggested = float(use.label.split()[1])
     assert any("LR finder finished" in s.value for s in at.success)
@@ -763,24 +752,14 @@ def test_the_lr_finders_use_button_sets_the_peak_lr_the_next_run_uses():
     assert box.value == pytest.approx(suggested) and suggested != pytest.approx(3e-3)
     at.button(key="tr_go").click().run()
     job = at.session_state["tr_job"]
-    for _ in range(120):
-        if any(m.label == "Validation accuracy" for m in at.metric) or at.error:
-            break
-        time.sleep(0.5)
-        at.run()
-    assert not at.exception
+    rerun_until(at, lambda a: any(m.label == "Validation accuracy" for m in a.metric) or bool(a.error), 60)
     runs = at.dataframe[-1].value.set_index("run")
     assert runs.loc[job, "peak LR"] == pytest.approx(suggested)   # what the run really used
 
 
 def _lab_run(at: AppTest, timeout_s: float = 240) -> AppTest:
     at.button(key="lab_go").click().run()
-    end = time.time() + timeout_s
-    while not (at.success or at.error) and time.time() < end:
-        time.sleep(0.5)
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return rerun_until(at, lambda a: bool(a.success or a.error), timeout_s)
 
 
 def _every_page_takes_a_run_of_another_kind(sid: str, job: str, own: str, view: str | None = None) -> None:
