@@ -100,6 +100,8 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
 
         delays: list[float] = []
         missed = 0
+        per_move: list[int] = []                   # students who arrived, move by move
+        missed_by: list[int] = [0] * n             # moves each student missed
         asked = 0
         store = ClassStore(results / "classes.sqlite")
         for move in range(stops):
@@ -120,6 +122,9 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
             got = await asyncio.gather(*(arrives(pg) for pg in students))
             delays += [d for d in got if d is not None]
             missed += sum(d is None for d in got)
+            per_move.append(sum(d is not None for d in got))
+            for i, d in enumerate(got):
+                missed_by[i] += d is None
             if asked < questions and move % max(1, stops // questions) == 0:
                 try:
                     await lec.get_by_text("Ask the room a question").click(timeout=90_000)
@@ -152,6 +157,10 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
         exceptions = 0
         for pg in [lec, *students]:
             exceptions += await pg.locator('[data-testid="stException"]').count()
+        # what a student who missed moves sees at the end: still following, or detached
+        still_following = 0
+        for pg in students:
+            still_following += "following the lecturer" in await pg.inner_text("body")
         await browser.close()
         store.close()
     delays.sort()
@@ -160,7 +169,10 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
             "p95_s": round(delays[min(len(delays) - 1, int(0.95 * len(delays)))], 2) if delays else None,
             "max_s": round(delays[-1], 2) if delays else None, "arrivals": len(delays), "never_arrived": missed,
             "questions": asked, "answers_lost": asked * n - answers, "joined": stt.joined,
-            "page_errors": len(errors), "exceptions_on_pages": exceptions, "error_samples": errors[:3]}
+            "page_errors": len(errors), "exceptions_on_pages": exceptions, "error_samples": errors[:3],
+            "arrived_per_move": per_move, "students_missing_every_move": sum(m == stops for m in missed_by),
+            "students_missing_some_moves": sum(0 < m < stops for m in missed_by),
+            "still_following_at_end": still_following}
 
 
 def main() -> int:
