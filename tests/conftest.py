@@ -103,8 +103,8 @@ def pytest_collection_modifyitems(config, items):
 # --- AppTest: the installed components are looked up once per test process ------------------------------
 def pytest_configure(config):
     """Every new AppTest scans all installed packages' metadata for Streamlit components (0.45 s of
-    parsing 110 packages' METADATA, the same answer every time: nothing is installed during a run);
-    with about 250 AppTests in a run that was about 100 s of CPU. The scan is kept for the process.
+    parsing 110 packages' METADATA, the same answer every time: nothing is installed during a run),
+    and a run makes hundreds of AppTests. The scan is kept for the process.
     The real server scans once at start, as before."""
     try:
         from streamlit.components.v2 import manifest_scanner

@@ -12,7 +12,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from core.lab import caption as cp
 from core.lab import detect as dt
@@ -20,8 +19,7 @@ from core.lab import scenes as sc
 from core.lab.common import run_headless
 from core.lab.reuse import TRAINS
 from core.weights import STARTER
-from tests.conftest import ROOT
-from tests.pagewait import rerun_until
+from tests.test_pages import _lab_run, _page
 
 # --- scenes ---------------------------------------------------------------------------------------------
 
@@ -324,18 +322,6 @@ def test_the_cli_prints_the_final_json(task, args, keys, capsys):
 
 # --- the page ---------------------------------------------------------------------------------------------------
 
-def _lab(**params) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.switch_page("pages/lab.py")
-    return at.run()
-
-
-def _train(at: AppTest, timeout_s: float = 300) -> AppTest:
-    at.button(key="lab_go").click().run()
-    return rerun_until(at, lambda a: bool(a.success or a.error), timeout_s)
-
 
 @pytest.mark.parametrize("task,params,said,metric", [
     ("detect", {k: str(v) for k, v in TINY_DETECT.items() if k != "batch_size"}, "Done: mAP@0.5",
@@ -343,9 +329,9 @@ def _train(at: AppTest, timeout_s: float = 300) -> AppTest:
     ("caption", {k: str(v) for k, v in TINY_CAPTION.items() if k != "batch_size"}, "Done: BLEU-4",
      "BLEU-4 (pretrained vs scratch)")])
 def test_the_page_trains_a_tiny_run_from_a_link(task, params, said, metric):
-    at = _lab(task=task, **params)
+    at = _page("pages/lab.py", task=task, **params)
     assert not at.exception and not any("Ignored from the link" in w.value for w in at.warning)
-    _train(at)
+    _lab_run(at, 300)
     assert any(s.value.startswith(said) for s in at.success), [e.value for e in at.error]
     assert metric in [m.label for m in at.metric]
     assert any(("claim" in m.value) for m in [*at.success, *at.warning])   # the verdict, either way
