@@ -1,13 +1,22 @@
 """A class following its lecturer, measured: scripts/serve-class.sh (two replicas behind HAProxy, a
-local Ray head) on loopback; one lecturer and N students, each a real Chromium page (one browser,
-one context each, alternately pinned to each replica). The lecturer moves through STOPS stops with
-the Next button and asks QUESTIONS questions (the scenario question), every student answers on
-their page. Measured: for every move, the time from the lecturer's click to each student's page
-showing the new stop (p50, p95, max), answers lost (asked x students minus answers stored), page
-errors, and each replica's memory at the end. Bounded: N students, STOPS moves, QUESTIONS questions.
+local Ray head) on loopback, the visited stops prepared first as a lecturer does before class
+(`python -m core lecture prepare --runs tiny --only ...`); one lecturer in Chromium and N students,
+alternately pinned to each replica. BROWSERS of the students are Chromium pages (one context each);
+the others speak Streamlit's own websocket protocol (bench/st_protocol.py: what the frontend sends
+and receives, without laying out or painting the page), because fifty Chromium pages on these 2
+cores measure the benchmark's own rendering, while in a class every student's browser runs on their
+own device. The lecturer moves through STOPS stops with the Next button and asks QUESTIONS
+questions (the scenario question), which every student answers.
 
-    .venv/bin/python bench/bench_class_follow.py [--students 10,25,50] [--stops 10] [--questions 3]
-        [--json-out FILE]
+Measured, for every move: the time from the lecturer's click to each student's screen showing the
+new stop's header: in Chromium, the header in the page; over the protocol, the header received
+(each kind apart and together: p50, p95, max); for protocol students also the end of the run that
+drew the whole stop. Also: answers lost (asked x students minus answers stored), page errors, the
+replicas' CPU seconds while the lecturer moves, and each replica's memory at the end. Bounded: N
+students, STOPS moves, QUESTIONS questions.
+
+    .venv/bin/python bench/bench_class_follow.py [--students 10,25,50] [--browsers 3] [--stops 10]
+        [--questions 3] [--unprepared] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import asyncio
 import json
 import os
 import re
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_class import free_port, run_folder, start_class, stop_class  # noqa: E402
+from bench.st_protocol import ProtocolSession  # noqa: E402
+from core.lecture.stops import STOPS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +71,130 @@ async def _idle(pg) -> None:
     await pg.wait_for_selector(IDLE, timeout=180_000)
 
 
-async def _class(port: int, n: int, stops: int, questions: int, results: Path) -> dict:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children so far."""
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(x) for x in os.popen(f"ps -o pid= --ppid {pid}").read().split()]
+    except ValueError:
+        pass
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _replicas(port: int) -> list[int]:
+    state = json.loads((run_folder(port) / "state.json").read_text())
+    return [pid for name, pid in sorted(state["children"].items()) if name.startswith("replica")]
+
+
+async def _until(done, timeout: float) -> bool:
+    end = time.perf_counter() + timeout
+    while not done():
+        if time.perf_counter() > end:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 2) if xs else None
+
+
+class BrowserStudent:
+    """A student in a real Chromium page: arrival is the new stop's header painted on the page."""
+
+    def __init__(self, page):
+        self.pg = page
+
+    async def arrives(self, title: str, t0: float) -> float | None:
+        try:
+            await self.pg.wait_for_function(f"t => ({TITLE_JS})() === t", arg=title, timeout=30_000, polling=50)
+            return time.perf_counter() - t0
+        except Exception:  # noqa: BLE001 - a student who never arrived is counted, not fatal
+            return None
+
+    async def answer(self) -> None:
+        pg = self.pg
+        # the new question's answer box (an old question's box stays up, revealed, without one)
+        await pg.wait_for_selector('[data-testid="stMain"] [data-testid="stForm"] [role="radiogroup"]', timeout=60_000)
+        await _idle(pg)
+        await pg.locator('[data-testid="stMain"] [data-testid="stForm"] [role="radiogroup"] label').first.click()
+        await pg.get_by_role("button", name="Send").click()
+        await pg.wait_for_function("() => document.body.innerText.includes('Your answer is in')", timeout=60_000)
+
+    async def following(self) -> bool:
+        return "following the lecturer" in await self.pg.inner_text("body")
+
+    def why(self, t0: float) -> str:
+        return "(Chromium)"
+
+    async def exceptions(self) -> int:
+        return await self.pg.locator('[data-testid="stException"]').count()
+
+
+class ProtocolStudent:
+    """A student over Streamlit's protocol (bench/st_protocol.py): arrival is the end of the full
+    run that drew the new stop, every element of it delivered to the student's connection."""
+
+    def __init__(self, session: ProtocolSession):
+        self.s = session
+        self.repeated = 0                            # answers sent a second time
+        self.finished: list[float] = []              # per move: click to the end of the run that drew it
+
+    async def arrives(self, title: str, t0: float) -> float | None:
+        """The new stop's header received (what a browser shows as it arrives, the same moment the
+        Chromium students are timed at); `finished` keeps when the whole run that drew it ended."""
+        def at(events: list[tuple[float, str]]) -> float | None:
+            return next((t - t0 for t, h in events if t >= t0 and h == title), None)
+
+        await self.s.wait_until(lambda: at(self.s.headings) is not None, max(0.0, t0 + 30 - time.perf_counter()))
+        await self.s.wait_until(lambda: at(self.s.shown) is not None, max(0.0, t0 + 30 - time.perf_counter()))
+        if at(self.s.shown) is not None:
+            self.finished.append(at(self.s.shown))
+        return at(self.s.headings)
+
+    async def answer(self) -> None:
+        s = self.s
+        def box() -> bool:                           # the new question's answer box (an old one stays up, revealed)
+            return s.run_done.is_set() and any(e.kind == "radio" and e.proto.label == "Your answer"
+                                               for e in s.elements.values())
+
+        if not await s.wait_until(box, 60):
+            raise TimeoutError("no answer box within 60 s")
+        radio = s.find("radio", "Your answer")        # a radio's value is its option's text (Streamlit 1.67)
+        t0 = time.perf_counter()
+        await s.click(s.find_button("Send"), {radio.id: ("string_value", radio.options[0])})
+        if not await s.wait_until(lambda: s.has_text("Your answer is in"), 15) and box():
+            self.repeated += 1                      # the form is still there after 15 s: send again
+            await s.click(s.find_button("Send"), {radio.id: ("string_value", radio.options[0])})
+        if not await s.wait_until(lambda: s.has_text("Your answer is in"), 60):
+            raise TimeoutError(f"answer not confirmed within 60 s: {self.why(t0)}; "
+                               f"{[t[:60] for t in s.texts(0) if 'answer' in t.lower()]}")
+
+    async def following(self) -> bool:
+        return self.s.has_text("following the lecturer")
+
+    def why(self, t0: float) -> str:
+        """What a student who missed a move last had: full runs and fragment runs since the click."""
+        runs = [f"{t - t0:.1f}s {h!r}" for t, h in self.s.shown if t >= t0 - 5]
+        polls = [round(t - t0, 1) for t in self.s.fragment_runs if t >= t0 - 5]
+        side = [t for t in self.s.texts(1) if t.startswith("**Class")]
+        side.append([f"{t - t0:.2f} {m}" for t, m in self.s.log if t0 - 3 < t < t0 + 4])
+        return f"(protocol) full runs {runs}, polls {polls[:3]}...{polls[-3:]}, {side}, errors {self.s.errors[:2]}"
+
+    async def exceptions(self) -> int:
+        return sum(e.kind == "exception" for e in self.s.elements.values())
+
+
+async def _class(port: int, n: int, browsers: int, stops: int, questions: int, results: Path) -> dict:
     from playwright.async_api import async_playwright
 
     from core.classroom import ClassStore
@@ -79,18 +213,28 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
             await _idle(pg)
             return pg
 
-        lec = await page_on("r1", base + "/lecture?stop=transfer-scenario-1")
+        lec = await page_on("r1", f"{base}/lecture?stop={STOPS[0].slug}")
         await lec.get_by_role("button", name="Start a class").click()
         await lec.wait_for_function("() => document.body.innerText.includes('Join code:')", timeout=60_000)
         await _idle(lec)
         code = re.search(r"[?&]class=([A-Z0-9]{6})", lec.url).group(1)
 
         async def join(i: int):
-            pg = await page_on("r1" if i % 2 else "r2", f"{base}/lecture?class={code}")
-            await pg.get_by_role("button", name="Join the class").click()
-            await pg.wait_for_function("() => document.body.innerText.includes('following the lecturer')",
-                                       timeout=120_000)
-            return pg
+            replica = "r1" if i % 2 else "r2"
+            if i < browsers:
+                pg = await page_on(replica, f"{base}/lecture?class={code}")
+                await pg.get_by_role("button", name="Join the class").click()
+                await pg.wait_for_function("() => document.body.innerText.includes('following the lecturer')",
+                                           timeout=120_000)
+                return BrowserStudent(pg)
+            s = ProtocolSession(base, "lecture", f"class={code}", cookies={COOKIE: replica})
+            await s.open()
+            await s.wait_until(s.run_done.is_set, 120)
+            nick = s.find_widget("text_input", "Nickname (optional, shown on the class board)")
+            await s.click(s.find_button("Join the class"), {nick: ("string_value", f"student{i}")})
+            if not await s.wait_until(lambda: s.has_text("following the lecturer"), 120):
+                raise RuntimeError(f"student {i} did not join: {s.texts(1)[:6]} {s.errors}")
+            return ProtocolStudent(s)
 
         t_join = time.perf_counter()
         students = []
@@ -98,33 +242,34 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
             students += await asyncio.gather(*(join(i) for i in range(start, min(n, start + 5))))
         join_s = time.perf_counter() - t_join
 
-        delays: list[float] = []
+        delays: dict[str, list[float]] = {"browser": [], "protocol": []}
         missed = 0
         per_move: list[int] = []                   # students who arrived, move by move
         missed_by: list[int] = [0] * n             # moves each student missed
+        missed_at: list[str] = []                  # "move k: student i (kind)" for every miss
+        repeated: list[str] = []                   # clicks that had to be made again
         asked = 0
         store = ClassStore(results / "classes.sqlite")
+        cpu0, t_moves = sum(_cpu_s(pid) for pid in _replicas(port)), time.perf_counter()
         for move in range(stops):
             await _idle(lec)
             t0 = time.perf_counter()
             await lec.get_by_role("button", name="Next ▶").click()
-            await lec.wait_for_function(f"() => ({TITLE_JS})() !== undefined", timeout=60_000)
+            # the next stop's title, known in advance: the page's own header can still be the old stop's
+            # for a moment after the click (reading it then counted every student as never arriving)
+            title = STOPS[move + 1].title
+            await lec.wait_for_function(f"t => ({TITLE_JS})() === t", arg=title, timeout=60_000)
             await _idle(lec)
-            title = await lec.evaluate(TITLE_JS)
-
-            async def arrives(pg):
-                try:
-                    await pg.wait_for_function(f"t => ({TITLE_JS})() === t", arg=title, timeout=30_000, polling=50)
-                    return time.perf_counter() - t0
-                except Exception:  # noqa: BLE001 - a student who never arrived is counted, not fatal
-                    return None
-
-            got = await asyncio.gather(*(arrives(pg) for pg in students))
-            delays += [d for d in got if d is not None]
+            got = await asyncio.gather(*(st_.arrives(title, t0) for st_ in students))
+            for st_, d in zip(students, got):
+                if d is not None:
+                    delays["browser" if isinstance(st_, BrowserStudent) else "protocol"].append(d)
             missed += sum(d is None for d in got)
             per_move.append(sum(d is not None for d in got))
             for i, d in enumerate(got):
                 missed_by[i] += d is None
+                if d is None:
+                    missed_at.append(f"move {move} to {title!r}: student {i} " + students[i].why(t0))
             if asked < questions and move % max(1, stops // questions) == 0:
                 try:
                     await lec.get_by_text("Ask the room a question").click(timeout=90_000)
@@ -136,50 +281,66 @@ async def _class(port: int, n: int, stops: int, questions: int, results: Path) -
                 await _idle(lec)
                 await lec.get_by_role("button", name="Ask the room").click()
                 asked += 1
+                # as a lecturer does when no tally appears: press again (counted; Streamlit can drop a
+                # click whose run a fragment's timer cut short, see pages/class_views._poll)
+                for _ in range(3):
+                    if await _until(lambda: (store.state(code).question or 0) >= asked, 10):
+                        break
+                    repeated.append(f"lecturer: Ask the room (question {asked})")
+                    await lec.get_by_role("button", name="Ask the room").click()
 
-                async def answer(pg):
+                async def answer(st_):
                     try:
-                        await pg.wait_for_function("() => document.body.innerText.includes('Question from the "
-                                                   "lecturer')", timeout=60_000)
-                        await _idle(pg)
-                        await pg.locator('[data-testid="stMain"] [data-testid="stForm"] [role="radiogroup"] label') \
-                            .first.click()
-                        await pg.get_by_role("button", name="Send").click()
-                        await pg.wait_for_function("() => document.body.innerText.includes('Your answer is in')",
-                                                   timeout=60_000)
+                        await st_.answer()
                     except Exception as e:  # noqa: BLE001
-                        errors.append(f"answer: {str(e)[:120]}")
+                        errors.append(f"answer: {str(e)[:900]}")
 
-                await asyncio.gather(*(answer(pg) for pg in students))
+                await asyncio.gather(*(answer(st_) for st_ in students))
                 await lec.get_by_role("button", name="Reveal the answer").click()
+        moves_s = time.perf_counter() - t_moves
+        cpu_s = sum(_cpu_s(pid) for pid in _replicas(port)) - cpu0
         stt = store.state(code)
         answers = sum(store.tally(code, q).total for q in range(1, asked + 1))
-        exceptions = 0
-        for pg in [lec, *students]:
-            exceptions += await pg.locator('[data-testid="stException"]').count()
-        # what a student who missed moves sees at the end: still following, or detached
+        exceptions = await lec.locator('[data-testid="stException"]').count()
         still_following = 0
-        for pg in students:
-            still_following += "following the lecturer" in await pg.inner_text("body")
+        for st_ in students:
+            exceptions += await st_.exceptions()
+            still_following += await st_.following()   # at the end: still following, or detached
+        for st_ in students:
+            if isinstance(st_, ProtocolStudent):
+                errors += [f"protocol: {e}" for e in st_.s.errors]
+                await st_.s.close()
         await browser.close()
         store.close()
-    delays.sort()
-    return {"students": n, "moves": stops, "join_s": round(join_s, 1),
-            "p50_s": round(statistics.median(delays), 2) if delays else None,
-            "p95_s": round(delays[min(len(delays) - 1, int(0.95 * len(delays)))], 2) if delays else None,
-            "max_s": round(delays[-1], 2) if delays else None, "arrivals": len(delays), "never_arrived": missed,
+    every = delays["browser"] + delays["protocol"]
+    finished = [f for x in students if isinstance(x, ProtocolStudent) for f in x.finished]
+    return {"students": n, "browser_students": min(browsers, n), "moves": stops, "join_s": round(join_s, 1),
+            "p50_s": _pct(every, 0.5), "p95_s": _pct(every, 0.95), "max_s": _pct(every, 1.0),
+            "protocol_p50_s": _pct(delays["protocol"], 0.5), "protocol_p95_s": _pct(delays["protocol"], 0.95),
+            "browser_p50_s": _pct(delays["browser"], 0.5), "browser_p95_s": _pct(delays["browser"], 0.95),
+            "protocol_run_finished_p50_s": _pct(finished, 0.5), "protocol_run_finished_p95_s": _pct(finished, 0.95),
+            "protocol_runs_not_finished_in_30s": len(delays["protocol"]) - len(finished),
+            "arrivals": len(every), "never_arrived": missed,
             "questions": asked, "answers_lost": asked * n - answers, "joined": stt.joined,
             "page_errors": len(errors), "exceptions_on_pages": exceptions, "error_samples": errors[:3],
             "arrived_per_move": per_move, "students_missing_every_move": sum(m == stops for m in missed_by),
             "students_missing_some_moves": sum(0 < m < stops for m in missed_by),
-            "still_following_at_end": still_following}
+            "still_following_at_end": still_following, "missed": missed_at[:20],
+            "clicks_repeated": len(repeated) + sum(getattr(x, "repeated", 0) for x in students),
+            "lecturer_clicks_repeated": repeated,
+            "replica_cpu_s": round(cpu_s, 1), "moves_wall_s": round(moves_s, 1)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--students", default="10,25,50")
+    ap.add_argument("--browsers", type=int, default=3,
+                    help="how many of the students are Chromium pages (the others speak Streamlit's protocol)")
     ap.add_argument("--stops", type=int, default=10)
     ap.add_argument("--questions", type=int, default=3)
+    ap.add_argument("--unprepared", action="store_true",
+                    help="skip preparing the visited stops (by default they are prepared as a lecturer does "
+                         "before class, with the tiny run settings so that it takes seconds)")
     ap.add_argument("--json-out")
     a = ap.parse_args()
     rows = []
@@ -189,15 +350,18 @@ def main() -> int:
         env = {**os.environ, "CONVNETLAB_RESULTS": str(results)}
         env.pop("RAY_ADDRESS", None)
         log = results / "serve-class.log"
+        if not a.unprepared:                       # what "Ready before class" does, for the stops visited
+            subprocess.run([sys.executable, "-m", "core", "lecture", "prepare", "--runs", "tiny", "--only",
+                            *(s.slug for s in STOPS[:a.stops + 1])], cwd=ROOT, env=env, check=True,
+                           stdout=subprocess.DEVNULL)
         proc = start_class(port, 2, env, log)
         try:
-            row = asyncio.run(_class(port, n, a.stops, a.questions, results))
-            state = json.loads((run_folder(port) / "state.json").read_text())
-            row["replica_mb"] = [round(_rss_mb(pid)) for name, pid in sorted(state["children"].items())
-                                 if name.startswith("replica")]
+            row = asyncio.run(_class(port, n, a.browsers, a.stops, a.questions, results))
+            row["replica_mb"] = [round(_rss_mb(pid)) for pid in _replicas(port)]
         finally:
             stop_class(proc)
         row["load_avg_1m"] = round(os.getloadavg()[0], 1)
+        row["stops_prepared"] = not a.unprepared
         rows.append(row)
         print(json.dumps(row), flush=True)
     if a.json_out:

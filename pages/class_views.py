@@ -217,6 +217,7 @@ def sync(sid: str, stops: list[str]) -> None:
     """Before the page draws its stop (call it before the stop widgets): a student who moved away by
     hand is detached; a follower is put on the lecturer's stop."""
     ss.pop("class_board_at", None)               # set again by board() if this run draws a board
+    ss["class_page_drawn"] = False               # until drawn() at the end of this run
     kind, code = role()
     if kind != "student" or not store().member(code, sid) or not ss.get("class_following"):
         return
@@ -242,25 +243,36 @@ def follow(sid: str) -> None:
                 return
         except cr.ClassError:
             return
-        st.fragment(_poll, run_every=1.0)(code, sid)
+        ss["class_poll_inline"] = True         # the first call runs inside this full run, which draws it all
+        try:
+            st.fragment(_poll, run_every=1.0)(code, sid)
+        finally:
+            ss["class_poll_inline"] = False
 
 
 def _poll(code: str, sid: str) -> None:
+    """Compares the class with what this page last drew to its end (`drawn`), not with what a run
+    started to draw, and redraws a page whose last full run did not get to its end: under load, a
+    queued tick of this very fragment can cut a full run short (Streamlit 1.67; bench_class_follow
+    logs it), and a page that counted its stop as shown at the start of such a run never redrew it."""
     now = time.time()
     following = bool(ss.get("class_following"))
     if now - ss.get("class_seen_at", 0.0) > SEEN_EVERY_S:
         store().seen(code, sid, following)
         ss["class_seen_at"] = now
+    if ss.get("class_poll_inline"):
+        return
     try:
         stt = store().state(code)
     except cr.ClassError:
         return
-    if (stt.question, stt.revealed) != ss.setdefault("class_question_seen", (stt.question, stt.revealed)):
-        ss["class_question_seen"] = (stt.question, stt.revealed)
+    if not ss.get("class_page_drawn"):
+        st.rerun(scope="app")                 # the last full run was cut short: draw the page again
+    if (stt.question, stt.revealed) != ss.get("class_question_drawn"):
         st.rerun(scope="app")                 # a new question (or a reveal): the stop's panel shows it
     if not stt.live:
         st.rerun(scope="app")                 # the class has ended: the sidebar says so, polling stops
-    if following and stt.stop != ss.get("class_synced"):
+    if following and stt.stop != ss.get("class_stop_drawn"):
         st.rerun(scope="app")
     board_at = ss.get("class_board_at")                # (stop, what the page's board showed), see board()
     if board_at and now - ss.get("class_board_checked", 0.0) > BOARD_EVERY_S:
@@ -279,10 +291,20 @@ def questions(stop_args: dict[str, Any], sid: str) -> None:
     stt = store().state(code)
     if kind == "lecturer":
         _composer(code, stop_args)
+        if stt.question:                      # answers come in until the reveal; after it, nothing changes
+            st.fragment(_tally, run_every=None if stt.revealed else 1.0)(code, stt.question)
+    elif store().member(code, sid):
+        ss["class_question_drawing"] = (stt.question, stt.revealed)
         if stt.question:
-            st.fragment(_tally, run_every=1.0)(code, stt.question)
-    elif stt.question and store().member(code, sid):
-        _answer_box(code, stt.question, sid)
+            _answer_box(code, stt.question, sid)
+
+
+def drawn(stop: str) -> None:
+    """At the very end of the lecture page: this run drew `stop` and the question state to the end
+    (the poll compares the class with these)."""
+    ss["class_stop_drawn"] = stop
+    ss["class_page_drawn"] = True
+    ss["class_question_drawn"] = ss.pop("class_question_drawing", None)
 
 
 def _composer(code: str, stop_args: dict[str, Any]) -> None:

@@ -288,18 +288,24 @@ def _status() -> None:
                    + f". Ahead of class, with a network: `{prep.prefetch_command(missing)}`.")
 
 
-with st.sidebar:
-    st.subheader("Ready before class")
-    bg = _preparation()
-    st.button("Prepare every stop", key="lecture_prepare", disabled=bg.running,
-              on_click=lambda: _preparation().start(runner()), help="Summaries, diagrams, charts and the finished runs of every training stop "
-                                     "(several minutes on a CPU), kept on disk for the next server too.")
-    st.fragment(_status, run_every=ticking(bg.running))()
-    st.subheader("Handout")
-    base = st.text_input("Dashboard address in the handout's links", DEFAULT_BASE_URL, key="lecture_base")
-    st.button("Build the handout", key="lecture_handout", disabled=computing("lecture_zip"), on_click=start_compute,
-              args=("lecture_zip", ComputeConfig.of("handout", "the lecture handout", base_url=base)))
-    follow_compute("lecture_zip")
-    if ss.get("lecture_zip"):
-        st.download_button("Download (zip)", ss["lecture_zip"], "convnetlab-handout.zip", "application/zip",
-                           key="lecture_zip_dl", icon=":material/download:")
+# A class's students get neither: preparing is the server's work for the lecturer, and every
+# element a follower's page draws is drawn again on every move, for every student.
+if cv.role()[0] != "student":
+    with st.sidebar:
+        st.subheader("Ready before class")
+        bg = _preparation()
+        st.button("Prepare every stop", key="lecture_prepare", disabled=bg.running,
+                  on_click=lambda: _preparation().start(runner()),
+                  help="Summaries, diagrams, charts and the finished runs of every training stop (several minutes "
+                       "on a CPU), kept on disk for the next server too.")
+        st.fragment(_status, run_every=ticking(bg.running))()
+        st.subheader("Handout")
+        base = st.text_input("Dashboard address in the handout's links", DEFAULT_BASE_URL, key="lecture_base")
+        st.button("Build the handout", key="lecture_handout", disabled=computing("lecture_zip"), on_click=start_compute,
+                  args=("lecture_zip", ComputeConfig.of("handout", "the lecture handout", base_url=base)))
+        follow_compute("lecture_zip")
+        if ss.get("lecture_zip"):
+            st.download_button("Download (zip)", ss["lecture_zip"], "convnetlab-handout.zip", "application/zip",
+                               key="lecture_zip_dl", icon=":material/download:")
+
+cv.drawn(stop.slug)     # last: a class follower's poll counts this stop as shown only once a run got here

@@ -63,7 +63,9 @@ def test_a_class_follows_its_lecturer_answers_and_sees_the_reveal(results):
         assert "lt" not in s.query_params and s.query_params["class"] == code
         assert any("following the lecturer" in m.value for m in s.sidebar.markdown)
         assert not [e for e in s.expander if e.label == "Presenter notes"]           # the answers are in them
+        assert not {"lecture_prepare", "lecture_handout"} & {b.key for b in s.button}  # the server's work
     assert [e for e in lecturer.expander if e.label == "Presenter notes"]
+    assert {"lecture_prepare", "lecture_handout"} <= {b.key for b in lecturer.button}
 
     # the lecturer moves on: a follower's next poll (a rerun here) brings it along
     lecturer.button(key="lecture_next").click().run()
