@@ -266,19 +266,23 @@ def _poll(code: str, sid: str) -> None:
         stt = store().state(code)
     except cr.ClassError:
         return
-    if not ss.get("class_page_drawn"):
-        st.rerun(scope="app")                 # the last full run was cut short: draw the page again
-    if (stt.question, stt.revealed) != ss.get("class_question_drawn"):
-        st.rerun(scope="app")                 # a new question (or a reveal): the stop's panel shows it
-    if not stt.live:
-        st.rerun(scope="app")                 # the class has ended: the sidebar says so, polling stops
-    if following and stt.stop != ss.get("class_stop_drawn"):
+    if behind(stt, following, ss.get("class_page_drawn", False), ss.get("class_stop_drawn"),
+              ss.get("class_question_drawn")):
         st.rerun(scope="app")
     board_at = ss.get("class_board_at")                # (stop, what the page's board showed), see board()
     if board_at and now - ss.get("class_board_checked", 0.0) > BOARD_EVERY_S:
         ss["class_board_checked"] = now
         if _board_signature(code, board_at[0]) != board_at[1]:
             st.rerun(scope="app")             # a run joined or ended: the page redraws the board
+
+
+def behind(stt: cr.ClassState, following: bool, page_drawn: bool, stop_drawn: str | None,
+           question_drawn: tuple[int | None, bool] | None) -> bool:
+    """Whether a student's page must be drawn again: its last full run did not get to its end, a
+    question was asked or revealed since (the stop's panel shows it), the class ended (the sidebar
+    says so, polling stops), or the lecturer moved and the student follows."""
+    return (not page_drawn or (stt.question, stt.revealed) != question_drawn or not stt.live
+            or (following and stt.stop != stop_drawn))
 
 
 # --- questions --------------------------------------------------------------------------------------------

@@ -168,3 +168,33 @@ def test_a_students_live_run_joins_the_board_with_their_settings(results, monkey
     board = next(t.value for t in bo.table if "nickname" in t.value.columns)
     assert list(board["nickname"]) == ["Ada"] and bo.session_state["class_board_at"][1] == ((job, False),)
     assert not [b for b in bo.get("link_button") if "Show this run" in b.proto.label]
+
+
+def test_a_followers_poll_redraws_exactly_when_its_page_is_behind(results):
+    """The poll's decision (pages.class_views.behind) against what the page last drew to its end:
+    a run cut short, a new question, a reveal, the end of the class, and a move, which only a
+    follower takes."""
+    from core.links import server_secret
+    from pages.class_views import behind
+
+    store = ClassStore(results / "classes.sqlite")
+    code, token = store.start(server_secret(), stop="alexnet-conv1")
+    now = store.state(code)
+    drawn = ("alexnet-conv1", (now.question, now.revealed))
+    assert not behind(now, True, True, *drawn)                              # up to date
+    assert behind(now, True, False, *drawn)                                 # the last run was cut short
+    store.move(code, token, server_secret(), "alexnet-pool1")
+    moved = store.state(code)
+    assert behind(moved, True, True, *drawn) and not behind(moved, False, True, *drawn)   # followers only
+    assert not behind(moved, True, True, "alexnet-pool1", drawn[1])
+    from core.classroom import scenario_question
+
+    store.ask(code, token, server_secret(), scenario_question(False, False))
+    asked = store.state(code)
+    assert behind(asked, False, True, "alexnet-pool1", drawn[1])             # a question reaches everyone
+    assert not behind(asked, False, True, "alexnet-pool1", (asked.question, False))
+    store.reveal(code, token, server_secret(), asked.question)
+    assert behind(store.state(code), False, True, "alexnet-pool1", (asked.question, False))
+    store.end(code, token, server_secret())
+    assert behind(store.state(code), False, True, "alexnet-pool1", (asked.question, True))
+    store.close()
