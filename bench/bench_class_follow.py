@@ -46,16 +46,18 @@ TITLE_JS = "() => document.querySelector('[data-testid=\"stMainBlockContainer\"]
 COOKIE = "CONVNETLAB_REPLICA"
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the replica's Streamlit and its workers)."""
-    total = 0
-    pids = [pid]
+def _tree(pid: int) -> list[int]:
+    """A process and its children (the replica's Streamlit and its workers)."""
     try:
-        for line in os.popen(f"ps -o pid= --ppid {pid}").read().split():
-            pids.append(int(line))
+        return [pid, *(int(x) for x in os.popen(f"ps -o pid= --ppid {pid}").read().split())]
     except ValueError:
-        pass
-    for p in pids:
+        return [pid]
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -74,13 +76,8 @@ async def _idle(pg) -> None:
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of a process and its children so far."""
     total = 0.0
-    pids = [pid]
-    try:
-        pids += [int(x) for x in os.popen(f"ps -o pid= --ppid {pid}").read().split()]
-    except ValueError:
-        pass
     tick = os.sysconf("SC_CLK_TCK")
-    for p in pids:
+    for p in _tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
