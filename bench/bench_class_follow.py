@@ -1,22 +1,27 @@
 """A class following its lecturer, measured: scripts/serve-class.sh (two replicas behind HAProxy, a
 local Ray head) on loopback, the visited stops prepared first as a lecturer does before class
-(`python -m core lecture prepare --runs tiny --only ...`); one lecturer in Chromium and N students,
-alternately pinned to each replica. BROWSERS of the students are Chromium pages (one context each);
-the others speak Streamlit's own websocket protocol (bench/st_protocol.py: what the frontend sends
-and receives, without laying out or painting the page), because fifty Chromium pages on these 2
-cores measure the benchmark's own rendering, while in a class every student's browser runs on their
-own device. The lecturer moves through STOPS stops with the Next button and asks QUESTIONS
-questions (the scenario question), which every student answers.
+(`python -m core lecture prepare --runs tiny --only ...`); one lecturer and N students, alternately
+pinned to each replica. BROWSERS of the students are Chromium pages (one context each); the others,
+and by default the lecturer, speak Streamlit's own websocket protocol (bench/st_protocol.py: what
+the frontend sends and receives, without laying out or painting the page), because Chromium pages
+on these 2 cores measure the benchmark's own rendering, while in a class every student's browser
+runs on their own device (`--lecturer browser` puts the lecturer in Chromium). Once everyone has
+joined, the run waits until the replicas are quiet (the joins' page loads over, as before a lecture
+starts); then the lecturer moves through STOPS stops with the Next button and asks QUESTIONS
+questions (the scenario question), which every student answers. `--push on,off` measures the
+server's push to followers (pages/class_push.py) and the page's own one-second poll alone, one
+after the other in one sitting.
 
 Measured, for every move: the time from the lecturer's click to each student's screen showing the
-new stop's header: in Chromium, the header in the page; over the protocol, the header received
-(each kind apart and together: p50, p95, max); for protocol students also the end of the run that
-drew the whole stop. Also: answers lost (asked x students minus answers stored), page errors, the
-replicas' CPU seconds while the lecturer moves, and each replica's memory at the end. Bounded: N
-students, STOPS moves, QUESTIONS questions.
+new stop's header, the students watched from the click on: in Chromium, the header in the page;
+over the protocol, the header received (each kind apart and together: p50, p95, max, and each
+move's p95); for protocol students also the end of the run that drew the whole stop. Also: answers
+lost (asked x students minus answers stored), page errors, the replicas' CPU seconds while the
+lecturer moves, and each replica's memory at the end. Bounded: N students, STOPS moves, QUESTIONS
+questions.
 
     .venv/bin/python bench/bench_class_follow.py [--students 10,25,50] [--browsers 3] [--stops 10]
-        [--questions 3] [--unprepared] [--json-out FILE]
+        [--questions 3] [--unprepared] [--lecturer protocol|browser] [--push on|off|on,off] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -98,6 +103,19 @@ async def _until(done, timeout: float) -> bool:
             return False
         await asyncio.sleep(0.1)
     return True
+
+
+async def _settled(port: int, quiet: float = 0.25, window: float = 2.0, limit: float = 90.0) -> float:
+    """Waits until the replicas use less than `quiet` of a core over `window` seconds (the joins' page
+    loads and the browsers' first renders are over, as before a lecture starts), at most `limit`
+    seconds; returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        c0 = sum(_cpu_s(pid) for pid in _replicas(port))
+        await asyncio.sleep(window)
+        if sum(_cpu_s(pid) for pid in _replicas(port)) - c0 < quiet * window:
+            break
+    return time.perf_counter() - t0
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -191,7 +209,79 @@ class ProtocolStudent:
         return sum(e.kind == "exception" for e in self.s.elements.values())
 
 
-async def _class(port: int, n: int, browsers: int, stops: int, questions: int, results: Path) -> dict:
+class BrowserLecturer:
+    """The lecturer in a Chromium page (what the projector shows)."""
+
+    def __init__(self, page):
+        self.pg = page
+
+    async def start(self) -> str:
+        await self.pg.get_by_role("button", name="Start a class").click()
+        await self.pg.wait_for_function("() => document.body.innerText.includes('Join code:')", timeout=60_000)
+        await _idle(self.pg)
+        return re.search(r"[?&]class=([A-Z0-9]{6})", self.pg.url).group(1)
+
+    async def ready(self) -> None:
+        await _idle(self.pg)
+
+    async def next(self, title: str) -> None:
+        await self.pg.get_by_role("button", name="Next ▶").click()
+        await self.pg.wait_for_function(f"t => ({TITLE_JS})() === t", arg=title, timeout=60_000)
+        await _idle(self.pg)
+
+    async def ask(self) -> None:
+        await self.pg.get_by_text("Ask the room a question").click(timeout=90_000)
+        await self.pg.get_by_text("Which transfer-learning scenario?").click()
+        await _idle(self.pg)
+        await self.pg.get_by_role("button", name="Ask the room").click()
+
+    async def ask_again(self) -> None:
+        await self.pg.get_by_role("button", name="Ask the room").click()
+
+    async def reveal(self) -> None:
+        await self.pg.get_by_role("button", name="Reveal the answer").click()
+
+    async def exceptions(self) -> int:
+        return await self.pg.locator('[data-testid="stException"]').count()
+
+
+class ProtocolLecturer:
+    """The lecturer over Streamlit's protocol: the same clicks, without a fourth Chromium page laying
+    out every stop on the 2 cores the replicas use."""
+
+    def __init__(self, session: ProtocolSession):
+        self.s = session
+
+    async def start(self) -> str:
+        await self.s.open()
+        await self.s.wait_until(self.s.run_done.is_set, 180)
+        await self.s.click(self.s.find_button("Start a class"))
+        return re.search(r"(?:^|&)class=([A-Z0-9]{6})", self.s.query).group(1)
+
+    async def ready(self) -> None:
+        await self.s.wait_until(self.s.run_done.is_set, 120)
+
+    async def next(self, title: str) -> None:
+        await self.s.click(self.s.find_button("Next ▶"))
+        await self.s.wait_until(lambda: self.s.heading() == title and self.s.run_done.is_set(), 60)
+
+    async def ask(self) -> None:
+        kind = self.s.find("radio", "Question")
+        await self.s.set({kind.id: ("string_value", "Which transfer-learning scenario?")})
+        await self.s.click(self.s.find_button("Ask the room"))
+
+    async def ask_again(self) -> None:
+        await self.s.click(self.s.find_button("Ask the room"))
+
+    async def reveal(self) -> None:
+        await self.s.click(self.s.find_button("Reveal the answer"))
+
+    async def exceptions(self) -> int:
+        return sum(e.kind == "exception" for e in self.s.elements.values())
+
+
+async def _class(port: int, n: int, browsers: int, stops: int, questions: int, results: Path,
+                 lecturer_in: str = "protocol") -> dict:
     from playwright.async_api import async_playwright
 
     from core.classroom import ClassStore
@@ -210,11 +300,11 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
             await _idle(pg)
             return pg
 
-        lec = await page_on("r1", f"{base}/lecture?stop={STOPS[0].slug}")
-        await lec.get_by_role("button", name="Start a class").click()
-        await lec.wait_for_function("() => document.body.innerText.includes('Join code:')", timeout=60_000)
-        await _idle(lec)
-        code = re.search(r"[?&]class=([A-Z0-9]{6})", lec.url).group(1)
+        if lecturer_in == "browser":
+            lec = BrowserLecturer(await page_on("r1", f"{base}/lecture?stop={STOPS[0].slug}"))
+        else:
+            lec = ProtocolLecturer(ProtocolSession(base, "lecture", f"stop={STOPS[0].slug}", cookies={COOKIE: "r1"}))
+        code = await lec.start()
 
         async def join(i: int):
             replica = "r1" if i % 2 else "r2"
@@ -238,8 +328,10 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
         for start in range(0, n, 5):                 # five at a time: a class arrives over a minute or two
             students += await asyncio.gather(*(join(i) for i in range(start, min(n, start + 5))))
         join_s = time.perf_counter() - t_join
+        settle_s = await _settled(port)
 
         delays: dict[str, list[float]] = {"browser": [], "protocol": []}
+        by_move: list[float | None] = []               # each move's p95, all students
         missed = 0
         per_move: list[int] = []                   # students who arrived, move by move
         missed_by: list[int] = [0] * n             # moves each student missed
@@ -249,15 +341,16 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
         store = ClassStore(results / "classes.sqlite")
         cpu0, t_moves = sum(_cpu_s(pid) for pid in _replicas(port)), time.perf_counter()
         for move in range(stops):
-            await _idle(lec)
-            t0 = time.perf_counter()
-            await lec.get_by_role("button", name="Next ▶").click()
+            await lec.ready()
             # the next stop's title, known in advance: the page's own header can still be the old stop's
-            # for a moment after the click (reading it then counted every student as never arriving)
+            # for a moment after the click (reading it then counted every student as never arriving).
+            # The students are watched from the click on, while the lecturer's page draws the stop.
             title = STOPS[move + 1].title
-            await lec.wait_for_function(f"t => ({TITLE_JS})() === t", arg=title, timeout=60_000)
-            await _idle(lec)
+            t0 = time.perf_counter()
+            moved = asyncio.create_task(lec.next(title))
             got = await asyncio.gather(*(st_.arrives(title, t0) for st_ in students))
+            await moved
+            by_move.append(_pct([d for d in got if d is not None], 0.95))
             for st_, d in zip(students, got):
                 if d is not None:
                     delays["browser" if isinstance(st_, BrowserStudent) else "protocol"].append(d)
@@ -268,15 +361,7 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
                 if d is None:
                     missed_at.append(f"move {move} to {title!r}: student {i} " + students[i].why(t0))
             if asked < questions and move % max(1, stops // questions) == 0:
-                try:
-                    await lec.get_by_text("Ask the room a question").click(timeout=90_000)
-                except Exception:
-                    await lec.screenshot(path=str(results / "lecturer-at-failure.png"))
-                    print(f"screenshot: {results / 'lecturer-at-failure.png'}", flush=True)
-                    raise
-                await lec.get_by_text("Which transfer-learning scenario?").click()
-                await _idle(lec)
-                await lec.get_by_role("button", name="Ask the room").click()
+                await lec.ask()
                 asked += 1
                 # as a lecturer does when no tally appears: press again (counted; Streamlit can drop a
                 # click whose run a fragment's timer cut short, see pages/class_views._poll)
@@ -284,7 +369,7 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
                     if await _until(lambda: (store.state(code).question or 0) >= asked, 10):
                         break
                     repeated.append(f"lecturer: Ask the room (question {asked})")
-                    await lec.get_by_role("button", name="Ask the room").click()
+                    await lec.ask_again()
 
                 async def answer(st_):
                     try:
@@ -293,12 +378,12 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
                         errors.append(f"answer: {str(e)[:900]}")
 
                 await asyncio.gather(*(answer(st_) for st_ in students))
-                await lec.get_by_role("button", name="Reveal the answer").click()
+                await lec.reveal()
         moves_s = time.perf_counter() - t_moves
         cpu_s = sum(_cpu_s(pid) for pid in _replicas(port)) - cpu0
         stt = store.state(code)
         answers = sum(store.tally(code, q).total for q in range(1, asked + 1))
-        exceptions = await lec.locator('[data-testid="stException"]').count()
+        exceptions = await lec.exceptions()
         still_following = 0
         for st_ in students:
             exceptions += await st_.exceptions()
@@ -307,11 +392,14 @@ async def _class(port: int, n: int, browsers: int, stops: int, questions: int, r
             if isinstance(st_, ProtocolStudent):
                 errors += [f"protocol: {e}" for e in st_.s.errors]
                 await st_.s.close()
+        if isinstance(lec, ProtocolLecturer):
+            await lec.s.close()
         await browser.close()
         store.close()
     every = delays["browser"] + delays["protocol"]
     finished = [f for x in students if isinstance(x, ProtocolStudent) for f in x.finished]
     return {"students": n, "browser_students": min(browsers, n), "moves": stops, "join_s": round(join_s, 1),
+            "settle_s": round(settle_s, 1), "p95_by_move_s": by_move,
             "p50_s": _pct(every, 0.5), "p95_s": _pct(every, 0.95), "max_s": _pct(every, 1.0),
             "protocol_p50_s": _pct(delays["protocol"], 0.5), "protocol_p95_s": _pct(delays["protocol"], 0.95),
             "browser_p50_s": _pct(delays["browser"], 0.5), "browser_p95_s": _pct(delays["browser"], 0.95),
@@ -338,13 +426,19 @@ def main() -> int:
     ap.add_argument("--unprepared", action="store_true",
                     help="skip preparing the visited stops (by default they are prepared as a lecturer does "
                          "before class, with the tiny run settings so that it takes seconds)")
+    ap.add_argument("--lecturer", choices=["protocol", "browser"], default="protocol",
+                    help="the lecturer's page over Streamlit's protocol (default) or in Chromium")
+    ap.add_argument("--push", default="on", help="on, off or on,off: the server pushes a move to followers "
+                    "(pages/class_push.py), or only their pages' one-second poll finds it; both in one sitting "
+                    "with on,off")
     ap.add_argument("--json-out")
     a = ap.parse_args()
     rows = []
-    for n in [int(x) for x in a.students.split(",")]:
+    for n, push in [(int(x), p) for x in a.students.split(",") for p in a.push.split(",")]:
         port = free_port(2)
         results = Path(tempfile.mkdtemp(prefix="convnetlab-bench-class-"))
-        env = {**os.environ, "CONVNETLAB_RESULTS": str(results)}
+        env = {**os.environ, "CONVNETLAB_RESULTS": str(results), "CONVNETLAB_CLASS_PUSH": "0" if push == "off" else "1"}
+        env.pop("CONVNETLAB_CLASS_POLL_S", None)
         env.pop("RAY_ADDRESS", None)
         log = results / "serve-class.log"
         if not a.unprepared:                       # what "Ready before class" does, for the stops visited
@@ -353,12 +447,14 @@ def main() -> int:
                            stdout=subprocess.DEVNULL)
         proc = start_class(port, 2, env, log)
         try:
-            row = asyncio.run(_class(port, n, a.browsers, a.stops, a.questions, results))
+            row = asyncio.run(_class(port, n, a.browsers, a.stops, a.questions, results, a.lecturer))
             row["replica_mb"] = [round(_rss_mb(pid)) for pid in _replicas(port)]
         finally:
             stop_class(proc)
         row["load_avg_1m"] = round(os.getloadavg()[0], 1)
         row["stops_prepared"] = not a.unprepared
+        row["push"] = push
+        row["lecturer"] = a.lecturer
         rows.append(row)
         print(json.dumps(row), flush=True)
     if a.json_out:

@@ -212,6 +212,20 @@ class ProtocolSession:
         return True
 
     # --- acting on it --------------------------------------------------------------------------------------
+    async def send_as_sent_before(self, values: dict[str, tuple[str, Any]]) -> None:
+        """Sends a rerun carrying these widget values whether or not the widgets are still on the page:
+        what a browser's timer sends when it fires before the browser has drawn the server's new run."""
+        await self._send_rerun(values)
+
+    async def set(self, values: dict[str, tuple[str, Any]]) -> float:
+        """Changes widget values (id -> (WidgetState field, value)) as a user does, one rerun, and
+        returns when it has finished (seconds taken)."""
+        self._values.update(values)
+        t0 = time.perf_counter()
+        await self._send_rerun()
+        await self.wait_until(self.run_done.is_set, 120)
+        return time.perf_counter() - t0
+
     async def click(self, button_id: str, values: dict[str, tuple[str, Any]] | None = None) -> float:
         """Sets widget values (id -> (WidgetState field, value)), clicks a button, and returns when the
         run it starts has finished (seconds taken)."""

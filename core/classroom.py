@@ -11,8 +11,9 @@ they were. Nothing lives in one process's memory.
   end; a student's link has the code only, and an altered token proves nothing.
 - A student is a browser session (the server-signed session id), with an optional nickname (at most
   `MAX_NICKNAME` characters, control characters removed; pages show it as plain text).
-- The lecturer's stop: students who follow show it within their page's poll (a second or two).
-  Followers report every poll (`seen`); the lecturer sees how many followed in the last seconds.
+- The lecturer's stop: students who follow show it as soon as their server sees the move
+  (pages/class_push.py reads the class ten times a second) or their page's own poll does.
+  Followers report as they poll (`seen`); the lecturer sees how many followed in the last seconds.
 - Questions: one open at a time; one answer per student per question, refused after the reveal;
   the tally never carries nicknames; the lecturer downloads every answer as CSV.
 - Class runs: a student's run (a job id of the runner) registered with the class, one per student
@@ -185,6 +186,16 @@ class Tally:
     revealed: bool
     counts: dict[str, int]     # answer text -> students (choice), or {"right": n, "wrong": m}
     total: int
+
+
+def behind(stt: ClassState, following: bool, page_drawn: bool, stop_drawn: str | None,
+           question_drawn: tuple[int | None, bool] | None) -> bool:
+    """Whether a student's page must be drawn again: its last full run did not get to its end, a
+    question was asked or revealed since (the stop's panel shows it), the class ended (the sidebar
+    says so, polling stops), or the lecturer moved and the student follows. The page's poll and the
+    server's push (pages/class_push.py) both ask this."""
+    return (not page_drawn or (stt.question, stt.revealed) != question_drawn or not stt.live
+            or (following and stt.stop != stop_drawn))
 
 
 def lecturer_token(code: str, secret: bytes) -> str:

@@ -3,7 +3,8 @@
 The lecturer starts a class from the sidebar and gets a join code, a join link with its QR code for
 the projector and a lecturer link that only they hold; moving through the stops moves the class.
 A student opens the join link (or types the code), picks a nickname if they like, and follows:
-their page polls the class about once a second and goes where the lecturer went. "Explore on my
+their page goes where the lecturer went, pushed by the server (pages.class_push) within about a
+tenth of a second of the move, with a poll behind it. "Explore on my
 own" (or moving away by hand) detaches, "Back to the lecturer" re-attaches. From any stop the
 lecturer asks the room a question, watches the answers come in, reveals the answer with its
 arithmetic and downloads every answer as CSV. At a training stop, each student's run joins the
@@ -28,6 +29,7 @@ from core import classroom as cr
 from core.links import public_base, read_job_id, server_secret
 from core.train.store import results_dir
 from core.train.events import ACTIVE_STATES, Epoch
+from pages import class_push as push
 
 ss = st.session_state
 SEEN_EVERY_S = 4.0       # a follower reports at most this often (FOLLOWING_S counts it as present)
@@ -234,20 +236,27 @@ def sync(sid: str, stops: list[str]) -> None:
 
 
 def follow(sid: str) -> None:
-    """On a student's page: a fragment polls the class about once a second and reruns the page when
-    the lecturer moved (`sync` then follows), asked or revealed a question, or ended the class."""
+    """On a student's page: the server pushes a redraw when the lecturer moved (`sync` then follows),
+    asked or revealed a question, or ended the class (pages.class_push, from `drawn`), and a fragment
+    polls the class, every few seconds beside the push or once a second without it, for the same
+    and to report the student present."""
     kind, code = role()
+    live = False
     if kind == "student" and store().member(code, sid):
         try:
-            if not store().state(code).live:
-                return
+            live = store().state(code).live
         except cr.ClassError:
-            return
-        ss["class_poll_inline"] = True         # the first call runs inside this full run, which draws it all
-        try:
-            st.fragment(_poll, run_every=1.0)(code, sid)
-        finally:
-            ss["class_poll_inline"] = False
+            pass
+    if not live:
+        if ss.pop("class_push_code", None):
+            push.forget()
+        return
+    ss["class_push_code"] = code
+    ss["class_poll_inline"] = True         # the first call runs inside this full run, which draws it all
+    try:
+        st.fragment(_poll, run_every=push.poll_every())(code, sid)
+    finally:
+        ss["class_poll_inline"] = False
 
 
 def _poll(code: str, sid: str) -> None:
@@ -266,7 +275,7 @@ def _poll(code: str, sid: str) -> None:
         stt = store().state(code)
     except cr.ClassError:
         return
-    if behind(stt, following, ss.get("class_page_drawn", False), ss.get("class_stop_drawn"),
+    if cr.behind(stt, following, ss.get("class_page_drawn", False), ss.get("class_stop_drawn"),
               ss.get("class_question_drawn")):
         st.rerun(scope="app")
     board_at = ss.get("class_board_at")                # (stop, what the page's board showed), see board()
@@ -274,15 +283,6 @@ def _poll(code: str, sid: str) -> None:
         ss["class_board_checked"] = now
         if _board_signature(code, board_at[0]) != board_at[1]:
             st.rerun(scope="app")             # a run joined or ended: the page redraws the board
-
-
-def behind(stt: cr.ClassState, following: bool, page_drawn: bool, stop_drawn: str | None,
-           question_drawn: tuple[int | None, bool] | None) -> bool:
-    """Whether a student's page must be drawn again: its last full run did not get to its end, a
-    question was asked or revealed since (the stop's panel shows it), the class ended (the sidebar
-    says so, polling stops), or the lecturer moved and the student follows."""
-    return (not page_drawn or (stt.question, stt.revealed) != question_drawn or not stt.live
-            or (following and stt.stop != stop_drawn))
 
 
 # --- questions --------------------------------------------------------------------------------------------
@@ -305,10 +305,13 @@ def questions(stop_args: dict[str, Any], sid: str) -> None:
 
 def drawn(stop: str) -> None:
     """At the very end of the lecture page: this run drew `stop` and the question state to the end
-    (the poll compares the class with these)."""
+    (the poll and the push compare the class with these)."""
     ss["class_stop_drawn"] = stop
     ss["class_page_drawn"] = True
     ss["class_question_drawn"] = ss.pop("class_question_drawing", None)
+    if ss.get("class_push_code"):
+        push.mark(ss["class_push_code"], store(), bool(ss.get("class_following")), stop,
+                  ss["class_question_drawn"])
 
 
 def _composer(code: str, stop_args: dict[str, Any]) -> None:

@@ -47,6 +47,11 @@ def _go(delta: int) -> None:
     ss["lecture_stop"] = STOPS[min(max(slugs().index(ss["lecture_stop"]) + delta, 0), N - 1)].slug
 
 
+def _picked(key: str) -> None:
+    if key == f"lecture_stop_pick_{ss['lecture_stop']}":     # the list on the page now, not an earlier one
+        ss["lecture_stop"] = ss[key]
+
+
 # In a class (pages.class_views): a student's page goes to the lecturer's stop, the lecturer's takes
 # the class along; the class's box heads the sidebar.
 cv.sync(sid, slugs())
@@ -58,8 +63,12 @@ cv.sidebar(ss["lecture_stop"], sid)
 with st.sidebar:
     st.header("Lecture path")
     st.toggle("Larger type", key="lecture_big", help="Bigger text for a large room (also `big=1` in the link).")
-    st.radio("Stop", slugs(), key="lecture_stop", label_visibility="collapsed",
-             format_func=lambda s: f"{slugs().index(s) + 1}. {get(s).title}")
+    # The list is a new widget for each stop it shows (its key names the stop): a value that a browser
+    # sent before it saw the page's new stop (a class follower's timer can, while the server pushes
+    # the lecturer's move) belongs to the old widget and is never taken as a choice that detaches it.
+    pick = f"lecture_stop_pick_{ss['lecture_stop']}"
+    st.radio("Stop", slugs(), index=slugs().index(ss["lecture_stop"]), key=pick, label_visibility="collapsed",
+             format_func=lambda s: f"{slugs().index(s) + 1}. {get(s).title}", on_change=_picked, args=(pick,))
 
 stop = get(ss["lecture_stop"])
 k = slugs().index(stop.slug)
@@ -308,4 +317,4 @@ if cv.role()[0] != "student":
             st.download_button("Download (zip)", ss["lecture_zip"], "convnetlab-handout.zip", "application/zip",
                                key="lecture_zip_dl", icon=":material/download:")
 
-cv.drawn(stop.slug)     # last: a class follower's poll counts this stop as shown only once a run got here
+cv.drawn(stop.slug)     # last: a class follower's poll and push count this stop as shown only once a run got here

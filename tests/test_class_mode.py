@@ -171,11 +171,11 @@ def test_a_students_live_run_joins_the_board_with_their_settings(results, monkey
 
 
 def test_a_followers_poll_redraws_exactly_when_its_page_is_behind(results):
-    """The poll's decision (pages.class_views.behind) against what the page last drew to its end:
+    """The poll's decision (core.classroom.behind) against what the page last drew to its end:
     a run cut short, a new question, a reveal, the end of the class, and a move, which only a
     follower takes."""
     from core.links import server_secret
-    from pages.class_views import behind
+    from core.classroom import behind
 
     store = ClassStore(results / "classes.sqlite")
     code, token = store.start(server_secret(), stop="alexnet-conv1")

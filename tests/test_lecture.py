@@ -373,7 +373,7 @@ def test_the_page_opens_on_a_linked_stop_and_steps_with_the_buttons(prepared):
     assert "854M" in "\n".join(m.value for m in at.markdown)
     at.button(key="lecture_next").click().run()
     assert at.query_params["stop"] == stops.STOPS[k + 1].slug and at.header[0].value == stops.STOPS[k + 1].title
-    at.radio(key="lecture_stop").set_value("alexnet-conv1").run()
+    at.radio(key=f"lecture_stop_pick_{stops.STOPS[k + 1].slug}").set_value("alexnet-conv1").run()
     assert not at.exception and "34,944" in "\n".join(m.value for m in at.markdown)
     at.button(key="lecture_prev").click().run()
     assert at.query_params["stop"] == "lenet-5" and at.query_params["sid"] == at.session_state["sid"]
