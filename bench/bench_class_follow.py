@@ -182,8 +182,10 @@ class ProtocolStudent:
             return s.run_done.is_set() and any(e.kind == "radio" and e.proto.label == "Your answer"
                                                for e in s.elements.values())
 
+        t_wait = time.perf_counter()
         if not await s.wait_until(box, 60):
-            raise TimeoutError("no answer box within 60 s")
+            raise TimeoutError(f"no answer box within 60 s: {self.why(t_wait)}; "
+                               f"run done {s.run_done.is_set()}, radios {[e.proto.label for e in s.elements.values() if e.kind == 'radio']}")
         radio = s.find("radio", "Your answer")        # a radio's value is its option's text (Streamlit 1.67)
         t0 = time.perf_counter()
         await s.click(s.find_button("Send"), {radio.id: ("string_value", radio.options[0])})
