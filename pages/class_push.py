@@ -130,8 +130,6 @@ class Watcher:
                 continue
             try:
                 self._tick(mgr, marks)
-            except cr.ClassError:
-                continue
             except Exception:  # noqa: BLE001 - Streamlit's internals moved: stop, the pages poll each second
                 _LOG.warning("The class push stopped; followers' pages poll once a second instead.", exc_info=True)
                 self.failed = True

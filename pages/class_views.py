@@ -3,8 +3,8 @@
 The lecturer starts a class from the sidebar and gets a join code, a join link with its QR code for
 the projector and a lecturer link that only they hold; moving through the stops moves the class.
 A student opens the join link (or types the code), picks a nickname if they like, and follows:
-their page goes where the lecturer went, pushed by the server (pages.class_push) within about a
-tenth of a second of the move, with a poll behind it. "Explore on my
+their page goes where the lecturer went: the server notices the move within a tenth of a second and
+redraws the page (pages.class_push), with the page's own poll behind it. "Explore on my
 own" (or moving away by hand) detaches, "Back to the lecturer" re-attaches. From any stop the
 lecturer asks the room a question, watches the answers come in, reveals the answer with its
 arithmetic and downloads every answer as CSV. At a training stop, each student's run joins the

@@ -120,7 +120,7 @@ def pytest_configure(config):
 
 def _share_compiled_pages() -> None:
     """Every new AppTest also compiles each page it runs afresh (parse, Streamlit's "magic" rewrite,
-    compile: about 5% of the quick loop's CPU), the same bytecode each time: no source changes during
+    compile: about a fifth of test_pages.py's quick part), the same bytecode each time: no source changes during
     a run. One script cache serves every AppTest of the process, as one serves every session of the
     real server."""
     try:

@@ -8,7 +8,6 @@ can send while the push is under way: the stop list's old value."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
