@@ -347,9 +347,15 @@ class ClassStore:
 
     def seen(self, code: str, sid: str, following: bool) -> None:
         """A student's poll: whether they follow the lecturer right now."""
+        self.seen_many(code, {sid: following})
+
+    def seen_many(self, code: str, following: dict[str, bool]) -> None:
+        """Several students present at once (sid -> whether they follow), in one transaction: the
+        server's push reports the followers whose pages it serves."""
+        now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE students SET seen = ?, following = ? WHERE code = ? AND sid = ?",
-                       (time.time(), int(following), code, sid))
+            db.executemany("UPDATE students SET seen = ?, following = ? WHERE code = ? AND sid = ?",
+                           [(now, int(f), code, sid) for sid, f in following.items()])
 
     def answer(self, code: str, sid: str, number: int, text: str) -> bool:
         """Records a student's answer; whether it is right. Refused (ClassError) for a student who

@@ -7,11 +7,12 @@ SQLite read per class: the class lives in the shared store, so a move made on an
 here too) and, for every page `classroom.behind` says is behind, asks Streamlit to run that
 session's page again, the way Streamlit reruns a page whose source file was saved
 (`AppSession.request_rerun` with the session's last client state, on the server's event loop).
+Every few seconds it also reports those followers present to the class (the lecturer's count).
 
 Streamlit has no public call for "rerun that other session", so this uses its runtime's session
 manager (Streamlit 1.67). Where that is missing (an AppTest, another Streamlit), `available()` is
-False and the page's own poll (`class_views.follow`) does the work alone, once a second as before;
-with the push on, the poll stays as a slower safety net (`poll_every`).
+False and the page's own poll (`class_views.follow`) does the work alone, once a second as before.
+With the push, a follower's page polls only at a stop with a class board (`poll_every`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ _LOG = logging.getLogger(__name__)
 WATCH_EVERY_S = 0.1      # how often the watcher reads each class it has followers of
 RETRY_S = 3.0            # a page asked to redraw that has not drawn since is asked again after this
 PAGE_SETTLES_S = 2.0     # a marked session whose last page is another one this long after: it left
-POLL_S = 1.0             # a follower's poll without the push
-POLL_WITH_PUSH_S = 3.0   # with it: the poll only reports presence, checks the board and backs the push up
+SEEN_EVERY_S = 4.0       # how often the watcher reports its followers present (FOLLOWING_S counts them)
+BOARD_EVERY_S = 2.0      # how often it looks at the class boards its followers' pages show
+POLL_S = 1.0             # a follower's poll where the server cannot push
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,14 @@ class Mark:
 
     code: str
     store: cr.ClassStore
+    student: str                                # the student's id in the class (the app's session id)
     page: str                                   # the page's script hash: a session on another page is dropped
     following: bool
     stop: str
     question: tuple[int | None, bool] | None
     at: float                                   # when it was drawn (time.monotonic)
+    board: tuple[str, tuple] | None = None      # the class board it drew: (its stop, its signature)
+    board_now: Callable[[str, str], tuple] | None = None    # a board's signature now, from (code, stop)
 
 
 def enabled() -> bool:
@@ -67,23 +72,29 @@ def available() -> bool:
     return enabled() and not WATCHER.failed and _session_manager() is not None
 
 
-def poll_every() -> float:
-    """Seconds between a follower page's own polls."""
+def poll_every() -> float | None:
+    """Seconds between a follower page's own polls: once a second where the server cannot push, and
+    none beside the push, whose watcher does it all (moves, questions, the end, the class board,
+    presence). A page that polls beside it can lose the end of a pushed run: a tick that reaches
+    Streamlit just as a full run ends starts a new script runner, the server's loop then drops the
+    old one's last messages (its last elements and its "finished"), and the run counts as drawn.
+    $CONVNETLAB_CLASS_POLL_S sets it (the tests)."""
     override = os.environ.get("CONVNETLAB_CLASS_POLL_S")
     if override:
         return max(0.5, float(override))
-    return POLL_WITH_PUSH_S if available() else POLL_S
+    return None if available() else POLL_S
 
 
 def due(marks: dict[str, Mark], states: dict[str, cr.ClassState | None], asked: dict[str, float],
-        running: Callable[[str], bool], now: float) -> list[str]:
-    """The sessions to ask for a redraw now: behind their class (`classroom.behind`), not in the
-    middle of a run (a request would cut it short), and not already asked since they last drew,
-    unless that was RETRY_S ago (the run it started was cut short or lost)."""
+        running: Callable[[str], bool], now: float, boards: frozenset[str] = frozenset()) -> list[str]:
+    """The sessions to ask for a redraw now: behind their class (`classroom.behind`) or showing a class
+    board that changed (`boards`), not in the middle of a run (a request would cut it short), and not
+    already asked since they last drew, unless that was RETRY_S ago (the run it started was cut
+    short or lost)."""
     out = []
     for sid, m in marks.items():
         stt = states.get(m.code)
-        if stt is None or not cr.behind(stt, m.following, True, m.stop, m.question):
+        if stt is None or not (cr.behind(stt, m.following, True, m.stop, m.question) or sid in boards):
             continue
         last = asked.get(sid)
         if last is not None and last > m.at and now - last < RETRY_S:
@@ -101,6 +112,8 @@ class Watcher:
         self._marks: dict[str, Mark] = {}
         self._asked: dict[str, float] = {}
         self._thread: threading.Thread | None = None
+        self._seen_at = 0.0
+        self._boards_at = 0.0
         self.failed = False
 
     def mark(self, sid: str, m: Mark) -> None:
@@ -157,9 +170,53 @@ class Watcher:
             except (cr.ClassError, sqlite3.Error):      # gone, or the store busy: read it the next tick
                 states[m.code] = None
         live = {sid: marks[sid] for sid in sessions}
-        for sid in due(live, states, self._asked, lambda s: _running(sessions[s]), now):
+        if now - self._seen_at > SEEN_EVERY_S:
+            self._seen_at = now
+            _report_present(live)
+        boards: frozenset[str] = frozenset()
+        if now - self._boards_at > BOARD_EVERY_S:
+            self._boards_at = now
+            boards = _boards_changed(live)
+        for sid in due(live, states, self._asked, lambda s: _running(sessions[s]), now, boards):
             self._asked[sid] = now
-            _rerun(sessions[sid])
+            _rerun(sessions[sid], lambda sid=sid, now=now: self._not_asked(sid, now))
+
+    def _not_asked(self, sid: str, at: float) -> None:
+        """The ask made at `at` found the session busy: the next tick asks again."""
+        with self._lock:
+            if self._asked.get(sid) == at:
+                del self._asked[sid]
+
+
+def _report_present(live: dict[str, Mark]) -> None:
+    """The followers whose pages this process serves are present (one write per class)."""
+    by_class: dict[str, tuple[cr.ClassStore, dict[str, bool]]] = {}
+    for m in live.values():
+        by_class.setdefault(m.code, (m.store, {}))[1][m.student] = m.following
+    for code, (store, following) in by_class.items():
+        try:
+            store.seen_many(code, following)
+        except sqlite3.Error:                    # the store busy: the next report, in SEEN_EVERY_S
+            pass
+
+
+def _boards_changed(live: dict[str, Mark]) -> frozenset[str]:
+    """The pages whose class board changed since they drew it (a run joined it or ended); each board
+    is read once, however many pages show it."""
+    now: dict[tuple[str, str], tuple | None] = {}
+    out = set()
+    for sid, m in live.items():
+        if m.board is None or m.board_now is None:
+            continue
+        key = (m.code, m.board[0])
+        if key not in now:
+            try:
+                now[key] = m.board_now(*key)
+            except Exception:  # noqa: BLE001 - a store or a runner that cannot answer now: the next look
+                now[key] = None
+        if now[key] is not None and now[key] != m.board[1]:
+            out.add(sid)
+    return frozenset(out)
 
 
 def _running(session: Any) -> bool:
@@ -168,17 +225,28 @@ def _running(session: Any) -> bool:
     return session._state == AppSessionState.APP_IS_RUNNING
 
 
-def _rerun(session: Any) -> None:
+def _rerun(session: Any, busy: Callable[[], None]) -> None:
     """Runs the session's page again with its last client state (its page and query), as Streamlit
-    does when a page's source is saved, on the server's event loop."""
-    session._event_loop.call_soon_threadsafe(lambda: session.request_rerun(session._client_state))
+    does when a page's source is saved; on the server's event loop.
+
+    Only a session with no script runner: one that exists is running or about to run (a tick of the
+    page's poll, a click, whose start the loop has not heard of yet), and Streamlit would stop it and
+    start another beside it (fast reruns); `busy` is told instead, and the next tick asks again."""
+    def ask() -> None:
+        if session._scriptrunner is not None:
+            busy()
+            return
+        session.request_rerun(session._client_state)
+
+    session._event_loop.call_soon_threadsafe(ask)
 
 
 WATCHER = Watcher()
 
 
-def mark(code: str, store: cr.ClassStore, following: bool, stop: str,
-         question: tuple[int | None, bool] | None) -> None:
+def mark(code: str, store: cr.ClassStore, student: str, following: bool, stop: str,
+         question: tuple[int | None, bool] | None, board: tuple[str, tuple] | None = None,
+         board_now: Callable[[str, str], tuple] | None = None) -> None:
     """At the end of a follower's full run: what it drew (see `Mark`)."""
     if not available():
         return
@@ -187,8 +255,8 @@ def mark(code: str, store: cr.ClassStore, following: bool, stop: str,
     ctx = get_script_run_ctx()
     if ctx is None:
         return
-    WATCHER.mark(ctx.session_id, Mark(code, store, ctx.page_script_hash, following, stop, question,
-                                      time.monotonic()))
+    WATCHER.mark(ctx.session_id, Mark(code, store, student, ctx.page_script_hash, following, stop, question,
+                                      time.monotonic(), board, board_now))
 
 
 def forget() -> None:

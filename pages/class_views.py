@@ -16,6 +16,7 @@ Addresses: `class=<code>` for everyone in the class, `lt=<token>` for the lectur
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -32,18 +33,45 @@ from core.train.events import ACTIVE_STATES, Epoch
 from pages import class_push as push
 
 ss = st.session_state
-SEEN_EVERY_S = 4.0       # a follower reports at most this often (FOLLOWING_S counts it as present)
 BOARD_EVERY_S = 2.0      # a student's poll looks at the class board at most this often
 
 
-@st.cache_resource
+@functools.lru_cache(maxsize=8)
 def _store(folder: str) -> cr.ClassStore:
+    # a plain memo, not st.cache_resource: its per-call hashing was a measurable part of a follower's run
     return cr.ClassStore(Path(folder) / "classes.sqlite")
 
 
 def store() -> cr.ClassStore:
     """The results directory's class store, one connection per server process and folder."""
     return _store(str(results_dir()))
+
+
+READS = "class_run_reads"     # ss: this full run's reads of the class (sync() starts them afresh)
+
+
+def _state(code: str) -> cr.ClassState:
+    """The class as this full run of the page first read it. sync() forgets it at the start of every
+    run and lead() when the lecturer moves the class: a follower's page reads the store once a run,
+    not at every element that shows the class (every follower's page runs on every move). Fragment
+    runs (the polls) read the store themselves."""
+    reads = ss.setdefault(READS, {})
+    if "state" not in reads:
+        try:
+            reads["state"] = store().state(code)
+        except cr.ClassError as e:
+            reads["state"] = e
+    if isinstance(reads["state"], cr.ClassError):
+        raise reads["state"]
+    return reads["state"]
+
+
+def _member(code: str, sid: str) -> bool:
+    """Whether this session joined the class, read once a full run as `_state` is."""
+    reads = ss.setdefault(READS, {})
+    if "member" not in reads:
+        reads["member"] = store().member(code, sid)
+    return reads["member"]
 
 
 def _secret() -> bytes:
@@ -109,7 +137,7 @@ def sidebar(stop: str, sid: str) -> None:
                 st.error(ss.pop("class_join_error"))
             return
         try:
-            stt = store().state(code)
+            stt = _state(code)
         except cr.ClassError as e:
             st.warning(str(e))
             return
@@ -177,7 +205,7 @@ def _end(code: str) -> None:
 
 
 def _student_sidebar(stt: cr.ClassState, sid: str) -> None:
-    if not store().member(stt.code, sid):
+    if not _member(stt.code, sid):
         st.markdown(f"**Class {stt.code}**")
         with st.form("class_nick_form", border=False):
             st.text_input("Nickname (optional, shown on the class board)", max_chars=cr.MAX_NICKNAME, key="class_nick")
@@ -209,8 +237,9 @@ def lead(stop: str) -> None:
     if kind != "lecturer":
         return
     try:
-        if store().state(code).stop != stop:
+        if _state(code).stop != stop:
             store().move(code, cr.lecturer_token(code, _secret()), _secret(), stop)
+            ss.pop(READS, None)                  # the rest of this run shows the class as moved
     except cr.ClassError:
         pass
 
@@ -220,15 +249,16 @@ def sync(sid: str, stops: list[str]) -> None:
     hand is detached; a follower is put on the lecturer's stop."""
     ss.pop("class_board_at", None)               # set again by board() if this run draws a board
     ss["class_page_drawn"] = False               # until drawn() at the end of this run
+    ss[READS] = {}                               # this run reads the class afresh, once
     kind, code = role()
-    if kind != "student" or not store().member(code, sid) or not ss.get("class_following"):
+    if kind != "student" or not _member(code, sid) or not ss.get("class_following"):
         return
     synced = ss.get("class_synced")
     if synced is not None and ss.get("lecture_stop") != synced:
         ss["class_following"] = False          # the student moved on their own
         return
     try:
-        now = store().state(code).stop
+        now = _state(code).stop
     except cr.ClassError:
         return
     if now in stops:
@@ -237,14 +267,14 @@ def sync(sid: str, stops: list[str]) -> None:
 
 def follow(sid: str) -> None:
     """On a student's page: the server pushes a redraw when the lecturer moved (`sync` then follows),
-    asked or revealed a question, or ended the class (pages.class_push, from `drawn`), and a fragment
-    polls the class, every few seconds beside the push or once a second without it, for the same
-    and to report the student present."""
+    asked or revealed a question, ended the class, or a run joined or left the page's class board,
+    and reports the student present (pages.class_push, from `drawn`). Where the server cannot push,
+    a fragment polls the class for the same, once a second."""
     kind, code = role()
     live = False
-    if kind == "student" and store().member(code, sid):
+    if kind == "student" and _member(code, sid):
         try:
-            live = store().state(code).live
+            live = _state(code).live
         except cr.ClassError:
             pass
     if not live:
@@ -261,12 +291,12 @@ def follow(sid: str) -> None:
 
 def _poll(code: str, sid: str) -> None:
     """Compares the class with what this page last drew to its end (`drawn`), not with what a run
-    started to draw, and redraws a page whose last full run did not get to its end: under load, a
-    queued tick of this very fragment can cut a full run short (Streamlit 1.67; bench_class_follow
-    logs it), and a page that counted its stop as shown at the start of such a run never redrew it."""
+    started to draw, and redraws a page whose last full run did not get to its end (a page that
+    counted its stop as shown at the start of a run that was cut short never redrew it). Reports the
+    student present where the server's push does not (pages.class_push)."""
     now = time.time()
     following = bool(ss.get("class_following"))
-    if now - ss.get("class_seen_at", 0.0) > SEEN_EVERY_S:
+    if not push.available() and now - ss.get("class_seen_at", 0.0) > push.SEEN_EVERY_S:
         store().seen(code, sid, following)
         ss["class_seen_at"] = now
     if ss.get("class_poll_inline"):
@@ -292,26 +322,28 @@ def questions(stop_args: dict[str, Any], sid: str) -> None:
     kind, code = role()
     if kind == "none":
         return
-    stt = store().state(code)
+    stt = _state(code)
     if kind == "lecturer":
         _composer(code, stop_args)
         if stt.question:                      # answers come in until the reveal; after it, nothing changes
             st.fragment(_tally, run_every=None if stt.revealed else 1.0)(code, stt.question)
-    elif store().member(code, sid):
+    elif _member(code, sid):
         ss["class_question_drawing"] = (stt.question, stt.revealed)
         if stt.question:
             _answer_box(code, stt.question, sid)
 
 
-def drawn(stop: str) -> None:
+def drawn(stop: str, sid: str) -> None:
     """At the very end of the lecture page: this run drew `stop` and the question state to the end
     (the poll and the push compare the class with these)."""
     ss["class_stop_drawn"] = stop
     ss["class_page_drawn"] = True
     ss["class_question_drawn"] = ss.pop("class_question_drawing", None)
     if ss.get("class_push_code"):
-        push.mark(ss["class_push_code"], store(), bool(ss.get("class_following")), stop,
-                  ss["class_question_drawn"])
+        board_at = ss.get("class_board_at")
+        board_now = functools.partial(_board_signature, jr=_runner()) if board_at else None
+        push.mark(ss["class_push_code"], store(), sid, bool(ss.get("class_following")), stop,
+                  ss["class_question_drawn"], board_at, board_now)
 
 
 def _composer(code: str, stop_args: dict[str, Any]) -> None:
@@ -482,9 +514,25 @@ def board(stop: str) -> None:
     _board(code, stop, False)
 
 
-def _board_signature(code: str, stop: str) -> tuple:
-    """What a student's board must be redrawn for: the runs at the stop and which have ended."""
-    return tuple(sorted((r["job"], r["state"] in ACTIVE_STATES) for r in board_rows(code, stop)))
+def _board_signature(code: str, stop: str, jr: Any = None) -> tuple:
+    """What a student's board must be redrawn for: the runs at the stop (those `board_rows` lists)
+    and which have ended. `jr`: the job runner (the push's watcher, outside any page run, passes it)."""
+    jr = jr or _runner()
+    out = []
+    for _, job in store().runs(code, stop):
+        if read_job_id(job) is None:
+            continue
+        try:
+            out.append((job, jr.status(job).state in ACTIVE_STATES))
+        except Exception:  # noqa: BLE001 - a run pruned from the store: left off the board
+            continue
+    return tuple(sorted(out))
+
+
+def _runner() -> Any:
+    from pages.common import runner
+
+    return runner()
 
 
 def board_rows(code: str, stop: str) -> list[dict[str, Any]]:

@@ -19,13 +19,14 @@ from core.formatting import plural
 from core.lecture import prepare as prep
 from core.lecture.handout import DEFAULT_BASE_URL
 from core.lecture.panels import (Block, Callout, Chart, FinishedRun, Graph, Images, Metrics, Panel, Row, Table, Text,
-                                 live_blocks, stop_panel, training_panel)
+                                 live_blocks, training_panel)
 from core.lecture.stops import STOPS, Stop, full_link, get, run_plans, slugs
 from core.links import read_choice, read_flag
 from core.train.compute import ComputeConfig
 from core.train.events import ACTIVE_STATES
 from core.train.jobs import JobError, JobSpec
 from pages import class_views as cv
+from pages import lecture_panels as lp
 from pages.common import (computing, follow_compute, job_events, job_outcome, progress_line, require_router, runner,
                           session_id, start_compute, ticking)
 
@@ -111,8 +112,8 @@ b1.button("◀ Previous", key="lecture_prev", on_click=_go, args=(-1,), disabled
           help="Also ← and PageUp")
 b2.button("Next ▶", key="lecture_next", on_click=_go, args=(1,), disabled=k == N - 1, width="stretch",
           help="Also → and PageDown")
-plans = run_plans()
-b3.link_button("Full page", full_link(stop, plans), width="stretch", icon=":material/open_in_new:",
+plans = run_plans() if stop.training else {}         # settings of the stop's runs (not needed elsewhere)
+b3.link_button("Full page", full_link(stop, plans or None), width="stretch", icon=":material/open_in_new:",
                help="Open this stop's page with the same state, every option at hand")
 
 
@@ -155,25 +156,6 @@ def show(blocks: Panel | list[Block], key: str) -> None:
             for j, (col, part) in enumerate(zip(st.columns(len(b.columns)), b.columns)):
                 with col:
                     show(part, f"{key}_{i}_{j}")
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _prepared(slug: str, mtime_ns: int) -> Panel | None:
-    """A prepared panel read from disk once per file version (read-only: shared by every session)."""
-    return prep.load_panel(get(slug))
-
-
-@st.cache_resource(max_entries=16, show_spinner="Computing this stop (not prepared yet)...")
-def _computed(slug: str, signature: str) -> Panel:
-    return stop_panel(get(slug), prep.load_runs(get(slug)) if get(slug).training else None)
-
-
-def prepared_panel(s: Stop) -> Panel | None:
-    path = prep.panel_file(s.slug)
-    try:
-        return _prepared(s.slug, path.stat().st_mtime_ns)
-    except FileNotFoundError:
-        return None
 
 
 # --- training stops: the finished run, and the same run trained live ----------------------------------------
@@ -234,9 +216,9 @@ if stop.training:
         st.caption("Trained live in this session.")
         st.button("Show the prepared run again", key="lecture_back", on_click=live.pop, args=(stop.slug,))
     else:
-        panel = prepared_panel(stop)
+        panel = lp.prepared_panel(stop)
         if panel is None and prep.load_runs(stop):
-            panel = _computed(stop.slug, prep.signature(stop))
+            panel = lp.computed_panel(stop.slug, prep.signature(stop))
         if stop.live:
             busy = any(j.state in ACTIVE_STATES for j in runner().jobs_of(sid))
             if mine is None:
@@ -253,7 +235,7 @@ if stop.training:
             st.info("No finished run yet: prepare the lecture before class (sidebar, or `python -m core lecture "
                     "prepare`), or train it live now.")
 else:
-    panel = prepared_panel(stop) or _computed(stop.slug, prep.signature(stop))
+    panel = lp.prepared_panel(stop) or lp.computed_panel(stop.slug, prep.signature(stop))
 if panel is not None:
     show(panel, f"stop_{stop.slug}")
 if stop.training and stop.live:
@@ -268,14 +250,8 @@ if cv.role()[0] != "student":          # the notes hold the numbers to expect: n
 # --- ready before class ----------------------------------------------------------------------------------------
 
 
-@st.cache_resource
-def _preparation() -> prep.Background:
-    """The server's one preparation (a thread, outside every session: a closed tab does not stop it)."""
-    return prep.Background()
-
-
 def _status() -> None:
-    bg = _preparation()
+    bg = lp.preparation()
     if bg.running:
         st.progress(bg.fraction, bg.message)
         return
@@ -302,9 +278,9 @@ def _status() -> None:
 if cv.role()[0] != "student":
     with st.sidebar:
         st.subheader("Ready before class")
-        bg = _preparation()
+        bg = lp.preparation()
         st.button("Prepare every stop", key="lecture_prepare", disabled=bg.running,
-                  on_click=lambda: _preparation().start(runner()),
+                  on_click=lambda: lp.preparation().start(runner()),
                   help="Summaries, diagrams, charts and the finished runs of every training stop (several minutes "
                        "on a CPU), kept on disk for the next server too.")
         st.fragment(_status, run_every=ticking(bg.running))()
@@ -317,4 +293,4 @@ if cv.role()[0] != "student":
             st.download_button("Download (zip)", ss["lecture_zip"], "convnetlab-handout.zip", "application/zip",
                                key="lecture_zip_dl", icon=":material/download:")
 
-cv.drawn(stop.slug)     # last: a class follower's poll and push count this stop as shown only once a run got here
+cv.drawn(stop.slug, sid)     # last: a class follower's poll and push count this stop as shown only once a run got here

@@ -1,13 +1,15 @@
 """The server pushes a class's moves to its followers' pages (pages/class_push.py): the rule that picks
-the pages to redraw, and a real server whose follower page's own poll is set to two minutes, so
-that only the push can bring the student to the lecturer's stop, their question and the end of
-the class within the test's seconds. The student speaks Streamlit's protocol (bench/st_protocol.py):
+the pages to redraw, where a page still polls, and a real server whose follower page's own poll is
+set to two minutes, so that only the push can bring the student to the lecturer's stop, their
+question and the end of the class within the test's seconds, and report them present. The student speaks Streamlit's protocol (bench/st_protocol.py):
 what arrives on their connection is what a browser would draw, and it sends what a browser's timer
 can send while the push is under way: the stop list's old value."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import sqlite3
 import time
 
 import pytest
@@ -26,7 +28,7 @@ def _state(stop: str, question: int | None = None, revealed: bool = False, ended
 
 
 def _mark(stop: str, following: bool = True, question=(None, False), at: float = 10.0) -> push.Mark:
-    return push.Mark("K7P2QX", None, "lecture-hash", following, stop, question, at)
+    return push.Mark("K7P2QX", None, "student", "lecture-hash", following, stop, question, at)
 
 
 def test_the_push_picks_the_pages_behind_their_class_and_never_cuts_a_run_short():
@@ -40,6 +42,36 @@ def test_the_push_picks_the_pages_behind_their_class_and_never_cuts_a_run_short(
     assert "detached" in push.due(marks, {"K7P2QX": _state("a", question=1)}, {}, lambda s: False, now=12.5)
     assert "up-to-date" in push.due(marks, {"K7P2QX": _state("a", ended=True)}, {}, lambda s: False, now=12.5)
     assert push.due(marks, {"K7P2QX": None}, {}, lambda s: False, now=12.5) == []      # an unreadable class: wait
+
+
+def test_with_the_push_a_followers_page_has_no_timer_and_without_it_polls_every_second(monkeypatch):
+    """A page's timer reaching Streamlit as a pushed run ends can cost that run its end (see
+    `push.poll_every`): beside the push a follower's page has none; without it, it polls each second."""
+    monkeypatch.delenv("CONVNETLAB_CLASS_POLL_S", raising=False)
+    monkeypatch.delenv("CONVNETLAB_CLASS_PUSH", raising=False)
+    monkeypatch.setattr(push, "_session_manager", lambda: object())       # as on a real server
+    assert push.available() and push.poll_every() is None
+    monkeypatch.setenv("CONVNETLAB_CLASS_PUSH", "0")
+    assert push.poll_every() == push.POLL_S
+
+
+def test_a_page_whose_class_board_changed_is_redrawn_and_each_board_is_read_once():
+    reads = []
+
+    def board_now(code: str, stop: str) -> tuple:
+        reads.append(stop)
+        return {"a": (("job-1", True),), "b": (("job-2", False),)}[stop]
+
+    def showing(stop: str, drawn: tuple, following: bool = True) -> push.Mark:
+        return dataclasses.replace(_mark(stop, following), board=(stop, drawn), board_now=board_now)
+
+    # the class is at stop a; one student explores stop b on their own
+    live = {"same": showing("a", (("job-1", True),)), "joined": showing("a", ()),
+            "ended": showing("b", (("job-2", True),), following=False), "no-board": _mark("a")}
+    changed = push._boards_changed(live)
+    assert changed == {"joined", "ended"} and sorted(reads) == ["a", "b"]
+    assert sorted(push.due(live, {"K7P2QX": _state("a")}, {}, lambda s: False, 12.5, changed)) == ["ended", "joined"]
+    assert push.due(live, {"K7P2QX": _state("a")}, {}, lambda s: False, 12.5) == []      # boards as drawn
 
 
 @pytest.fixture()
@@ -66,6 +98,15 @@ def test_a_followers_page_is_pushed_to_the_lecturers_stop_question_and_end(serve
             await s.click(s.find_button("Join the class"), {nick: ("string_value", "Ada")})
             assert await s.wait_until(lambda: s.has_text("following the lecturer"), 60)
             assert s.heading() == STOPS[0].title
+
+            # present: the server reports the followers it serves (the page itself never polls here)
+            with sqlite3.connect(store.path) as db:
+                db.execute("UPDATE students SET seen = 0 WHERE code = ?", (code,))
+            assert store.state(code).following == 0
+            t0 = time.monotonic()
+            while store.state(code).following == 0 and time.monotonic() - t0 < push.SEEN_EVERY_S + 5:
+                await asyncio.sleep(0.2)
+            assert store.state(code).following == 1
 
             old = s.find("radio", "Stop")                     # the sidebar's list of stops, at the first stop
             for stop in STOPS[1:3]:

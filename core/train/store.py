@@ -18,6 +18,7 @@ be written dies of a bus error instead of getting an error it can report.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sqlite3
@@ -29,11 +30,21 @@ from typing import Any, Iterable, Iterator
 
 
 def results_dir() -> Path:
-    """The configured results directory (created on first use)."""
-    env = os.environ.get("CONVNETLAB_RESULTS")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convnetlab"
-    base.mkdir(parents=True, exist_ok=True)
+    """The configured results directory (created on first use, and again if it was removed)."""
+    base = _results_path(os.environ.get("CONVNETLAB_RESULTS"), os.environ.get("XDG_CACHE_HOME"),
+                         os.environ.get("HOME"))
+    if not os.path.isdir(base):
+        base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+@functools.lru_cache(maxsize=16)
+def _results_path(env: str | None, cache_home: str | None, home: str | None) -> Path:
+    """The path alone, per setting: a page run asks for it often (every class follower's page on
+    every move), and building the Path each time was a measurable part of such a run."""
+    if env:
+        return Path(env)
+    return Path(cache_home or Path(home or Path.home()) / ".cache") / "convnetlab"
 
 
 class StoreError(RuntimeError):
