@@ -12,8 +12,9 @@ they were. Nothing lives in one process's memory.
 - A student is a browser session (the server-signed session id), with an optional nickname (at most
   `MAX_NICKNAME` characters, control characters removed; pages show it as plain text).
 - The lecturer's stop: students who follow show it as soon as their server sees the move
-  (pages/class_push.py reads the class ten times a second) or their page's own poll does.
-  Followers report as they poll (`seen`); the lecturer sees how many followed in the last seconds.
+  (pages/class_push.py reads the class ten times a second) or, where the server cannot push,
+  their page's own poll does. The server (or the poll) reports followers present (`seen`,
+  `seen_many`); the lecturer sees how many followed in the last seconds.
 - Questions: one open at a time; one answer per student per question, refused after the reveal;
   the tally never carries nicknames; the lecturer downloads every answer as CSV.
 - Class runs: a student's run (a job id of the runner) registered with the class, one per student

@@ -34,6 +34,8 @@ PAGE_SETTLES_S = 2.0     # a marked session whose last page is another one this 
 SEEN_EVERY_S = 4.0       # how often the watcher reports its followers present (FOLLOWING_S counts them)
 BOARD_EVERY_S = 2.0      # how often it looks at the class boards its followers' pages show
 POLL_S = 1.0             # a follower's poll where the server cannot push
+POLL_WITH_PUSH_S = 30.0  # beside the push: a slow timer, for a reconnect and as a safety net (poll_every)
+LOST_END_S = 1.0         # a tick this soon after a full run ended may have cost it its end (lost_end)
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,27 @@ def available() -> bool:
     return enabled() and not WATCHER.failed and _session_manager() is not None
 
 
-def poll_every() -> float | None:
-    """Seconds between a follower page's own polls: once a second where the server cannot push, and
-    none beside the push, whose watcher does it all (moves, questions, the end, the class board,
-    presence). A page that polls beside it can lose the end of a pushed run: a tick that reaches
-    Streamlit just as a full run ends starts a new script runner, the server's loop then drops the
-    old one's last messages (its last elements and its "finished"), and the run counts as drawn.
-    $CONVNETLAB_CLASS_POLL_S sets it (the tests)."""
+def poll_every() -> float:
+    """Seconds between a follower page's own polls: once a second where the server cannot push;
+    beside the push, whose watcher does the work (moves, questions, the end, the class board,
+    presence), every POLL_WITH_PUSH_S. That slow timer stays for two reasons: Streamlit's frontend
+    reruns a page that reconnects (its replica died, the balancer sent it to another) only if the
+    page has a timer, and it backs up a watcher that stopped. Each tick costs a risk too: a tick
+    that reaches Streamlit just as a full run has ended starts a new script runner, the server's
+    loop then drops the old one's last messages (its last elements and its "finished") while the
+    page counts as drawn; `lost_end` notices it. $CONVNETLAB_CLASS_POLL_S sets it (the tests)."""
     override = os.environ.get("CONVNETLAB_CLASS_POLL_S")
     if override:
         return max(0.5, float(override))
-    return None if available() else POLL_S
+    return POLL_WITH_PUSH_S if available() else POLL_S
+
+
+def lost_end(drawn_at: float | None, now: float) -> bool:
+    """Whether a tick of a follower's poll, run at `now` (time.monotonic), came so soon after the
+    page's last full run ended (`drawn_at`) that the run's end may never have reached the browser
+    (see `poll_every`): the page is then drawn again. Only beside the push, whose ticks are rare;
+    the one-second poll would redraw every page after every move."""
+    return available() and drawn_at is not None and now - drawn_at < LOST_END_S
 
 
 def due(marks: dict[str, Mark], states: dict[str, cr.ClassState | None], asked: dict[str, float],

@@ -4,7 +4,7 @@ The lecturer starts a class from the sidebar and gets a join code, a join link w
 the projector and a lecturer link that only they hold; moving through the stops moves the class.
 A student opens the join link (or types the code), picks a nickname if they like, and follows:
 their page goes where the lecturer went: the server notices the move within a tenth of a second and
-redraws the page (pages.class_push), with the page's own poll behind it. "Explore on my
+redraws the page (pages.class_push; where it cannot, the page polls once a second). "Explore on my
 own" (or moving away by hand) detaches, "Back to the lecturer" re-attaches. From any stop the
 lecturer asks the room a question, watches the answers come in, reveals the answer with its
 arithmetic and downloads every answer as CSV. At a training stop, each student's run joins the
@@ -268,8 +268,8 @@ def sync(sid: str, stops: list[str]) -> None:
 def follow(sid: str) -> None:
     """On a student's page: the server pushes a redraw when the lecturer moved (`sync` then follows),
     asked or revealed a question, ended the class, or a run joined or left the page's class board,
-    and reports the student present (pages.class_push, from `drawn`). Where the server cannot push,
-    a fragment polls the class for the same, once a second."""
+    and reports the student present (pages.class_push, from `drawn`). A fragment polls the class
+    for the same: once a second where the server cannot push, else rarely (`push.poll_every`)."""
     kind, code = role()
     live = False
     if kind == "student" and _member(code, sid):
@@ -301,6 +301,8 @@ def _poll(code: str, sid: str) -> None:
         ss["class_seen_at"] = now
     if ss.get("class_poll_inline"):
         return
+    if push.lost_end(ss.get("class_drawn_at"), time.monotonic()):
+        st.rerun(scope="app")
     try:
         stt = store().state(code)
     except cr.ClassError:
@@ -338,6 +340,7 @@ def drawn(stop: str, sid: str) -> None:
     (the poll and the push compare the class with these)."""
     ss["class_stop_drawn"] = stop
     ss["class_page_drawn"] = True
+    ss["class_drawn_at"] = time.monotonic()
     ss["class_question_drawn"] = ss.pop("class_question_drawing", None)
     if ss.get("class_push_code"):
         board_at = ss.get("class_board_at")

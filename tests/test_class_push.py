@@ -44,15 +44,19 @@ def test_the_push_picks_the_pages_behind_their_class_and_never_cuts_a_run_short(
     assert push.due(marks, {"K7P2QX": None}, {}, lambda s: False, now=12.5) == []      # an unreadable class: wait
 
 
-def test_with_the_push_a_followers_page_has_no_timer_and_without_it_polls_every_second(monkeypatch):
+def test_beside_the_push_a_page_ticks_rarely_and_a_tick_right_after_a_run_redraws_it(monkeypatch):
     """A page's timer reaching Streamlit as a pushed run ends can cost that run its end (see
-    `push.poll_every`): beside the push a follower's page has none; without it, it polls each second."""
+    `push.poll_every`): beside the push the timer is slow, and a tick within LOST_END_S of the
+    page's last full run redraws it; without the push the page polls each second and never
+    redraws for that (it would after every move)."""
     monkeypatch.delenv("CONVNETLAB_CLASS_POLL_S", raising=False)
     monkeypatch.delenv("CONVNETLAB_CLASS_PUSH", raising=False)
     monkeypatch.setattr(push, "_session_manager", lambda: object())       # as on a real server
-    assert push.available() and push.poll_every() is None
+    assert push.available() and push.poll_every() == push.POLL_WITH_PUSH_S > 10 * push.POLL_S
+    assert push.lost_end(100.0, 100.0 + push.LOST_END_S / 2)
+    assert not push.lost_end(100.0, 100.0 + push.LOST_END_S * 2) and not push.lost_end(None, 100.0)
     monkeypatch.setenv("CONVNETLAB_CLASS_PUSH", "0")
-    assert push.poll_every() == push.POLL_S
+    assert push.poll_every() == push.POLL_S and not push.lost_end(100.0, 100.0 + push.LOST_END_S / 2)
 
 
 def test_a_page_whose_class_board_changed_is_redrawn_and_each_board_is_read_once():
