@@ -20,7 +20,7 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -518,18 +518,21 @@ def board(stop: str) -> None:
 
 
 def _board_signature(code: str, stop: str, jr: Any = None) -> tuple:
-    """What a student's board must be redrawn for: the runs at the stop (those `board_rows` lists)
-    and which have ended. `jr`: the job runner (the push's watcher, outside any page run, passes it)."""
-    jr = jr or _runner()
-    out = []
-    for _, job in store().runs(code, stop):
+    """What a student's board must be redrawn for: the runs at the stop and which have ended. `jr`:
+    the job runner (the push's watcher, outside any page run, passes it)."""
+    return tuple(sorted((job, stt.state in ACTIVE_STATES) for _, job, stt in _board_runs(code, stop, jr or _runner())))
+
+
+def _board_runs(code: str, stop: str, jr: Any) -> Iterator[tuple[str, str, Any]]:
+    """(nickname, job id, job status) of every run on the stop's board."""
+    for nick, job in store().runs(code, stop):
         if read_job_id(job) is None:
             continue
         try:
-            out.append((job, jr.status(job).state in ACTIVE_STATES))
+            stt = jr.status(job)
         except Exception:  # noqa: BLE001 - a run pruned from the store: left off the board
             continue
-    return tuple(sorted(out))
+        yield nick, job, stt
 
 
 def _runner() -> Any:
@@ -541,17 +544,10 @@ def _runner() -> Any:
 def board_rows(code: str, stop: str) -> list[dict[str, Any]]:
     """One row per run at the stop: nickname, settings, state, epoch, the task's first validation
     metric, seconds; best first (lower first for a loss, an error or a mean squared error)."""
-    from pages.common import job_events, runner
+    from pages.common import job_events
 
     rows = []
-    jr = runner()
-    for nick, job in store().runs(code, stop):
-        if read_job_id(job) is None:
-            continue
-        try:
-            stt = jr.status(job)
-        except Exception:  # noqa: BLE001 - a run pruned from the store: left off the board
-            continue
+    for nick, job, stt in _board_runs(code, stop, _runner()):
         epochs = [e for e in job_events(job) if isinstance(e, Epoch)]
         last = epochs[-1] if epochs else None
         metric, value = next(iter(last.metrics.items())) if last and last.metrics else ("", None)

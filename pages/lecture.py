@@ -113,7 +113,7 @@ b1.button("◀ Previous", key="lecture_prev", on_click=_go, args=(-1,), disabled
 b2.button("Next ▶", key="lecture_next", on_click=_go, args=(1,), disabled=k == N - 1, width="stretch",
           help="Also → and PageDown")
 plans = run_plans() if stop.training else {}         # settings of the stop's runs (not needed elsewhere)
-b3.link_button("Full page", full_link(stop, plans or None), width="stretch", icon=":material/open_in_new:",
+b3.link_button("Full page", full_link(stop, plans), width="stretch", icon=":material/open_in_new:",
                help="Open this stop's page with the same state, every option at hand")
 
 
