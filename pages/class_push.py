@@ -12,7 +12,7 @@ Every few seconds it also reports those followers present to the class (the lect
 Streamlit has no public call for "rerun that other session", so this uses its runtime's session
 manager (Streamlit 1.67). Where that is missing (an AppTest, another Streamlit), `available()` is
 False and the page's own poll (`class_views.follow`) does the work alone, once a second as before.
-With the push, a follower's page polls only at a stop with a class board (`poll_every`).
+With the push, a follower's page keeps only a slow timer of its own (`poll_every`).
 """
 
 from __future__ import annotations
