@@ -36,6 +36,7 @@ import argparse
 import ctypes
 import errno
 import fcntl
+import http.client
 import ipaddress
 import json
 import os
@@ -198,7 +199,7 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with _HTTP.open(url, timeout=timeout) as r:
             return r.status == 200 and r.read(16).strip() == b"ok"
-    except OSError:
+    except (OSError, http.client.HTTPException):    # not up yet, or something else answers on the port
         return False
 
 
