@@ -17,14 +17,41 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
 from torch import nn
 
 MAX_NODES = 400        # beyond this a diagram is unreadable: the page asks for a smaller depth
-# torchview records modules by swapping `nn.Module.__call__` for the whole process while it traces,
-# and puts the original back when it ends. Two traces at once (two users, two threads) undo each
-# other's swap: the later one loses its modules halfway and draws them as function calls (conv2d,
-# batch_norm, hardtanh for ReLU6). One trace at a time.
+# torchview records modules by swapping `nn.Module.__call__` and torch's creation ops (zeros, randn,
+# ...) for the whole process while it traces, and puts the originals back when it ends. Two traces at
+# once (two users, two threads) undo each other's swap: the later one loses its modules halfway and
+# draws them as function calls (conv2d, batch_norm, hardtanh for ReLU6). One trace at a time.
 _TRACE = threading.Lock()
+
+
+def _only_in(thread: int, traced: Callable, original: Callable) -> Callable:
+    def call(*args, **kwargs):
+        return (traced if threading.get_ident() == thread else original)(*args, **kwargs)
+    return call
+
+
+def _thread_recorder():
+    """torchview's Recorder, its swaps seen only by the tracing thread. Without this, another
+    session's thread that makes a tensor during a trace (torch.zeros) gets torchview's recording
+    tensor back: its model's calls land in the diagram as extra nodes, and its own results are
+    recording tensors."""
+    from torchview import recorder_tensor
+
+    class ThreadRecorder(recorder_tensor.Recorder):
+        per_thread = True
+
+        def __enter__(self) -> None:
+            super().__enter__()
+            me = threading.get_ident()
+            nn.Module.__call__ = _only_in(me, nn.Module.__call__, self.orig_module_forward)
+            for name, op in zip(recorder_tensor.orig_name_list, recorder_tensor._orig_op_list):
+                setattr(torch, name, _only_in(me, getattr(torch, name), op))
+
+    return ThreadRecorder
 
 
 @dataclass(frozen=True)
@@ -40,8 +67,12 @@ def diagram(model: nn.Module, input_size: Sequence[int], depth: int, num_inputs:
     """The diagram of `model` for one input of (C, H, W) `input_size`, containers expanded down
     to `depth` (1 = the top-level blocks). `device`: where the trace runs; "cpu" for a model whose
     forward needs values, not only shapes (a converted ONNX graph reads its shape constants)."""
+    import torchview.torchview
     from torchview import draw_graph
     from torchview.computation_node import ModuleNode
+
+    if not getattr(torchview.torchview.Recorder, "per_thread", False):
+        torchview.torchview.Recorder = _thread_recorder()     # draw_graph looks it up there
 
     names = {id(m): name for name, m in model.named_modules() if name}
     shape = (1, *input_size)

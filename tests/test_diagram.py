@@ -114,3 +114,35 @@ def test_two_diagrams_drawn_at_once_both_keep_their_modules():
     for d in out:
         assert [p for _, p in d.modules] == [p for _, p in alone.modules] and d.nodes == alone.nodes
         assert "hardtanh" not in d.dot and "batch_norm" not in d.dot
+
+
+def test_a_trace_leaves_other_threads_tensors_and_models_alone():
+    """A server thread that makes tensors and runs a model while another session's diagram is traced
+    (torchview swaps nn.Module.__call__ and torch.zeros, randn, ... for the whole process) gets plain
+    tensors back, and the diagram stays the one drawn alone."""
+    import threading
+
+    import torch
+
+    spec = registry.get("mobilenet_v2")
+    alone = diagram(spec.builder(), spec.input_size, 5)
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    done = threading.Event()
+    seen: set[type] = set()
+
+    def busy() -> None:
+        with torch.no_grad():
+            while not done.is_set():
+                x = torch.zeros(1, 3, 8, 8) + torch.randn(1, 3, 8, 8)
+                seen.update({type(x), type(other(x))})
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        traced = [diagram(spec.builder(), spec.input_size, 5) for _ in range(3)]
+    finally:
+        done.set()
+        worker.join()
+    assert seen == {torch.Tensor}
+    for d in traced:
+        assert [p for _, p in d.modules] == [p for _, p in alone.modules] and d.nodes == alone.nodes
