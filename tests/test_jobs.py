@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,9 +38,22 @@ def test_events_arrive_in_order_and_since_returns_only_new_ones(runner):
     ev = runner.events(jid)
     assert [e.step for e in ev if isinstance(e, Step)] == [1, 2, 3, 4, 5]
     assert runner.events(jid, since=3) == ev[3:] and runner.events(jid, since=len(ev)) == []
-    # the worker of a torch-free handler never imports torch (what keeps these tests fast)
-    assert Note("torch imported: False") in ev
     assert (runner.root / jid / "out.txt").read_text() == "5 steps"
+
+
+def test_workers_are_forked_from_one_process_that_imported_torch_once(runner):
+    """Every worker starts with torch already imported (a spawned one imported it again, 3 to 4
+    CPU-seconds a job), forked from one fork server that holds libtorch: not the runner's process."""
+    parents = set()
+    for owner in ("ann", "ben"):
+        jid = runner.submit(owner, JobSpec("count", 1))
+        assert wait(runner, jid, 60).state == "done"
+        ev = runner.events(jid)
+        assert Note("torch imported: True") in ev
+        parents |= {int(e.message.split()[1]) for e in ev if isinstance(e, Note) and e.message.startswith("parent:")}
+    assert len(parents) == 1 and os.getpid() not in parents
+    server = parents.pop()
+    assert "libtorch" in Path(f"/proc/{server}/maps").read_text()
 
 
 def test_finished_jobs_release_their_pipes(runner):
@@ -77,7 +91,8 @@ def test_the_factory_picks_the_backend_from_configuration(monkeypatch, tmp_path)
 
 
 def test_workers_end_with_the_server(tmp_path):
-    """kill -9 of the process that owns the runner leaves no worker training as an orphan."""
+    """kill -9 of the process that owns the runner leaves no worker training as an orphan, and no
+    fork server behind."""
     import signal
     import subprocess
     import sys
@@ -99,11 +114,18 @@ def test_workers_end_with_the_server(tmp_path):
     try:
         pids = [int(x) for x in server.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(p) for p in pids)      # the job's worker and the spare
+        pids += {_parent(p) for p in pids} - {server.pid}           # and the fork server they came from
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
         server.send_signal(signal.SIGKILL)
         server.wait(10)
         assert _until(lambda: not any(_alive(p) for p in pids), 10)
     finally:
         server.kill()
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().split(")")[-1].split()[1])
 
 
 def _alive(pid: int) -> bool:

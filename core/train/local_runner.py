@@ -1,10 +1,16 @@
-"""The local process backend of the job runner: a spawned process per job, so a crash or a hang
-cannot take the dashboard down. At most `max_concurrent` jobs run at once, the rest wait in a
-queue, one owner (a browser session) may have one active job, and events flow back through a
-multiprocessing queue and are kept in memory (and in the durable store), so a reloaded page finds
-its job and replays its curves. One spare worker waits with the handlers (and torch) already
-imported, so a job's first progress shows within a second instead of after the imports; a worker
-ends when the server does.
+"""The local process backend of the job runner: a process per job, so a crash or a hang cannot
+take the dashboard down. At most `max_concurrent` jobs run at once, the rest wait in a queue, one
+owner (a browser session) may have one active job, and events flow back through a multiprocessing
+queue and are kept in memory (and in the durable store), so a reloaded page finds its job and
+replays its curves. A worker ends when the server does.
+
+Workers are forked from multiprocessing's fork server, which imports the handlers' modules (torch,
+torchvision, captum: 3 to 4 CPU-seconds) once per server process; a spawned worker paid that for
+every job. The fork server is a process of its own that has only imported modules (no threads, no
+CUDA), so forking it is safe, unlike forking the server. A worker takes the server's environment of
+the moment it starts (the fork server's is that of its own start). One spare worker waits,
+so a job's first progress shows within a second. The fork server keeps the code it imported: a
+developer who edits core/ restarts the server, as for any imported module.
 
 Like `core.train.jobs`, this module imports neither torch nor the handlers.
 """
@@ -34,22 +40,53 @@ from core.train.jobs import (CRASHED, HANDLERS, KEEP_DAYS, KEEP_FINISHED, QUICK_
 from core.train.store import JobStore
 
 
-def _exit_with(parent: int) -> None:
-    """Ends this worker when the process that started it is gone (even after a kill -9 of the
-    server, which would otherwise leave it training as an orphan)."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(3)
+def _context() -> Any:
+    """multiprocessing's fork server, told to import the default handlers' modules when it starts
+    (the first worker of this process starts it; every runner of the process shares it). Spawn
+    where there is no fork server (Windows), or when $CONVNETLAB_WORKER_START says "spawn"
+    (bench/bench_worker_start.py compares the two)."""
+    if os.environ.get("CONVNETLAB_WORKER_START") == "spawn" or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(sorted({target.partition(":")[0] for target in HANDLERS.values()}))
+    return ctx
+
+
+# A pipe whose sending end only this process holds, and never writes to: each worker holds its
+# receiving end and reads end-of-file when this process is gone. (A worker's parent is the fork
+# server, which lives as long as any worker does, so the parent cannot tell.)
+_ALIVE: list = []
+_ALIVE_LOCK = threading.Lock()
+
+
+def _server_alive(ctx: Any) -> Any:
+    with _ALIVE_LOCK:
+        if not _ALIVE:
+            _ALIVE.extend(ctx.Pipe(duplex=False))
+        return _ALIVE[0]
+
+
+def _exit_with(server: Any) -> None:
+    """Ends this worker when the server is gone (even after a kill -9, which would otherwise leave
+    it training as an orphan); the fork server then ends with its last worker."""
+    try:
+        while True:
+            server.recv()
+    except (EOFError, OSError):
+        os._exit(3)
 
 
 def _worker(handlers: Mapping[str, str], q: Any, cancel: Any, jobs: Any, device: str, threads: int,
-            parent: int) -> None:
-    """Runs in the child process: imports every handler's module, waits for one job on `jobs`,
-    runs it with its events into the queue, then puts ("end", state, message)."""
-    # Before anything imports torch, which reads these once for its thread pools.
+            env: Mapping[str, str], server: Any) -> None:
+    """Runs in the child process: imports every handler's module (the fork server has imported the
+    default ones), waits for one job on `jobs`, runs it with its events into the queue, then puts
+    ("end", state, message)."""
+    threading.Thread(target=_exit_with, args=(server,), daemon=True).start()
+    os.environ.clear()
+    os.environ.update(env)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(max(1, threads))
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    if "torch" in sys.modules:   # imported by the fork server, its thread pools not yet made: sized here
+        sys.modules["torch"].set_num_threads(max(1, threads))
     for module in sorted({target.partition(":")[0] for target in handlers.values()}):
         try:
             importlib.import_module(module)
@@ -68,9 +105,9 @@ _MAIN_SWAP = threading.Lock()
 
 @contextlib.contextmanager
 def _without_main_script() -> Iterator[None]:
-    """A spawned process first re-runs the parent's `__main__` script by its path. Under `streamlit
-    run`, `__main__` is whichever page script ran last: every worker ran a whole page in bare mode
-    (data loaded, warnings logged) before its job. While a worker starts, `__main__` is a module
+    """A new worker (forked from the fork server, or spawned) first re-runs the parent's `__main__`
+    script by its path. Under `streamlit run`, `__main__` is whichever page script ran last: every
+    worker ran a whole page in bare mode (data loaded, warnings logged) before its job. While a worker starts, `__main__` is a module
     without a path (one whose import name spawn can use, like `pytest`, is left alone)."""
     main = sys.modules.get("__main__")
     if getattr(getattr(main, "__spec__", None), "name", None) or not getattr(main, "__file__", None):
@@ -162,7 +199,7 @@ class LocalRunner(JobTable):
         if store is not None:
             self._load(store)
         self._lock = threading.Lock()
-        self._ctx = mp.get_context("spawn")
+        self._ctx = _context()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
         self._thread.start()
@@ -248,7 +285,8 @@ class LocalRunner(JobTable):
         q, cancel = self._ctx.Queue(), self._ctx.Event()
         receive, send = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=_worker, daemon=True, args=(
-            self._handlers, q, cancel, receive, self._limits.device, threads, os.getpid()))
+            self._handlers, q, cancel, receive, self._limits.device, threads, dict(os.environ),
+            _server_alive(self._ctx)))
         with _without_main_script():
             process.start()
         receive.close()
