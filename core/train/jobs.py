@@ -9,7 +9,7 @@ a cluster backend can be added here without touching `pages/`.
 "module:function", e.g. `core.train.run:train`) and turns how it ended into a job state. The
 rules both backends share (one active job per owner, queue positions, restore after a restart,
 pruning) and their common bookkeeping (`JobTable`) live here too; the backends themselves are
-`core.train.local_runner` (a spawned process per job) and `core.train.ray_runner` (a job board
+`core.train.local_runner` (a process per job, forked from a fork server) and `core.train.ray_runner` (a job board
 on a Ray cluster).
 
 This module imports neither torch nor the handlers: the runner's own tests use torch-free
