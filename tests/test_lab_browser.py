@@ -208,7 +208,9 @@ def test_every_lab_task_reads_whole_before_a_run(server, browser, width, height)
 def test_a_unet_run_shares_while_it_trains_and_its_charts_read_whole(server, browser):
     pg = _tab(browser)
     try:
-        pg.goto(f"{server}/lab?task=unet&images=100&size=16&epochs=3")
+        # long enough to share while it trains: 120 steps a network, about 10 s on an idle 2-core machine
+        # (3 epochs ended within a second once workers came forked with torch imported)
+        pg.goto(f"{server}/lab?task=unet&images=100&size=16&epochs=24")
         _wait(pg)
         pg.get_by_role("button", name="Train").click()
         pg.wait_for_function(STEP, timeout=300_000)
