@@ -107,8 +107,9 @@ _MAIN_SWAP = threading.Lock()
 def _without_main_script() -> Iterator[None]:
     """A new worker (forked from the fork server, or spawned) first re-runs the parent's `__main__`
     script by its path. Under `streamlit run`, `__main__` is whichever page script ran last: every
-    worker ran a whole page in bare mode (data loaded, warnings logged) before its job. While a worker starts, `__main__` is a module
-    without a path (one whose import name spawn can use, like `pytest`, is left alone)."""
+    worker ran a whole page in bare mode (data loaded, warnings logged) before its job. While a
+    worker starts, `__main__` is a module without a path (one whose import name spawn can use, like
+    `pytest`, is left alone)."""
     main = sys.modules.get("__main__")
     if getattr(getattr(main, "__spec__", None), "name", None) or not getattr(main, "__file__", None):
         yield
