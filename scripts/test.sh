@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command: set everything up (venv, test tools, Debian's chromium) and run every test.
 #   bash scripts/test.sh                 every test, two workers (pytest-xdist), the 25 slowest listed
-#   bash scripts/test.sh --quick         the developer's loop: no browser, no Ray, nothing slow (about 2 minutes)
+#   bash scripts/test.sh --quick         the developer's loop: no browser, no Ray, nothing slow (about 95 s)
 #   bash scripts/test.sh --record-slow   every test, then tests/slow_tests.txt from their times
 # Any other arguments go to pytest. Workers: $TEST_WORKERS (default 2, the cores of the machine we test on).
 # --dist loadfile: a module runs whole on one worker (its server, its Ray cluster, its fixtures set up once);
