@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,13 +21,16 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 @contextlib.contextmanager
 def streamlit_process(log: IO | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Starts `streamlit run app.py` on a free loopback port (its output to `log`); yields its base
-    URL and its process once healthy (RuntimeError if it never is); stops it."""
+    URL and its process once healthy (RuntimeError if it never is); stops it. A server that has not
+    ended 20 s after SIGTERM is made to print every thread's stack (faulthandler, on SIGABRT) into
+    `log`, killed, and reported with that stack and the processes it left (RuntimeError)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                "--server.port", str(port), "--server.fileWatcherType", "none"], cwd=ROOT,
-                              stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                              stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -39,7 +44,34 @@ def streamlit_process(log: IO | None = None) -> Iterator[tuple[str, subprocess.P
         yield base, server
     finally:
         server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("the dashboard server did not stop on SIGTERM:\n" + _hung(server, log)) from None
+
+
+def _hung(server: subprocess.Popen, log: IO | None) -> str:
+    """What a server that ignores SIGTERM is doing: its processes, then the stacks of its threads
+    (the end of `log`, where faulthandler prints them on SIGABRT). Kills it."""
+    rows = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout.splitlines()
+    family, tree = {server.pid}, rows[:1]
+    for row in rows[1:]:                          # ps lists a parent before its children
+        pid, ppid = (int(x) for x in row.split()[:2])
+        if pid in family or ppid in family:
+            family.add(pid)
+            tree.append(row[:200])
+    server.send_signal(signal.SIGABRT)
+    try:
         server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    stacks = ""
+    if log is not None and getattr(log, "name", None):
+        log.flush()
+        with open(log.name, errors="replace") as f:
+            stacks = f.read()[-6000:]
+    return "\n".join(tree) + "\n" + stacks
 
 
 @contextlib.contextmanager
