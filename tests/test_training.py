@@ -88,8 +88,8 @@ def test_fit_follows_one_cycle_and_the_slice_on_every_step(tiny):
 
 
 def test_lr_finder_suggests_a_finite_lr(tiny):
-    found = lr_find(TrainConfig(dataset="shapes", weights="random", scenario="finetune", batch_size=16), tiny,
-                    steps=25)
+    cfg = TrainConfig(dataset="shapes", weights="random", scenario="finetune", batch_size=16, image_size=16)
+    found = lr_find(cfg, tiny, steps=25)
     lrs, losses, sug = found.lrs, found.losses, found.suggestion
     assert len(lrs) == len(losses) >= 6 and all(math.isfinite(v) for v in losses)
     assert all(a < b for a, b in zip(lrs, lrs[1:]))
