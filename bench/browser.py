@@ -18,10 +18,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
+class ServerDidNotStart(RuntimeError):
+    """The dashboard server never answered its health check."""
+
+
 @contextlib.contextmanager
 def streamlit_process(log: IO | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Starts `streamlit run app.py` on a free loopback port (its output to `log`); yields its base
-    URL and its process once healthy (RuntimeError if it never is); stops it. A server that has not
+    URL and its process once healthy (ServerDidNotStart if it never is); stops it. A server that has not
     ended 20 s after SIGTERM is made to print every thread's stack (faulthandler, on SIGABRT) into
     `log`, killed, and reported with that stack and the processes it left (RuntimeError)."""
     with socket.socket() as s:
@@ -40,7 +44,7 @@ def streamlit_process(log: IO | None = None) -> Iterator[tuple[str, subprocess.P
             except OSError:
                 time.sleep(0.5)
         else:
-            raise RuntimeError("the app did not start")
+            raise ServerDidNotStart("the app did not start")
         yield base, server
     finally:
         server.terminate()

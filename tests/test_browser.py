@@ -5,51 +5,27 @@ In CI (CI=true) a missing Chromium is a failure; elsewhere these tests skip with
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-ARTIFACTS = ROOT / "test-artifacts"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing in CI: scripts/setup.sh dev should have installed it",
-                    pytrace=False)
-    pytest.skip(f"BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM} (run scripts/test.sh as root to "
-                "install it)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")
 def server():
-    from bench.browser import streamlit_server
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "streamlit.log", "w") as log:
-        try:
-            with streamlit_server(log) as base:
-                yield base
-        except RuntimeError:
-            pytest.fail("the app did not start; see test-artifacts/streamlit.log")
+    with module_server("streamlit.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 2000})
-        yield pg
-        browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1400, "height": 2000})
 
 
 def _wait(pg) -> None:

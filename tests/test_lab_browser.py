@@ -9,26 +9,16 @@ In CI (CI=true) a missing Chromium is a failure; elsewhere these tests skip with
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-ARTIFACTS = ROOT / "test-artifacts"
 STEP = r"/step \d+ of \d+/.test(document.body.innerText)"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing in CI: scripts/setup.sh dev should have installed it", pytrace=False)
-    pytest.skip(f"BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM}", allow_module_level=True)
+require_chromium()
 
 # The contrast (WCAG) of an element's text on the white page: its colour ("rgb(r, g, b)" or "rgba(...)"),
 # times its own opacity (an SVG text's fill-opacity) and every enclosing element's (Streamlit greys a
@@ -121,25 +111,14 @@ CAPTION_LINES_JS = """(text) => [...document.querySelectorAll('[data-testid="stM
 
 @pytest.fixture(scope="module")
 def server():
-    from bench.browser import streamlit_server
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "streamlit-lab.log", "w") as log:
-        try:
-            with streamlit_server(log) as base:
-                yield base
-        except RuntimeError:
-            pytest.fail("the app did not start; see test-artifacts/streamlit-lab.log")
+    with module_server("streamlit-lab.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _wait(pg) -> None:

@@ -11,36 +11,30 @@ import time
 
 import pytest
 
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, CLIPPED_JS, IDLE
+from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
+
+require_chromium()
+
+from tests.test_browser import CLIPPED_JS  # noqa: E402
 
 PREPARED_RUNS = ("transfer-scenario-3", "degradation")     # the cheapest runs with a loop and without
 
 
 @pytest.fixture(scope="module")
 def server():
-    from bench.browser import streamlit_server
     from core.lecture.prepare import prepare
     from core.lecture.stops import STOPS
     from tests.lecturefakes import InlineRunner
 
     prepare(InlineRunner(), "tiny", only=tuple(s.slug for s in STOPS if not s.training or s.slug in PREPARED_RUNS))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "streamlit-lecture.log", "w") as log:
-        try:
-            with streamlit_server(log) as base:
-                yield base
-        except RuntimeError:
-            pytest.fail("the app did not start; see test-artifacts/streamlit-lecture.log")
+    with module_server("streamlit-lecture.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _wait(pg) -> None:

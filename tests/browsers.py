@@ -1,0 +1,57 @@
+"""What the browser test modules share: Debian's Chromium and its flags, the folder their screenshots
+and server logs go to, a dashboard server for a module, and a headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bench.browser import ServerDidNotStart, streamlit_server
+from tests.conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def require_chromium() -> None:
+    """Called by a browser module as it is imported: without Chromium its tests skip with a message,
+    and in CI (CI=true) fail, since scripts/setup.sh dev installs it there."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI: scripts/setup.sh dev should have installed it", pytrace=False)
+        pytest.skip(f"BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM} (run scripts/test.sh as root to install it)",
+                    allow_module_level=True)
+
+
+@contextlib.contextmanager
+def module_server(log_name: str) -> Iterator[str]:
+    """A dashboard server (its base URL), its output in test-artifacts/`log_name`. One that never
+    starts fails the test that asked for it; one that does not stop fails with its stacks
+    (bench/browser.py)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / log_name, "w") as log:
+        try:
+            with streamlit_server(log) as base:
+                yield base
+        except ServerDidNotStart:
+            pytest.fail(f"the app did not start; see test-artifacts/{log_name}")
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """Headless Chromium (playwright's Browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
