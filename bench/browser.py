@@ -58,12 +58,14 @@ def _hung(server: subprocess.Popen, log: IO | None) -> str:
     """What a server that ignores SIGTERM is doing: its processes, then the stacks of its threads
     (the end of `log`, where faulthandler prints them on SIGABRT). Kills it."""
     rows = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout.splitlines()
-    family, tree = {server.pid}, rows[:1]
-    for row in rows[1:]:                          # ps lists a parent before its children
-        pid, ppid = (int(x) for x in row.split()[:2])
-        if pid in family or ppid in family:
-            family.add(pid)
-            tree.append(row[:200])
+    parent = {int(r.split()[0]): int(r.split()[1]) for r in rows[1:]}
+
+    def descends(pid: int) -> bool:
+        while pid > 1 and pid != server.pid:
+            pid = parent.get(pid, 0)
+        return pid == server.pid
+
+    tree = rows[:1] + [r[:200] for r in rows[1:] if descends(int(r.split()[0]))]
     server.send_signal(signal.SIGABRT)
     try:
         server.wait(10)

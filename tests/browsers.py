@@ -1,23 +1,49 @@
 """What the browser test modules share: Debian's Chromium and its flags, the folder their screenshots
-and server logs go to, a dashboard server for a module, and a headless Chromium."""
+and server logs go to, a dashboard server for a module, a headless Chromium, and the script that
+finds text cut off on a projector."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from bench.browser import ServerDidNotStart, streamlit_server
+from bench.browser import IDLE, ServerDidNotStart, streamlit_server  # noqa: F401 - IDLE for the modules
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 ARTIFACTS = ROOT / "test-artifacts"
+
+# What a projector must show whole: metric values and labels, button labels, select values, tabs,
+# toggle and widget labels.
+WIDGET_TEXT = ('[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]', 'button',
+               '[data-testid="stSelectbox"] input', '[data-testid="stMultiSelect"] [data-baseweb="tag"] span',
+               '[role="tab"] p', '[data-testid="stCheckbox"] p', '[data-testid="stWidgetLabel"] p')
+
+
+def clipped_js(selectors: tuple[str, ...] = WIDGET_TEXT) -> str:
+    """A script for `page.evaluate`: the text of every visible element matching `selectors` that is
+    cut off (it, or an element inside it, narrower than its content), once each."""
+    return """() => {
+  const sel = %s;
+  const cut = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
+  const out = [];
+  for (const s of sel) for (const el of document.querySelectorAll(s)) {
+    if (!el.offsetParent) continue;                         // hidden (another tab, a closed expander)
+    if (cut(el) || [...el.querySelectorAll('*')].some(cut))
+      out.push((el.innerText || el.value || el.getAttribute('title') || '').trim().slice(0, 60));
+  }
+  return [...new Set(out)];
+}""" % json.dumps(list(selectors))
+
+
+CLIPPED_JS = clipped_js()
 
 
 def require_chromium() -> None:

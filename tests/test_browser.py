@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
+from tests.browsers import ARTIFACTS, CLIPPED_JS, IDLE, chromium, module_server, require_chromium
 
 
 require_chromium()
@@ -218,21 +218,6 @@ def test_training_lab_siamese_and_depth_in_a_browser(server, page):
     assert not page.query_selector_all('[data-testid="stException"]')
 
 
-# What a projector must show whole: metric values and labels, button labels, select values, tabs,
-# toggle and widget labels.
-CLIPPED_JS = """() => {
-  const sel = ['[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]', 'button',
-               '[data-testid="stSelectbox"] input', '[data-testid="stMultiSelect"] [data-baseweb="tag"] span',
-               '[role="tab"] p', '[data-testid="stCheckbox"] p', '[data-testid="stWidgetLabel"] p'];
-  const cut = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
-  const out = [];
-  for (const s of sel) for (const el of document.querySelectorAll(s)) {
-    if (!el.offsetParent) continue;                         // hidden (another tab, a closed expander)
-    if (cut(el) || [...el.querySelectorAll('*')].some(cut))
-      out.push((el.innerText || el.value || el.getAttribute('title') || '').trim().slice(0, 60));
-  }
-  return [...new Set(out)];
-}"""
 PROJECTOR_PAGES = ("/", "/explorer?arch=alexnet", "/explorer?arch=resnet152",
                    "/explorer?arch=inception_module&o_reductions=True&layer=13", "/explorer?arch=unet",
                    "/inside", "/transfer", "/lab", "/lab?task=unet", "/lab?task=siamese", "/lab?task=depth",

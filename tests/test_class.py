@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.browser import CHROMIUM_ARGS as ARGS
+from bench.browser import IDLE
+from tests.browsers import CHROMIUM
 from tests.conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 COOKIE = "CONVNETLAB_REPLICA"
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
+from tests.browsers import ARTIFACTS, IDLE, chromium, clipped_js, module_server, require_chromium
 
 STEP = r"/step \d+ of \d+/.test(document.body.innerText)"
 
@@ -71,19 +71,9 @@ CHART_TEXT_JS = """() => {
 
 # Metric values and labels, buttons, select values, widget labels wider than their box; tables wider
 # than their column (a static table that scrolls, a data frame's grid with a horizontal scroll bar).
-CLIPPED_JS = """() => {
-  const sel = ['[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]', '[data-testid="stMetricDelta"]',
-               'button', '[data-testid="stSelectbox"] input', '[data-testid="stWidgetLabel"] p',
-               '[data-testid="stTable"]', '.dvn-scroller'];
-  const cut = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
-  const out = [];
-  for (const s of sel) for (const el of document.querySelectorAll(s)) {
-    if (!el.offsetParent) continue;
-    if (cut(el) || [...el.querySelectorAll('*')].some(cut))
-      out.push((el.innerText || el.value || '').trim().slice(0, 60));
-  }
-  return [...new Set(out)];
-}"""
+CLIPPED_JS = clipped_js(('[data-testid="stMetricValue"]', '[data-testid="stMetricLabel"]',
+                         '[data-testid="stMetricDelta"]', 'button', '[data-testid="stSelectbox"] input',
+                         '[data-testid="stWidgetLabel"] p', '[data-testid="stTable"]', '.dvn-scroller'))
 
 # The intro under the title: its colour's contrast on white and its size.
 INTRO_JS = """() => {

@@ -11,11 +11,9 @@ import time
 
 import pytest
 
-from tests.browsers import ARTIFACTS, IDLE, chromium, module_server, require_chromium
+from tests.browsers import ARTIFACTS, CLIPPED_JS, IDLE, chromium, module_server, require_chromium
 
 require_chromium()
-
-from tests.test_browser import CLIPPED_JS  # noqa: E402
 
 PREPARED_RUNS = ("transfer-scenario-3", "degradation")     # the cheapest runs with a loop and without
 
