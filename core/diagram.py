@@ -45,11 +45,12 @@ def _thread_recorder():
         per_thread = True
 
         def __enter__(self) -> None:
-            super().__enter__()
+            # Installs the thread-bound swaps directly: torchview's own __enter__ would first make
+            # the recording versions global, and a thread that made a tensor in that moment got one.
             me = threading.get_ident()
-            nn.Module.__call__ = _only_in(me, nn.Module.__call__, self.orig_module_forward)
+            nn.Module.__call__ = _only_in(me, self.new_module_forward, self.orig_module_forward)
             for name, op in zip(recorder_tensor.orig_name_list, recorder_tensor._orig_op_list):
-                setattr(torch, name, _only_in(me, getattr(torch, name), op))
+                setattr(torch, name, _only_in(me, recorder_tensor.creation_ops_wrapper(op, self.model_graph), op))
 
     return ThreadRecorder
 
