@@ -24,8 +24,7 @@ from core.analysis import (AnalysisError, InputTooSmallError, analyze_model, las
 from core.features import gradcam_layer
 from core.spec import weightless
 from tests.conftest import ROOT
-
-NAMES = registry.names()
+from tests.sweeps import every
 
 
 def _meta_model(name, options=None):
@@ -35,7 +34,7 @@ def _meta_model(name, options=None):
     return spec, model.train(spec.trains_forward(options))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", every())
 def test_params_match_numel_and_layers_add_up(name):
     s = summarize(name)
     _, model = _meta_model(name)
@@ -46,7 +45,7 @@ def test_params_match_numel_and_layers_add_up(name):
     assert sum(r.trainable_params for r in s.layers) == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", every())
 def test_macs_match_flop_counter(name):
     s = summarize(name)
     spec, model = _meta_model(name)
@@ -88,7 +87,7 @@ def _small_size(name):
     return (3, 64, 64) if spec.torchvision_name else spec.input_size
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", every())
 def test_shapes_match_a_real_forward_pass(name):
     if name == "googlenet":
         pytest.importorskip("torchvision")

@@ -9,6 +9,7 @@ import pytest
 
 from core import registry
 from core.diagram import diagram, node_of, render
+from tests.sweeps import every
 
 
 def _draw(arch: str, depth: int):
@@ -52,7 +53,7 @@ def test_the_current_layer_is_marked_and_nodes_link_to_their_layers():
     assert 'tooltip="step to fc"' not in dot and dot.rstrip().endswith("}")
 
 
-@pytest.mark.parametrize("arch", registry.names())
+@pytest.mark.parametrize("arch", every())
 def test_every_architecture_draws_at_every_depth_the_page_offers(arch):
     from core.analysis import summarize
 

@@ -20,6 +20,7 @@ from core.analysis import summarize
 from core.explain import field_of_view, fields_of_view, layer_card, shown_warnings, variant_notes
 from core.quiz import DEFAULT_QUIZ_KINDS, check_answer, is_quizzed, next_quizzed, quiz_questions
 from tests.conftest import ROOT
+from tests.sweeps import every
 
 LECTURE = next((p for p in (ROOT / "shared", ROOT.parent / "shared") if p.exists()),
                ROOT / "shared") / "lecture" / "000_849b641bb26e7e6f.txt"
@@ -503,7 +504,7 @@ def test_every_equation_on_every_card_holds(name, size, options):
     assert checked >= len(s.layers)      # the audit did read something: at least one per layer
 
 
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", every())
 def test_every_equation_in_the_notes_and_descriptions_holds(name):
     spec = registry.get(name)
     for text in [spec.description] + [n.text for n in variant_notes(name)]:

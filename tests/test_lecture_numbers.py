@@ -9,6 +9,7 @@ from core import registry
 from core.analysis import summarize
 from core.explain import layer_card
 from core.formatting import fmt_shape
+from tests.sweeps import every
 
 # The slide "Number of parameters": layer, output, weights, biases, parameters.
 ALEXNET_TABLE = [
@@ -182,7 +183,7 @@ def test_model_zoo_gmacs_are_for_each_models_own_resolution():
     assert {m.resolution for m in models.values()} != {224}
 
 
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", every())
 def test_every_layer_has_a_card_with_its_output_and_parameters(name):
     """Each card states the layer's output shape; layers with parameters show their count."""
     s = summarize(name)

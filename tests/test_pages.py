@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core import registry
 from tests.conftest import ROOT
 from tests.pagewait import rerun_until
+from tests.sweeps import every
 
 APP = str(ROOT / "app.py")
 PAGES = ["pages/home.py", "pages/explorer.py", "pages/inside.py", "pages/transfer.py", "pages/lab.py",
@@ -185,7 +186,7 @@ def test_csv_download_and_block_view_for_a_deep_network():
     assert any(len(f.value) < 60 for f in frames)        # the block view is much shorter
 
 
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", every())
 def test_explorer_renders_every_architecture(name):
     at = _explorer(arch=name, layer="1", quiz="1")
     assert not at.exception, [e.value for e in at.exception]

@@ -17,6 +17,7 @@ from torch import nn
 
 from core import registry
 from core.analysis import summarize
+from tests.sweeps import every
 
 
 class _Stop(Exception):
@@ -110,7 +111,7 @@ def _sample(records, k=6):
 EXACT = [n for n in registry.names() if n not in {"conv_autoencoder", "unet"}]
 
 
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", every(EXACT))
 def test_receptive_field_matches_gradient(name):
     size = _size(name)
     s = summarize(name, size)
