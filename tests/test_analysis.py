@@ -110,6 +110,25 @@ def test_summarize_allocates_no_weights():
     assert grown < 50e6, f"peak memory grew by {grown / 1e6:.0f} MB"
 
 
+def test_a_summary_asked_for_again_is_a_fresh_copy_of_the_same_analysis():
+    """summarize keeps its last results: asked again (its options spelled out or not) it returns what
+    a fresh analysis returns, as a copy that a caller who changed the first one did not touch; another
+    input size or option is analysed anew."""
+    from core.analysis import summarize_module
+
+    first = summarize("alexnet")
+    first.layers[0].output_shape[0] = -1
+    first.layers.pop()
+    spec = registry.get("alexnet")
+    fresh = summarize_module(spec.build_meta(), spec.name, spec.title, spec.input_size,
+                             options=spec.resolve_options(None))
+    again = summarize("alexnet", None, spec.resolve_options(None))
+    assert again is not first and again.to_json() == fresh.to_json()
+    towers = summarize("alexnet", options={"two_towers": True})
+    assert towers.totals.params < fresh.totals.params         # grouped convolutions: fewer weights
+    assert summarize("resnet18", (3, 64, 64)).layers[-3].output_shape != summarize("resnet18").layers[-3].output_shape
+
+
 def test_too_small_input_names_the_layer():
     with pytest.raises(InputTooSmallError) as e:
         summarize("alexnet", (3, 32, 32))
