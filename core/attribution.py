@@ -16,8 +16,6 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import (Deconvolution, GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion,
-                         Saliency)
 from torch import nn
 
 from core.images import normalise
@@ -65,6 +63,10 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, gradc
     of `occlusion_window` pixels at strides of three quarters of a window. Grad-CAM weights the chosen stage's
     channels by their average gradient, keeps the positive part and upsamples to the input.
     """
+    # captum (with matplotlib and pandas) is imported on first use, not with the pages that only name the methods
+    from captum.attr import (Deconvolution, GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam,
+                             Occlusion, Saliency)
+
     was_training = model.training
     model.eval()
     t = time.perf_counter()

@@ -12,14 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnx2torch")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from core import registry  # noqa: E402
-from core.analysis import AnalysisError, summarize  # noqa: E402
-from core.onnx_import import (MAX_NESTING, MAX_NODES, MAX_ONNX_MB, OnnxError, export_onnx, module_paths,  # noqa: E402
-                              read_onnx, summarize_onnx)
+from core import registry
+from core.analysis import AnalysisError, summarize
+from core.onnx_import import (MAX_NESTING, MAX_NODES, MAX_ONNX_MB, OnnxError, export_onnx, module_paths, read_onnx,
+                              summarize_onnx)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +79,8 @@ def test_branches_and_concatenation_survive_the_round_trip():
 
 def _hand_made(dynamic: bool = False) -> bytes:
     """Conv 3->8 (3x3, stride 2, pad 1) -> Relu -> MaxPool 2x2 -> GlobalAveragePool -> Flatten -> Gemm 8->5."""
+    from onnx import TensorProto, helper, numpy_helper
+
     rng = torch.Generator().manual_seed(0)
     w = numpy_helper.from_array(torch.randn(8, 3, 3, 3, generator=rng).numpy(), "w")
     b = numpy_helper.from_array(torch.randn(8, generator=rng).numpy(), "b")
@@ -120,7 +118,10 @@ def test_a_size_the_file_leaves_open_is_the_users():
         summarize_onnx(fixed, (3, 64, 32))
 
 
-def _model(nodes, inits=(), inputs=None, opsets=(("", 17),)) -> onnx.ModelProto:
+def _model(nodes, inits=(), inputs=None, opsets=(("", 17),)):
+    """An onnx ModelProto of `nodes` (onnx is imported where it is used: collecting this file stays cheap)."""
+    from onnx import TensorProto, helper
+
     inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
     graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               list(inits))
@@ -128,6 +129,8 @@ def _model(nodes, inits=(), inputs=None, opsets=(("", 17),)) -> onnx.ModelProto:
 
 
 def test_unsupported_operators_are_all_named_in_one_message():
+    from onnx import helper
+
     nodes = [helper.make_node("Hardmax", ["x"], ["a"]), helper.make_node("Hardmax", ["a"], ["b"]),
              helper.make_node("Det", ["b"], ["c"]), helper.make_node("Mystery", ["c"], ["y"], domain="com.example")]
     m = _model(nodes, opsets=(("", 17), ("com.example", 1)))
@@ -161,6 +164,8 @@ def test_a_300_mb_file_is_refused_before_it_is_parsed():
 
 def test_weights_in_another_file_are_refused_and_never_read():
     """External data names a path on the server: refused, not looked up."""
+    from onnx import TensorProto, helper, numpy_helper
+
     t = numpy_helper.from_array(torch.ones(4, 3, 1, 1).numpy(), "w")
     t.ClearField("raw_data")
     t.data_location = TensorProto.EXTERNAL
@@ -171,6 +176,8 @@ def test_weights_in_another_file_are_refused_and_never_read():
 
 
 def test_too_many_nodes_and_too_deep_nesting_are_refused():
+    from onnx import helper
+
     nodes = [helper.make_node("Relu", [f"v{i}" if i else "x"], [f"v{i + 1}" if i < MAX_NODES else "y"])
              for i in range(MAX_NODES + 1)]
     with pytest.raises(OnnxError, match="more than 20,000 nodes"):
@@ -184,6 +191,8 @@ def test_too_many_nodes_and_too_deep_nesting_are_refused():
 
 
 def test_inputs_that_are_not_images_are_refused():
+    from onnx import TensorProto, helper
+
     tokens = [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 16])]
     with pytest.raises(OnnxError, match="is not a float tensor"):
         read_onnx(_model([helper.make_node("Relu", ["x"], ["y"])], inputs=tokens).SerializeToString(), "t.onnx")

@@ -15,12 +15,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-pytest.importorskip("timm")
-
-from core import archs, registry, timm_archs  # noqa: E402
-from core.analysis import summarize  # noqa: E402
-from core.spec import UnknownArchitectureError  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from core import archs, registry, timm_archs
+from core.analysis import summarize
+from core.spec import UnknownArchitectureError
+from tests.conftest import ROOT
 
 SUCCESSORS = ["timm:inception_v4", "timm:legacy_xception"]
 
