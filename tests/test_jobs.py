@@ -66,6 +66,35 @@ def test_finished_jobs_release_their_pipes(runner):
     assert len(os.listdir("/proc/self/fd")) <= fds + 1      # no pipes left behind per job
 
 
+def test_pages_do_not_wait_while_a_spare_worker_starts(tmp_path):
+    """The runner keeps a spare worker; the first one's start waits for the fork server's imports
+    (seconds after a server starts). Meanwhile a page lists and submits jobs without waiting for it;
+    the job then runs."""
+    import threading
+
+    starting, go_on = threading.Event(), threading.Event()
+
+    class SlowStart(LocalRunner):
+        def _spawn(self):
+            starting.set()
+            assert go_on.wait(30)
+            return super()._spawn()
+
+    r = SlowStart(max_concurrent=1, root=str(tmp_path), handlers=HANDLERS)
+    try:
+        assert starting.wait(10)                 # the spare is being started, its start held up
+        answers: list = []
+        page = threading.Thread(target=lambda: answers.append((r.jobs_of("ann"), r.submit("ann", JobSpec("count", 1)))))
+        page.start()
+        page.join(10)
+        assert len(answers) == 1 and answers[0][0] == []   # answered while the spare was still starting
+        go_on.set()
+        assert wait(r, answers[0][1], 60).state == "done"
+    finally:
+        go_on.set()
+        r.shutdown()
+
+
 def test_run_job_maps_outcomes_without_a_process(tmp_path):
     from core.train.context import JobContext
 

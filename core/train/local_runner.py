@@ -271,10 +271,31 @@ class LocalRunner(JobTable):
                         running += 1
                     except OSError as e:  # e.g. out of processes or file descriptors
                         self._set(j, "failed", f"could not start a worker process: {e}")
-                if self._keep_spare and not self._stop.is_set():
-                    self._refresh_spare()
                 self._forget_old()
+                want_spare = self._keep_spare and not self._stop.is_set() and not self._spare_alive()
+            if want_spare:
+                self._add_spare()
             time.sleep(0.05)
+
+    def _spare_alive(self) -> bool:
+        """Whether a live spare waits (a dead one is closed and dropped). Under the lock."""
+        if self._spare is not None and not self._spare.process.is_alive():
+            self._close(self._spare)
+            self._spare = None
+        return self._spare is not None
+
+    def _add_spare(self) -> None:
+        """Starts a spare worker outside the lock: the first start of the fork server waits for its
+        imports (seconds), and the pages that list or submit jobs must not wait with it."""
+        try:
+            w = self._spawn()
+        except OSError:  # no spare then; jobs start cold
+            return
+        with self._lock:
+            if self._spare is None and not self._stop.is_set():
+                self._spare, w = w, None
+        if w is not None:        # shut down meanwhile
+            self._close(w)
 
     def _spawn(self) -> _Worker:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -293,19 +314,8 @@ class LocalRunner(JobTable):
         receive.close()
         return _Worker(process, q, cancel, send)
 
-    def _refresh_spare(self) -> None:
-        """Keeps one live worker waiting (a spare that died is replaced)."""
-        if self._spare is not None and not self._spare.process.is_alive():
-            self._close(self._spare)
-            self._spare = None
-        if self._spare is None:
-            try:
-                self._spare = self._spawn()
-            except OSError:  # no spare then; jobs start cold
-                self._spare = None
-
     def _start(self, j: _Job) -> None:
-        self._refresh_spare()                          # a live worker, a new one if the spare died
+        self._spare_alive()                            # a dead spare is dropped: this job starts cold
         w, self._spare = self._spare or self._spawn(), None
         # From another thread: a zip's bytes can outgrow the pipe while the worker still imports.
         threading.Thread(target=_send, args=(w.jobs, (j.spec, str(j.out_dir))), daemon=True).start()
