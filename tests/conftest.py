@@ -39,7 +39,7 @@ import pytest  # noqa: E402
 BROWSER_MODULES = {"test_browser", "test_browser_own_model", "test_browser_transfer_norm", "test_lab_browser",
                    "test_lecture_browser", "test_class"}
 RAY_MODULES = {"test_class"}          # and in test_runners the tests that use its Ray cluster (see _uses_ray)
-SLOW_SECONDS = 3.0          # a test that took longer in the recorded run counts as slow
+SLOW_SECONDS = 2.0          # a test that took longer in the recorded run is slow (most: tiny runs trained to the end)
 # Fixtures that train a network to the end (tens of seconds, paid by whichever of their tests runs first):
 # every test that uses one counts as slow, not only the one that paid for it in the recorded run.
 TRAINING_FIXTURES = {"small_siamese", "trained_ae"}
@@ -47,8 +47,8 @@ SLOW_FILE = Path(__file__).with_name("slow_tests.txt")
 
 
 def _recorded() -> dict[str, float]:
-    """Tests recorded as slow, with their seconds (tests/slow_tests.txt, rewritten by
-    `scripts/test.sh --record-slow`)."""
+    """Tests recorded as slow, with their seconds, and each module's other tests, their seconds together
+    under the module's path (tests/slow_tests.txt, rewritten by `scripts/test.sh --record-slow`)."""
     try:
         lines = SLOW_FILE.read_text().splitlines()
     except OSError:
@@ -83,6 +83,7 @@ def pytest_collection_modifyitems(config, items):
     this order, each to the first free worker: the longest first, by their recorded seconds, so that the
     two workers finish together; a module keeps its own order."""
     recorded = _recorded()
+    quick = "not slow" in (config.getoption("markexpr", "") or "")      # the slow tests will be deselected
     modules: dict[str, list] = {}
     weight: dict[str, float] = {}
     for item in items:
@@ -94,8 +95,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.ray)
         if seconds is not None or TRAINING_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-        modules.setdefault(module, []).append(item)
-        weight[module] = weight.get(module, 0.0) + (seconds if seconds is not None else 0.2)
+        if module not in modules:
+            modules[module] = []
+            weight[module] = recorded.get(item.nodeid.partition("::")[0], 0.0)   # its other tests together
+        modules[module].append(item)
+        if seconds is not None and not quick:
+            weight[module] += seconds
     order = sorted(modules, key=lambda m: -weight[m])
     items[:] = [i for m in order for i in modules[m]]
 
