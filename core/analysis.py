@@ -532,6 +532,12 @@ _KEPT: OrderedDict[tuple, bytes] = OrderedDict()
 _KEPT_LOCK = threading.Lock()
 
 
+def forget_summaries() -> None:
+    """Drops the kept summaries: the next `summarize` analyses again (a benchmark times the analysis)."""
+    with _KEPT_LOCK:
+        _KEPT.clear()
+
+
 def summarize_module(model: nn.Module, arch: str, title: str, size: tuple[int, int, int], num_inputs: int = 1,
                      train: bool = False, options: dict[str, Any] | None = None) -> Summary:
     """`analyze_model` as a `Summary`, for any model (a registry entry, a timm one, a converted ONNX file,

@@ -110,13 +110,23 @@ def test_summarize_allocates_no_weights():
     assert grown < 50e6, f"peak memory grew by {grown / 1e6:.0f} MB"
 
 
-def test_a_summary_asked_for_again_is_a_fresh_copy_of_the_same_analysis():
+def test_a_summary_asked_for_again_is_a_fresh_copy_of_the_same_analysis(monkeypatch):
     """summarize keeps its last results: asked again (its options spelled out or not) it returns what
     a fresh analysis returns, as a copy that a caller who changed the first one did not touch; another
-    input size or option is analysed anew."""
-    from core.analysis import summarize_module
+    input size or option is analysed anew, and so is everything after forget_summaries."""
+    from core.analysis import forget_summaries, summarize_module
+    from core.spec import ArchSpec
 
+    built = []
+    build_meta = ArchSpec.build_meta
+    monkeypatch.setattr(ArchSpec, "build_meta", lambda self, options=None: built.append(self.name)
+                        or build_meta(self, options))
+    forget_summaries()
     first = summarize("alexnet")
+    assert summarize("alexnet").to_json() == first.to_json() and built == ["alexnet"]   # analysed once
+    forget_summaries()
+    summarize("alexnet")
+    assert built == ["alexnet", "alexnet"]
     first.layers[0].output_shape[0] = -1
     first.layers.pop()
     spec = registry.get("alexnet")
