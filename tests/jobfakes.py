@@ -12,13 +12,14 @@ from core.train.events import Diverged, Note, Step
 
 
 def count(spec, ctx) -> str:
-    """Emits `spec.config` steps (an int), then says whether this process started with torch
-    imported, and its parent process."""
+    """Emits `spec.config` steps (an int), then says whether this process started with torch and
+    scikit-learn imported, and its parent process."""
     for i in range(1, spec.config + 1):
         ctx.emit(Step(step=i, total_steps=spec.config, epoch=1, loss=1.0 / i, lrs=(0.1,), elapsed=0.0,
                       images_per_s=None, eta=0.0))
     (ctx.out_dir / "out.txt").write_text(f"{spec.config} steps")
     ctx.emit(Note(f"torch imported: {'torch' in sys.modules}"))
+    ctx.emit(Note(f"sklearn imported: {'sklearn' in sys.modules}"))
     ctx.emit(Note(f"parent: {os.getppid()}"))
     return f"counted to {spec.config}"
 

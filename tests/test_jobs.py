@@ -43,13 +43,14 @@ def test_events_arrive_in_order_and_since_returns_only_new_ones(runner):
 
 def test_workers_are_forked_from_one_process_that_imported_torch_once(runner):
     """Every worker starts with torch already imported (a spawned one imported it again, 3 to 4
-    CPU-seconds a job), forked from one fork server that holds libtorch: not the runner's process."""
+    CPU-seconds a job), and scikit-learn, which the default jobs import on first use (about 1 s each),
+    forked from one fork server that holds libtorch: not the runner's process."""
     parents = set()
     for owner in ("ann", "ben"):
         jid = runner.submit(owner, JobSpec("count", 1))
         assert wait(runner, jid, 60).state == "done"
         ev = runner.events(jid)
-        assert Note("torch imported: True") in ev
+        assert Note("torch imported: True") in ev and Note("sklearn imported: True") in ev
         parents |= {int(e.message.split()[1]) for e in ev if isinstance(e, Note) and e.message.startswith("parent:")}
     assert len(parents) == 1 and os.getpid() not in parents
     server = parents.pop()

@@ -41,15 +41,21 @@ from core.train.store import JobStore
 
 
 def _context() -> Any:
-    """multiprocessing's fork server, told to import the default handlers' modules when it starts
+    """multiprocessing's fork server, told to import the default handlers' modules and PRELOAD when it starts
     (the first worker of this process starts it; every runner of the process shares it). Spawn
     where there is no fork server (Windows), or when $CONVNETLAB_WORKER_START says "spawn"
     (bench/bench_worker_start.py compares the two)."""
     if os.environ.get("CONVNETLAB_WORKER_START") == "spawn" or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(sorted({target.partition(":")[0] for target in HANDLERS.values()}))
+    ctx.set_forkserver_preload(sorted({target.partition(":")[0] for target in HANDLERS.values()} | set(PRELOAD)))
     return ctx
+
+
+# Imported by the fork server besides the handlers' modules: what the default jobs import on first use.
+# scikit-learn (with scipy): the Studio's default run reads its digits, the Lab's autoencoder uses it too;
+# imported in each job's worker it took about 1.1 s before the first step (bench_first_progress.py).
+PRELOAD = ("sklearn.datasets",)
 
 
 # A pipe whose sending end only this process holds, and never writes to: each worker holds its
