@@ -55,6 +55,7 @@ def _context() -> Any:
 # Imported by the fork server besides the handlers' modules: what the default jobs import on first use.
 # scikit-learn (with scipy): the Studio's default run reads its digits, the Lab's autoencoder uses it too;
 # imported in each job's worker it took about 1.1 s before the first step (bench_first_progress.py).
+# The fork server skips a module it cannot import (the GPU machine's environment, say).
 PRELOAD = ("sklearn.datasets",)
 
 
