@@ -40,13 +40,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_class import free_port, run_folder, start_class, stop_class  # noqa: E402
+from bench.browser import CHROMIUM, IDLE  # noqa: E402
+from bench.browser import CHROMIUM_ARGS as ARGS  # noqa: E402
 from bench.st_protocol import ProtocolSession  # noqa: E402
 from core.lecture.stops import STOPS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TITLE_JS = "() => document.querySelector('[data-testid=\"stMainBlockContainer\"] h2')?.innerText.trim()"
 COOKIE = "CONVNETLAB_REPLICA"
 

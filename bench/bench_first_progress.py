@@ -81,11 +81,11 @@ def browser(repeat: int, idle: float, base: str | None = None) -> dict:
 
     from playwright.sync_api import sync_playwright
 
-    from bench.browser import CHROMIUM_ARGS, load, streamlit_server
+    from bench.browser import CHROMIUM, CHROMIUM_ARGS, load, streamlit_server
 
     times = []
     with (contextlib.nullcontext(base) if base else streamlit_server()) as base, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for _ in range(repeat):
             pg = b.new_page(viewport={"width": 1280, "height": 900})
             load(pg, base + "/transfer")

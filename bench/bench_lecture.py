@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import CHROMIUM_ARGS, IDLE, streamlit_server  # noqa: E402
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, streamlit_server  # noqa: E402
 
 # The stop on screen: its address, its header, the script done, and every chart of the stop drawn.
 SHOWN_JS = """([slug, title]) => {
@@ -66,7 +66,7 @@ def main() -> int:
           f"({state['profile'] if state else 'no'} run settings)", flush=True)
     rows: dict[str, list[float]] = {s.slug: [] for s in STOPS[1:]}
     with streamlit_server() as base, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for p in range(a.passes):
             pg = b.new_page(viewport={"width": 1024, "height": 768})
             for s, t in zip(STOPS[1:], walk(pg, list(STOPS), base)):

@@ -28,7 +28,7 @@ from typing import Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import CHROMIUM_ARGS, IDLE, load, streamlit_server  # noqa: E402
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, load, streamlit_server  # noqa: E402
 
 ARCHS = ("alexnet", "vgg16", "resnet50", "googlenet", "mobilenet_v2")
 
@@ -83,7 +83,7 @@ def run(n: int, train: int = 0, base: str | None = None, ports: list[str] | None
         def server_mb() -> float:
             return sum(server_rss_mb(p) for p in ports)
 
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         before = server_mb()
         trainers = [start_training(b, base) for _ in range(train)]
         waits: dict[int, float] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import CHROMIUM_ARGS, load, streamlit_server  # noqa: E402
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, load, streamlit_server  # noqa: E402
 
 PAGES = ("/", "/explorer", "/inside", "/transfer", "/lab", "/design", "/zoo")
 
@@ -30,7 +30,7 @@ def main() -> int:
     a = ap.parse_args()
     rows = {}
     with streamlit_server() as base, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for path in PAGES:
             times = []
             for _ in range(1 + a.repeat):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import CHROMIUM_ARGS, IDLE, streamlit_process  # noqa: E402
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, streamlit_process  # noqa: E402
 
 # Long runs (they are cancelled once measured), small enough to start training within seconds.
 RUNS = {"unet": "task=unet&images=4000&size=32&epochs=100",
@@ -94,7 +94,7 @@ def main() -> int:
     rows = {}
     log = open(os.devnull, "w")
     with streamlit_process(log) as (base, server), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         warm = browser.new_page()                   # the server's first page pays for its imports, not measured
         warm.goto(f"{base}/lab?task={a.task}")
         _wait(warm)

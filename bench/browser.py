@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"      # Debian's
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import CHROMIUM_ARGS, IDLE, streamlit_server  # noqa: E402
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, streamlit_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_TASKS = ("autoencoder", "unet", "siamese", "depth")
@@ -122,7 +122,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     only = a.only.split(",")
     with streamlit_server() as base, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for name, shoot in (("lecture", lecture), ("handout", handout), ("class", classroom)):
             if name in only:
                 shoot(b, base, out)

@@ -12,12 +12,12 @@ from typing import Iterator
 
 import pytest
 
-from bench.browser import IDLE, ServerDidNotStart, streamlit_server  # noqa: F401 - IDLE for the modules
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, ServerDidNotStart, streamlit_server  # noqa: F401
 from tests.conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The benchmarks' flags, and nothing that would reach out of the machine during a test.
+ARGS = [*CHROMIUM_ARGS, "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 # What a projector must show whole: metric values and labels, button labels, select values, tabs,

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.browser import CHROMIUM, IDLE
 from bench.browser import CHROMIUM_ARGS as ARGS
-from bench.browser import IDLE
-from tests.browsers import CHROMIUM
 from tests.conftest import ROOT
 
 COOKIE = "CONVNETLAB_REPLICA"
